@@ -1,0 +1,58 @@
+"""ecsfm.sim: a fast, differentiable simulator of voltammetry.
+
+1-D planar semi-infinite diffusion of independent redox couples with Butler-Volmer kinetics,
+uncompensated resistance and double-layer charging, under any applied-potential waveform.
+
+>>> from ecsfm import sim
+>>> wf = sim.cyclic_voltammetry(e_start=0.3, e_vertex=-0.3, scan_rate=0.1)
+>>> couple = sim.Couple(e0=0.0, k0=1e-2, alpha=0.5, d_ox=1e-5, d_red=1e-5, c_ox=1.0, c_red=0.0)
+>>> res = sim.simulate(wf, [couple], sim.Cell(area=0.0707))
+"""
+
+from . import analytic
+from ._grid import SolverConfig
+from ._impedance import impedance
+from ._physics import Cell, Couple, stack_couples
+from ._solver import SimulationResult, simulate
+from ._units import DEFAULT_TEMPERATURE, FARADAY, GAS_CONSTANT, thermal_voltage
+from ._waveforms import (
+    TimeGrid,
+    Waveform,
+    cyclic_voltammetry,
+    differential_pulse_voltammetry,
+    double_potential_step,
+    linear_sweep,
+    potential_step,
+    sampled_currents,
+    sinusoid,
+    square_wave_voltammetry,
+    stack,
+    staircase_voltammetry,
+)
+
+__all__ = [
+    "Cell",
+    "Couple",
+    "DEFAULT_TEMPERATURE",
+    "FARADAY",
+    "GAS_CONSTANT",
+    "SimulationResult",
+    "SolverConfig",
+    "TimeGrid",
+    "Waveform",
+    "analytic",
+    "cyclic_voltammetry",
+    "differential_pulse_voltammetry",
+    "double_potential_step",
+    "impedance",
+    "linear_sweep",
+    "potential_step",
+    "sampled_currents",
+    "simulate",
+    "sinusoid",
+    "square_wave_voltammetry",
+    "stack",
+    "stack_couples",
+    "staircase_voltammetry",
+    "thermal_voltage",
+]

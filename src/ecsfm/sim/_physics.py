@@ -1,0 +1,123 @@
+"""The electrochemical system: redox couples and the cell they sit in.
+
+Both are ``eqx.Module`` s whose every field is an array, so ``jax.vmap`` can batch over any of
+them. Values are checked when a module is built from concrete numbers (a clear ``ValueError``
+naming the field and its allowed range); traced values (inside ``jit``/``vmap``) are not checked
+here, the solver reports non-finite results in its diagnostics instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._units import DEFAULT_TEMPERATURE
+
+__all__ = ["Couple", "Cell", "stack_couples"]
+
+
+def _as_array(x) -> Array | np.ndarray:
+    """Python and numpy numbers stay numpy (concrete even inside ``jit``, so the solver can
+    see that e.g. ``ru == 0`` before tracing); JAX arrays and tracers become float arrays."""
+    if isinstance(x, (int, float, np.number, np.ndarray, list, tuple)):
+        return np.asarray(x, dtype=np.float64)
+    return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+def _concrete(x) -> np.ndarray | None:
+    """``x`` as a numpy array if it is a concrete value, ``None`` if it is traced."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError, jax.errors.TracerArrayConversionError):
+        return None
+
+
+def _check(name: str, x, lo: float, hi: float, *, lo_open: bool, hi_open: bool = True) -> None:
+    v = _concrete(x)
+    if v is None:
+        return
+    lo_s = ("(" if lo_open else "[") + f"{lo:g}"
+    hi_s = f"{hi:g}" + (")" if hi_open else "]")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name}: must be finite, in {lo_s}, {hi_s}; got {v}")
+    bad_lo = v <= lo if lo_open else v < lo
+    bad_hi = v >= hi if hi_open else v > hi
+    if np.any(bad_lo | bad_hi):
+        raise ValueError(f"{name}: must be in {lo_s}, {hi_s}; got {v}")
+
+
+class Couple(eqx.Module):
+    """One redox couple ``O + n e- <=> R`` with Butler-Volmer kinetics.
+
+    Attributes:
+        e0: formal potential, V.
+        k0: standard heterogeneous rate constant, cm/s.
+        alpha: cathodic transfer coefficient, in (0, 1).
+        d_ox, d_red: diffusion coefficients of O and R, cm^2/s.
+        c_ox, c_red: bulk concentrations of O and R, mM (0 is allowed: an inactive couple).
+        n: number of electrons transferred.
+
+    Net oxidation rate (IUPAC sign, mol cm^-2 s^-1 per mM):
+    ``r = k0 [exp((1-alpha) f (E-e0)) c_R(0) - exp(-alpha f (E-e0)) c_O(0)]``, ``f = nF/RT``.
+    """
+
+    e0: Float[Array, "..."] = eqx.field(converter=_as_array)
+    k0: Float[Array, "..."] = eqx.field(converter=_as_array)
+    alpha: Float[Array, "..."] = eqx.field(converter=_as_array)
+    d_ox: Float[Array, "..."] = eqx.field(converter=_as_array)
+    d_red: Float[Array, "..."] = eqx.field(converter=_as_array)
+    c_ox: Float[Array, "..."] = eqx.field(converter=_as_array)
+    c_red: Float[Array, "..."] = eqx.field(converter=_as_array, default=0.0)
+    n: Float[Array, "..."] = eqx.field(converter=_as_array, default=1.0)
+
+    def __check_init__(self):
+        _check("e0", self.e0, -10.0, 10.0, lo_open=False, hi_open=False)
+        _check("k0", self.k0, 0.0, 1e6, lo_open=True, hi_open=False)
+        _check("alpha", self.alpha, 0.0, 1.0, lo_open=True)
+        _check("d_ox", self.d_ox, 0.0, 1.0, lo_open=True)
+        _check("d_red", self.d_red, 0.0, 1.0, lo_open=True)
+        _check("c_ox", self.c_ox, 0.0, 1e5, lo_open=False, hi_open=False)
+        _check("c_red", self.c_red, 0.0, 1e5, lo_open=False, hi_open=False)
+        _check("n", self.n, 0.0, 10.0, lo_open=True, hi_open=False)
+
+
+class Cell(eqx.Module):
+    """The electrode and cell around the couples.
+
+    Attributes:
+        area: electrode area, cm^2.
+        temperature: K.
+        ru: uncompensated resistance, ohm. The kinetics see ``E_applied - i * ru``.
+        cdl: double-layer capacitance, F/cm^2; charging current ``cdl * area * dE_interface/dt``.
+    """
+
+    area: Float[Array, "..."] = eqx.field(converter=_as_array, default=1.0)
+    temperature: Float[Array, "..."] = eqx.field(converter=_as_array, default=DEFAULT_TEMPERATURE)
+    ru: Float[Array, "..."] = eqx.field(converter=_as_array, default=0.0)
+    cdl: Float[Array, "..."] = eqx.field(converter=_as_array, default=0.0)
+
+    def __check_init__(self):
+        _check("area", self.area, 0.0, 1e6, lo_open=True, hi_open=False)
+        _check("temperature", self.temperature, 0.0, 1000.0, lo_open=True, hi_open=False)
+        _check("ru", self.ru, 0.0, 1e9, lo_open=False, hi_open=False)
+        _check("cdl", self.cdl, 0.0, 1.0, lo_open=False, hi_open=False)
+
+
+def stack_couples(couples: Couple | Sequence[Couple]) -> Couple:
+    """One ``Couple`` whose fields have a trailing species axis (..., S)."""
+    if isinstance(couples, Couple):
+        couples = [couples]
+    couples = list(couples)
+    if not couples:
+        raise ValueError("couples: need at least one Couple")
+    for c in couples:
+        if not isinstance(c, Couple):
+            raise ValueError(f"couples: expected Couple objects, got {type(c).__name__}")
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(jnp.broadcast_arrays(*xs), axis=-1), *couples)

@@ -1,0 +1,384 @@
+"""Time stepping: ``simulate(waveform, couples, cell)``.
+
+Per time step (all inside one ``lax.scan``; batching is ``vmap`` over any argument):
+
+1. Diffusion of every species over the step is exact in the mode basis (``_grid``); what the
+   surface concentration would be with no new flux this step is
+   ``a = v . (exp(mu h) u~) + beta0 q_old``.
+2. The surface concentration responds linearly to this step's flux: ``u(0) = a + beta1 q``.
+   Butler-Volmer is linear in the surface concentrations at a given interface potential, so
+   the implicit kinetic boundary has a closed form (no iteration, no clipping):
+
+       r = k0 (e_a X - e_c Y) / (1 + beta k0 (e_a g_R + e_c g_O))
+
+   with ``X, Y`` the no-reaction surface concentrations of R and O, ``e_a, e_c`` the anodic and
+   cathodic exponentials and ``g = sqrt(T / D)`` each species' flux scale. Numerator and
+   denominator are scaled by ``exp(-max exponent)`` so nothing overflows at any overpotential.
+3. With uncompensated resistance the interface potential ``E = E_app - Ru i(E)`` with
+   ``i = i_F(E) + Cdl A (E - E_prev)/dt`` is solved by safeguarded Newton (``g(E)`` is monotone
+   increasing, so the root is bracketed by ``E_app`` and ``E_app - Ru i(E_app)``). With
+   ``Ru = 0`` known before tracing this is skipped: ``E = E_app`` exactly.
+4. The modes advance with the flux ``q = +g_O r`` (O produced by oxidation) and ``-g_R r``.
+
+Currents are in A, IUPAC (oxidation positive). ``r`` is in mM cm/s; ``i = n F A r * 1e-6``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._grid import SolverConfig, propagator
+from ._physics import Cell, Couple, _concrete, stack_couples
+from ._units import FARADAY, GAS_CONSTANT, MOL_PER_CM3_PER_MM
+from ._waveforms import Waveform
+
+__all__ = ["SimulationResult", "simulate"]
+
+#: Far-field perturbation (fraction of the largest bulk concentration) above which the
+#: result warns that the grid is too short. erfc(3) ~ 2e-5 is the expectation at x_max = 6.
+FAR_FIELD_WARN = 1e-3
+#: Newton residual of the iR equation, V, above which the result warns (0.01 mV).
+NEWTON_WARN_V = 1e-5
+
+
+class SimulationResult(eqx.Module):
+    """What ``simulate`` returns (one simulation; a leading batch axis under ``vmap``).
+
+    Attributes:
+        time: s, (N+1,).
+        potential: applied potential, V, (N+1,).
+        current: total current, A, (N+1,) (IUPAC: oxidation positive). ``current[0]`` is the
+            cell at rest (0 A).
+        faradaic_current: A, (N+1,).
+        charging_current: A, (N+1,).
+        interface_potential: ``potential - current * ru``, V, (N+1,).
+        couple_current: faradaic current of each couple, A, (N+1, S).
+        surface_concentration: mM at the electrode, (N+1, S, 2) as ``[ox, red]``.
+        final_concentration: mM at the end, on the nodes, (S, 2, M+1).
+        grid_x: dimensionless node positions, (M+1,).
+        diffusion_length: ``sqrt(D * duration)``, cm, (S, 2): node k of species j of couple s is
+            at ``grid_x[k] * diffusion_length[s, j]`` cm.
+        far_field: largest |perturbation| at the last interior node / largest bulk conc., ().
+        newton_residual: largest |E - E_app + Ru i| over the run, V, ().
+    """
+
+    time: Float[Array, " n"]
+    potential: Float[Array, " n"]
+    current: Float[Array, " n"]
+    faradaic_current: Float[Array, " n"]
+    charging_current: Float[Array, " n"]
+    interface_potential: Float[Array, " n"]
+    couple_current: Float[Array, "n s"]
+    surface_concentration: Float[Array, "n s 2"]
+    final_concentration: Float[Array, "s 2 m"]
+    grid_x: Float[Array, " m"]
+    diffusion_length: Float[Array, "s 2"]
+    far_field: Float[Array, ""]
+    newton_residual: Float[Array, ""]
+
+    def profile(self, x_cm: Float[Array, " k"]) -> Float[Array, "s 2 k"]:
+        """Final concentrations (mM) at distances ``x_cm`` (cm) from the electrode."""
+        x_cm = jnp.asarray(x_cm)
+        xs = x_cm[None, None, :] / self.diffusion_length[..., None]
+        interp = jnp.vectorize(lambda xq, f: jnp.interp(xq, self.grid_x, f), signature="(k),(m)->(k)")
+        return interp(xs, self.final_concentration)
+
+    def problems(self) -> list[str]:
+        """Human-readable list of what went wrong (empty if nothing). Needs concrete values."""
+        out = []
+        if not bool(jnp.all(jnp.isfinite(self.current))):
+            out.append("current is not finite: check the inputs (traced inputs are not validated)")
+        if float(jnp.max(self.far_field)) > FAR_FIELD_WARN:
+            out.append(
+                f"grid too short: the far boundary is perturbed by {float(jnp.max(self.far_field)):.2e} "
+                "of the bulk; increase SolverConfig.x_max"
+            )
+        if float(jnp.max(self.newton_residual)) > NEWTON_WARN_V:
+            out.append(
+                f"iR drop not converged: residual {float(jnp.max(self.newton_residual)):.2e} V; "
+                "increase SolverConfig.newton_iterations or use a finer time step"
+            )
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems()
+
+
+def _maybe_zero(x) -> bool:
+    """True if ``x`` is concrete and all zero (so a code path can be skipped before tracing)."""
+    v = _concrete(x)
+    return v is not None and bool(np.all(v == 0))
+
+
+def simulate(
+    waveform: Waveform,
+    couples: Couple | Sequence[Couple],
+    cell: Cell | None = None,
+    *,
+    config: SolverConfig = SolverConfig(),
+) -> SimulationResult:
+    """Simulate the current of ``couples`` in ``cell`` under ``waveform``.
+
+    Args:
+        waveform: the applied potential program (see ``ecsfm.sim`` builders).
+        couples: one ``Couple`` or a sequence of S of them (independent couples, one electrode).
+        cell: area, temperature, Ru, Cdl (default: 1 cm^2, 298.15 K, no Ru, no Cdl).
+        config: discretisation settings (static).
+
+    Returns:
+        A ``SimulationResult``; ``result.problems()`` lists anything that went wrong.
+
+    ``jit``-able, differentiable with ``jax.grad``, and batched two ways: ``jax.vmap`` over any
+    array field of the arguments, or, faster, by giving the fields leading batch dimensions
+    (they broadcast like numpy; e.g. ``Couple(k0=jnp.logspace(-4, 0, 1024), ...)``). The result
+    then has those leading dimensions. Native batches run with the batch as the fastest-varying
+    axis, in cache-sized chunks of ``config.batch_chunk``; one compiled program per waveform
+    shape, batch shape and config.
+    """
+    if not isinstance(waveform, Waveform):
+        raise ValueError(f"waveform: expected a Waveform, got {type(waveform).__name__}")
+    cell = Cell() if cell is None else cell
+    if not isinstance(cell, Cell):
+        raise ValueError(f"cell: expected a Cell, got {type(cell).__name__}")
+    cp = stack_couples(couples)
+    dtype = jnp.result_type(float)
+    n_species = cp.e0.shape[-1]
+    batch_shape = jnp.broadcast_shapes(
+        *(x.shape[:-1] for x in jax.tree_util.tree_leaves(cp)),
+        *(x.shape for x in jax.tree_util.tree_leaves(cell)),
+        waveform.potential.shape[:-1],
+        waveform.duration.shape,
+    )
+    n_batch = int(np.prod(batch_shape, dtype=np.int64))
+
+    def per_couple(x):  # (*batch, S) -> (S, B)
+        return jnp.broadcast_to(x, batch_shape + (n_species,)).reshape(n_batch, n_species).T.astype(dtype)
+
+    def per_sim(x):  # (*batch,) -> (B,)
+        return jnp.broadcast_to(x, batch_shape).reshape(n_batch).astype(dtype)
+
+    inputs = dict(
+        couple={k: per_couple(getattr(cp, k)) for k in _COUPLE_FIELDS},
+        cell={k: per_sim(getattr(cell, k)) for k in _CELL_FIELDS},
+        potential=jnp.broadcast_to(waveform.potential, batch_shape + waveform.potential.shape[-1:])
+        .reshape(n_batch, -1)
+        .T.astype(dtype),
+        duration=per_sim(waveform.duration),
+    )
+    prop = propagator(config, waveform.grid)
+    ohmic = not _maybe_zero(cell.ru)
+    core = functools.partial(_core, prop=prop, steps=waveform.grid.steps, ohmic=ohmic, config=config)
+
+    chunk = min(config.batch_chunk, n_batch)
+    n_chunks = -(-n_batch // chunk)
+    single = n_batch == 1
+    if single:
+        # No trailing batch axis at all: under an outer vmap, XLA:CPU handles (V, 2S, m) well
+        # and (V, 2S, m, 1) very badly.
+        out = core(jax.tree_util.tree_map(lambda x: x[..., 0], inputs))
+    elif n_chunks == 1:
+        out = core(inputs)
+    else:
+        pad = n_chunks * chunk - n_batch
+
+        def split(x):  # (..., B) -> (n_chunks, ..., chunk); padding repeats the last member
+            x = jnp.concatenate([x, jnp.repeat(x[..., -1:], pad, axis=-1)], -1) if pad else x
+            return jnp.moveaxis(x.reshape(x.shape[:-1] + (n_chunks, chunk)), -2, 0)
+
+        out = jax.lax.map(core, jax.tree_util.tree_map(split, inputs))
+        out = jax.tree_util.tree_map(
+            lambda x: jnp.moveaxis(x, 0, -2).reshape(x.shape[1:-1] + (n_chunks * chunk,))[..., :n_batch],
+            out,
+        )
+
+    def unbatch(x):  # (..., B) -> (*batch, ...)
+        if single:
+            return x.reshape(batch_shape + x.shape)
+        return jnp.moveaxis(x, -1, 0).reshape(batch_shape + x.shape[:-1])
+
+    out = jax.tree_util.tree_map(unbatch, out)
+    time = jnp.broadcast_to(waveform.time.astype(dtype), batch_shape + waveform.potential.shape[-1:])
+    potential = jnp.broadcast_to(waveform.potential.astype(dtype), time.shape)
+    return SimulationResult(
+        time=time,
+        potential=potential,
+        grid_x=jnp.asarray(prop.x, dtype),
+        **out,
+    )
+
+
+_COUPLE_FIELDS = ("e0", "k0", "alpha", "d_ox", "d_red", "c_ox", "c_red", "n")
+_CELL_FIELDS = ("area", "temperature", "ru", "cdl")
+
+
+def _core(inputs: dict, *, prop, steps, ohmic: bool, config: SolverConfig) -> dict:
+    """The time loop on a batch laid out with the batch as the last axis (size B).
+
+    Couple arrays are (S, B), cell arrays and the duration (B,), the potential (N+1, B); or all
+    without the trailing B axis for a single simulation.
+    The carried modes are (2S, m, B), O of every couple then R of every couple (a flat species
+    axis: XLA:CPU vectorises this layout far better than (S, 2, m, B) when S = 1). The surface
+    value ``a`` for the next step is computed in the same pass that advances the modes (one read
+    and one write of the state per step).
+    """
+    cp = inputs["couple"]
+    cl = inputs["cell"]
+    potential = inputs["potential"]
+    duration = inputs["duration"]
+    dtype = potential.dtype
+    n_species = cp["e0"].shape[0]
+    tail = cp["e0"].shape[1:]  # (B,) or ()
+
+    def col(x):  # a per-step constant, broadcast against a trailing batch axis if there is one
+        return x[..., None] if tail else x
+
+    f = cp["n"] * FARADAY / (GAS_CONSTANT * cl["temperature"])  # (S, B) 1/V
+    g_ox = jnp.sqrt(duration / cp["d_ox"])  # (S, B) s/cm
+    g_red = jnp.sqrt(duration / cp["d_red"])
+    amp_per_rate = cp["n"] * FARADAY * cl["area"] * MOL_PER_CM3_PER_MM  # A per (mM cm/s)
+    cap = cl["cdl"] * cl["area"]  # (B,) F
+    ru = cl["ru"]
+    bulk = jnp.concatenate([cp["c_ox"], cp["c_red"]], 0)  # (2S, B)
+
+    def table(x):
+        return jnp.asarray(x, dtype)
+
+    decay = col(table(prop.decay))  # (U, m, [1])
+    phi0_v = col(table(prop.phi0_v))
+    phi1_v = col(table(prop.phi1_v))
+    w_next = col(table(prop.decay * prop.v))  # v * exp(mu h): next step's surface weights
+    beta0 = table(prop.beta0)
+    beta1 = table(prop.beta1)
+    rows = np.asarray(prop.step_index)
+    next_rows = np.concatenate([rows[1:], rows[-1:]])
+    dt = col(jnp.asarray(steps, dtype)) * duration  # (N, [B]) s
+
+    def rates(e, a, b):
+        """Net oxidation rate of each couple (S, B), mM cm/s, at interface potential e (B,)."""
+        eta = f * (e - cp["e0"])
+        ea = (1.0 - cp["alpha"]) * eta
+        ec = -cp["alpha"] * eta
+        s = jax.lax.stop_gradient(jnp.maximum(ea, ec))  # >= 0; r does not depend on it
+        xa, xc = jnp.exp(ea - s), jnp.exp(ec - s)
+        num = cp["k0"] * (xa * (cp["c_red"] + a[n_species:]) - xc * (cp["c_ox"] + a[:n_species]))
+        den = jnp.exp(-s) + b * cp["k0"] * (xa * g_red + xc * g_ox)
+        return num / den
+
+    def step(carry, xs):
+        modes, q_old, a, e_prev, i_prev = carry  # (2S,m,B), (2S,B), (2S,B), (B,), (B,)
+        row, row_next, e_app, h = xs
+        b = beta1[row]
+
+        def total(e):
+            ifar = jnp.sum(amp_per_rate * rates(e, a, b), axis=0)
+            return ifar + cap * (e - e_prev) / h
+
+        if ohmic:
+            e, resid = _solve_ir(total, e_app, e_app - ru * i_prev, ru, config.newton_iterations)
+        else:
+            e, resid = e_app, jnp.zeros_like(e_app)
+        r = rates(e, a, b)  # (S, B)
+        q = jnp.concatenate([g_ox * r, -g_red * r], 0)  # (2S, B) dimensionless flux into solution
+        surface = bulk + a + b * q
+        modes = modes * decay[row] + q_old[:, None] * phi0_v[row] + q[:, None] * phi1_v[row]
+        a_next = jnp.sum(modes * w_next[row_next], axis=1) + beta0[row_next] * q
+        i_couple = amp_per_rate * r
+        i_far = jnp.sum(i_couple, axis=0)
+        i_cap = cap * (e - e_prev) / h
+        i_tot = i_far + i_cap
+        out = dict(
+            current=i_tot,
+            faradaic_current=i_far,
+            charging_current=i_cap,
+            interface_potential=e,
+            couple_current=i_couple,
+            surface_concentration=surface,
+            resid=resid,
+            q=q,
+        )
+        return (modes, q, a_next, e, i_tot), out
+
+    m = prop.v.size
+    zeros = jnp.zeros((2 * n_species,) + tail, dtype)
+    carry0 = (
+        jnp.zeros((2 * n_species, m) + tail, dtype),
+        zeros,
+        beta0[rows[0]] * zeros,
+        potential[0],
+        jnp.zeros(tail, dtype),
+    )
+    xs = (jnp.asarray(rows), jnp.asarray(next_rows), potential[1:], dt)
+    (modes, _, _, _, _), outs = jax.lax.scan(step, carry0, xs)
+
+    q = outs.pop("q")
+    resid = outs.pop("resid")
+    q_prev = q[-2] if q.shape[0] > 1 else jnp.zeros_like(q[-1])
+    fast = jnp.asarray(prop.fast_to_nodes, dtype)  # (M, 2)
+    nodes = (
+        jnp.einsum("km,jm...->jk...", jnp.asarray(prop.to_nodes, dtype), modes)
+        + q_prev[:, None] * col(fast[:, 0])
+        + q[-1][:, None] * col(fast[:, 1])
+    )  # (2S, M, B)
+    final = jnp.concatenate([nodes, jnp.zeros_like(nodes[:, :1])], 1) + bulk[:, None]
+    scale = jnp.maximum(jnp.max(bulk, axis=0), jnp.finfo(dtype).tiny)  # (B,)
+    far = jnp.max(jnp.abs(nodes[:, -1]), axis=0) / scale
+
+    def by_couple(x, axis):  # (..., 2S, ...) -> (..., S, 2, ...)
+        shape = x.shape[:axis] + (2, n_species) + x.shape[axis + 1 :]
+        return jnp.swapaxes(x.reshape(shape), axis, axis + 1)
+
+    rest = dict(
+        current=jnp.zeros((1,) + tail, dtype),
+        faradaic_current=jnp.zeros((1,) + tail, dtype),
+        charging_current=jnp.zeros((1,) + tail, dtype),
+        interface_potential=potential[:1],
+        couple_current=jnp.zeros((1, n_species) + tail, dtype),
+        surface_concentration=bulk[None],
+    )
+    out = {k: jnp.concatenate([rest[k], v], 0) for k, v in outs.items()}
+    out["surface_concentration"] = by_couple(out["surface_concentration"], 1)
+    out["final_concentration"] = by_couple(final, 0)
+    out["diffusion_length"] = jnp.stack(
+        [jnp.sqrt(cp["d_ox"] * duration), jnp.sqrt(cp["d_red"] * duration)], 1
+    )
+    out["far_field"] = far
+    out["newton_residual"] = jnp.max(jnp.abs(resid), axis=0)
+    return out
+
+
+def _solve_ir(total, e_app, e_guess, ru, iterations):
+    """Solve ``g(E) = E - e_app + ru * total(E) = 0`` for the interface potential.
+
+    ``g`` is strictly increasing (``total`` is non-decreasing in E), so the root lies between
+    ``e_app`` and ``e_app - ru * total(e_app)``; Newton steps that leave the bracket are
+    replaced by bisection. Returns the root and the final residual (V).
+    """
+    i_app = total(e_app)
+    e_other = e_app - ru * i_app
+    lo = jnp.minimum(e_app, e_other)
+    hi = jnp.maximum(e_app, e_other)
+    e = jnp.clip(e_guess, lo, hi)
+
+    def body(_, state):
+        e, lo, hi = state
+        i, di = jax.jvp(total, (e,), (jnp.ones_like(e),))
+        g = e - e_app + ru * i
+        dg = 1.0 + ru * di
+        lo = jnp.where(g < 0, e, lo)
+        hi = jnp.where(g > 0, e, hi)
+        newton = e - g / dg
+        inside = (newton >= lo) & (newton <= hi)
+        e = jnp.where(inside, newton, 0.5 * (lo + hi))
+        return e, lo, hi
+
+    e, _, _ = jax.lax.fori_loop(0, iterations, body, (e, lo, hi))
+    resid = e - e_app + ru * total(e)
+    return e, resid
