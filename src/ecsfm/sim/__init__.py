@@ -10,6 +10,7 @@ uncompensated resistance and double-layer charging, under any applied-potential 
 """
 
 from . import analytic
+from ._export import plot_impedance, plot_result, result_table, write_csv, write_impedance_csv
 from ._grid import SolverConfig
 from ._impedance import impedance
 from ._physics import Cell, Couple, stack_couples
@@ -46,6 +47,11 @@ __all__ = [
     "double_potential_step",
     "impedance",
     "linear_sweep",
+    "plot_impedance",
+    "plot_result",
+    "result_table",
+    "write_csv",
+    "write_impedance_csv",
     "potential_step",
     "sampled_currents",
     "simulate",

@@ -21,6 +21,7 @@ __all__ = [
     "nicholson_peak_separation",
     "NICHOLSON_TABLE",
     "faradaic_impedance",
+    "nernst_potential",
 ]
 
 #: (Ep - E1/2) * nF/RT for a reversible reduction peak: -1.109 (Nicholson & Shain,
@@ -136,3 +137,8 @@ def faradaic_impedance(omega, e_dc, e0, k0, alpha, d_ox, d_red, c_ox, c_red, n=1
     num = 1.0 + ka / np.sqrt(1j * w * d_red) + kc / np.sqrt(1j * w * d_ox)
     den = n * FARADAY * area * f * ((1 - alpha) * ka * cr + alpha * kc * co)
     return num / den
+
+
+def nernst_potential(e0, n, c_ox, c_red, temperature=DEFAULT_TEMPERATURE):
+    """Equilibrium potential ``E0 + (RT/nF) ln(C_O / C_R)``, V (both concentrations > 0)."""
+    return e0 + np.log(c_ox / c_red) / _f(n, temperature)
