@@ -122,8 +122,9 @@ class Waveform(eqx.Module):
 
     @property
     def time(self) -> Float[Array, " n"]:
-        """Time points, s, shape (N+1,)."""
-        return self.duration * jnp.asarray(self.grid.tau, dtype=jnp.result_type(self.duration))
+        """Time points, s, shape (..., N+1)."""
+        duration = jnp.asarray(self.duration)
+        return duration[..., None] * jnp.asarray(self.grid.tau, dtype=jnp.result_type(duration))
 
     @property
     def n_points(self) -> int:
