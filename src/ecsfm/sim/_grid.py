@@ -66,7 +66,7 @@ class SolverConfig:
     growth: float = 1.25
     newton_iterations: int = 4
     mode_tolerance: float = 1e-7
-    batch_chunk: int = 512
+    batch_chunk: int = 256
 
     def __post_init__(self):
         if not 2.0 <= self.x_max <= 50.0:

@@ -159,27 +159,31 @@ def simulate(
     )
     n_batch = int(np.prod(batch_shape, dtype=np.int64))
 
-    def per_couple(x):  # (*batch, S) -> (S, B)
-        return jnp.broadcast_to(x, batch_shape + (n_species,)).reshape(n_batch, n_species).T.astype(dtype)
-
-    def per_sim(x):  # (*batch,) -> (B,)
-        return jnp.broadcast_to(x, batch_shape).reshape(n_batch).astype(dtype)
+    # Inputs the whole batch shares keep a trailing axis of size 1 (read once, broadcast in the
+    # loop); batched ones get the batch as their trailing axis.
+    def trailing(x, event_ndim):  # (*b, *event) -> (*event, B) or (*event, 1)
+        x = jnp.asarray(x, dtype)
+        event = x.shape[x.ndim - event_ndim :]
+        if x.ndim == event_ndim:
+            return x[..., None]
+        x = jnp.broadcast_to(x, batch_shape + event).reshape((n_batch,) + event)
+        return jnp.moveaxis(x, 0, -1)
 
     inputs = dict(
-        couple={k: per_couple(getattr(cp, k)) for k in _COUPLE_FIELDS},
-        cell={k: per_sim(getattr(cell, k)) for k in _CELL_FIELDS},
-        potential=jnp.broadcast_to(waveform.potential, batch_shape + waveform.potential.shape[-1:])
-        .reshape(n_batch, -1)
-        .T.astype(dtype),
-        duration=per_sim(waveform.duration),
+        couple={k: trailing(getattr(cp, k), 1) for k in _COUPLE_FIELDS},
+        cell={k: trailing(getattr(cell, k), 0) for k in _CELL_FIELDS},
+        potential=trailing(waveform.potential, 1),
+        duration=trailing(waveform.duration, 0),
     )
     prop = propagator(config, waveform.grid)
     ohmic = not _maybe_zero(cell.ru)
-    core = functools.partial(_core, prop=prop, steps=waveform.grid.steps, ohmic=ohmic, config=config)
-
     chunk = min(config.batch_chunk, n_batch)
     n_chunks = -(-n_batch // chunk)
     single = n_batch == 1
+    core = functools.partial(
+        _core, prop=prop, steps=waveform.grid.steps, ohmic=ohmic, config=config,
+        tail=() if single else (chunk,),
+    )
     if single:
         # No trailing batch axis at all: under an outer vmap, XLA:CPU handles (V, 2S, m) well
         # and (V, 2S, m, 1) very badly.
@@ -190,6 +194,8 @@ def simulate(
         pad = n_chunks * chunk - n_batch
 
         def split(x):  # (..., B) -> (n_chunks, ..., chunk); padding repeats the last member
+            if x.shape[-1] == 1:  # shared by the batch
+                return jnp.broadcast_to(x, (n_chunks,) + x.shape)
             x = jnp.concatenate([x, jnp.repeat(x[..., -1:], pad, axis=-1)], -1) if pad else x
             return jnp.moveaxis(x.reshape(x.shape[:-1] + (n_chunks, chunk)), -2, 0)
 
@@ -219,11 +225,12 @@ _COUPLE_FIELDS = ("e0", "k0", "alpha", "d_ox", "d_red", "c_ox", "c_red", "n")
 _CELL_FIELDS = ("area", "temperature", "ru", "cdl")
 
 
-def _core(inputs: dict, *, prop, steps, ohmic: bool, config: SolverConfig) -> dict:
+def _core(inputs: dict, *, prop, steps, ohmic: bool, config: SolverConfig, tail: tuple) -> dict:
     """The time loop on a batch laid out with the batch as the last axis (size B).
 
-    Couple arrays are (S, B), cell arrays and the duration (B,), the potential (N+1, B); or all
-    without the trailing B axis for a single simulation.
+    Couple arrays are (S, B), cell arrays and the duration (B,), the potential (N+1, B), where
+    an input shared by the whole batch has a trailing 1 instead of B; for a single simulation
+    (``tail = ()``) there is no trailing axis at all. Outputs have a trailing B (or none).
     The carried modes are (2S, m, B), O of every couple then R of every couple (a flat species
     axis: XLA:CPU vectorises this layout far better than (S, 2, m, B) when S = 1). The surface
     value ``a`` for the next step is computed in the same pass that advances the modes (one read
@@ -235,10 +242,12 @@ def _core(inputs: dict, *, prop, steps, ohmic: bool, config: SolverConfig) -> di
     duration = inputs["duration"]
     dtype = potential.dtype
     n_species = cp["e0"].shape[0]
-    tail = cp["e0"].shape[1:]  # (B,) or ()
 
     def col(x):  # a per-step constant, broadcast against a trailing batch axis if there is one
         return x[..., None] if tail else x
+
+    def full(x):  # (..., 1) -> (..., B): carried values must keep one shape through the loop
+        return jnp.broadcast_to(x, x.shape[:-1] + tail) if tail else x
 
     f = cp["n"] * FARADAY / (GAS_CONSTANT * cl["temperature"])  # (S, B) 1/V
     g_ox = jnp.sqrt(duration / cp["d_ox"])  # (S, B) s/cm
@@ -246,7 +255,7 @@ def _core(inputs: dict, *, prop, steps, ohmic: bool, config: SolverConfig) -> di
     amp_per_rate = cp["n"] * FARADAY * cl["area"] * MOL_PER_CM3_PER_MM  # A per (mM cm/s)
     cap = cl["cdl"] * cl["area"]  # (B,) F
     ru = cl["ru"]
-    bulk = jnp.concatenate([cp["c_ox"], cp["c_red"]], 0)  # (2S, B)
+    bulk = jnp.concatenate(jnp.broadcast_arrays(cp["c_ox"], cp["c_red"]), 0)  # (2S, B or 1)
 
     def table(x):
         return jnp.asarray(x, dtype)
@@ -259,6 +268,7 @@ def _core(inputs: dict, *, prop, steps, ohmic: bool, config: SolverConfig) -> di
     beta1 = table(prop.beta1)
     rows = np.asarray(prop.step_index)
     uniform = prop.decay.shape[0] == 1
+    m = prop.v.size
     next_rows = np.concatenate([rows[1:], rows[-1:]])
     dt = col(jnp.asarray(steps, dtype)) * duration  # (N, [B]) s
 
@@ -288,34 +298,39 @@ def _core(inputs: dict, *, prop, steps, ohmic: bool, config: SolverConfig) -> di
             e, resid = _solve_ir(total, e_app, e_app - ru * i_prev, ru, config.newton_iterations)
         else:
             e, resid = e_app, jnp.zeros_like(e_app)
-        r = rates(e, a, b)  # (S, B)
+        e = full(e)
+        r = full(rates(e, a, b))  # (S, B)
         q = jnp.concatenate([g_ox * r, -g_red * r], 0)  # (2S, B) dimensionless flux into solution
         surface = bulk + a + b * q
         modes = modes * decay[row] + q_old[:, None] * phi0_v[row] + q[:, None] * phi1_v[row]
-        a_next = jnp.sum(modes * w_next[row_next], axis=1) + beta0[row_next] * q
+        # The sum over modes is unrolled: XLA:CPU then emits one vectorised loop over the batch
+        # (~2.5x faster than a reduce over the middle axis, measured in bench/).
+        w = w_next[row_next]
+        a_next = beta0[row_next] * q
+        for k in range(m):
+            a_next = a_next + modes[:, k] * w[k]
         i_couple = amp_per_rate * r
         i_far = jnp.sum(i_couple, axis=0)
         i_cap = cap * (e - e_prev) / h
-        i_tot = i_far + i_cap
+        i_tot = full(i_far + i_cap)
         out = dict(
             current=i_tot,
             faradaic_current=i_far,
-            charging_current=i_cap,
+            charging_current=full(i_cap),
             interface_potential=e,
             couple_current=i_couple,
-            surface_concentration=surface,
-            resid=resid,
+            surface_concentration=full(surface),
+            resid=full(resid),
             q=q,
         )
         return (modes, q, a_next, e, i_tot), out
 
-    m = prop.v.size
     zeros = jnp.zeros((2 * n_species,) + tail, dtype)
     carry0 = (
         jnp.zeros((2 * n_species, m) + tail, dtype),
         zeros,
         beta0[rows[0]] * zeros,
-        potential[0],
+        full(potential[0]),
         jnp.zeros(tail, dtype),
     )
     xs = (jnp.asarray(rows), jnp.asarray(next_rows), potential[1:], dt)
@@ -342,18 +357,20 @@ def _core(inputs: dict, *, prop, steps, ohmic: bool, config: SolverConfig) -> di
         current=jnp.zeros((1,) + tail, dtype),
         faradaic_current=jnp.zeros((1,) + tail, dtype),
         charging_current=jnp.zeros((1,) + tail, dtype),
-        interface_potential=potential[:1],
+        interface_potential=jnp.broadcast_to(potential[:1], (1,) + tail),
         couple_current=jnp.zeros((1, n_species) + tail, dtype),
-        surface_concentration=bulk[None],
+        surface_concentration=jnp.broadcast_to(bulk[None], (1, 2 * n_species) + tail),
     )
     out = {k: jnp.concatenate([rest[k], v], 0) for k, v in outs.items()}
     out["surface_concentration"] = by_couple(out["surface_concentration"], 1)
     out["final_concentration"] = by_couple(final, 0)
     out["diffusion_length"] = jnp.stack(
-        [jnp.sqrt(cp["d_ox"] * duration), jnp.sqrt(cp["d_red"] * duration)], 1
+        jnp.broadcast_arrays(jnp.sqrt(cp["d_ox"] * duration), jnp.sqrt(cp["d_red"] * duration)), 1
     )
     out["far_field"] = far
     out["newton_residual"] = jnp.max(jnp.abs(resid), axis=0)
+    if tail:
+        out = {k: jnp.broadcast_to(v, v.shape[:-1] + tail) for k, v in out.items()}
     return out
 
 
