@@ -41,7 +41,7 @@ def timed(fn, *args, repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=1024)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=10)
     args = ap.parse_args()
     wf = sim.cyclic_voltammetry(e_start=0.3, e_vertex=-0.3, scan_rate=0.1, step=1e-3)
     n_dev = jax.local_device_count()

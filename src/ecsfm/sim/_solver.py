@@ -275,10 +275,12 @@ def _core(inputs: dict, *, prop, steps, ohmic: bool, config: SolverConfig, tail:
     def rates(e, a, b):
         """Net oxidation rate of each couple (S, B), mM cm/s, at interface potential e (B,)."""
         eta = f * (e - cp["e0"])
-        ea = (1.0 - cp["alpha"]) * eta
-        ec = -cp["alpha"] * eta
-        s = jax.lax.stop_gradient(jnp.maximum(ea, ec))  # >= 0; r does not depend on it
-        xa, xc = jnp.exp(ea - s), jnp.exp(ec - s)
+        # Scale numerator and denominator by exp(-s), s = max((1-alpha) eta, -alpha eta) >= 0:
+        # the larger exponential becomes 1 and the other exp(-|eta|) (ea - ec = eta).
+        s = jnp.where(eta >= 0, 1.0 - cp["alpha"], -cp["alpha"]) * eta
+        z = jnp.exp(-jnp.abs(eta))
+        xa = jnp.where(eta >= 0, 1.0, z)
+        xc = jnp.where(eta >= 0, z, 1.0)
         num = cp["k0"] * (xa * (cp["c_red"] + a[n_species:]) - xc * (cp["c_ox"] + a[:n_species]))
         den = jnp.exp(-s) + b * cp["k0"] * (xa * g_red + xc * g_ox)
         return num / den
