@@ -10,6 +10,7 @@ uncompensated resistance and double-layer charging, under any applied-potential 
 """
 
 from . import analytic
+from ._analysis import find_peak
 from ._export import plot_impedance, plot_result, result_table, write_csv, write_impedance_csv
 from ._grid import SolverConfig
 from ._impedance import impedance
@@ -45,6 +46,7 @@ __all__ = [
     "cyclic_voltammetry",
     "differential_pulse_voltammetry",
     "double_potential_step",
+    "find_peak",
     "impedance",
     "linear_sweep",
     "plot_impedance",
