@@ -149,6 +149,15 @@ def simulate(
     if not isinstance(cell, Cell):
         raise ValueError(f"cell: expected a Cell, got {type(cell).__name__}")
     cp = stack_couples(couples)
+    # Known-zero Ru (concrete, before tracing) skips the iR solve: E_interface = E_applied.
+    ohmic = not _maybe_zero(cell.ru)
+    return _simulate(waveform, cp, cell, config=config, ohmic=ohmic)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "ohmic"))
+def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfig, ohmic: bool):
+    """``simulate`` after validation, compiled once per waveform shape, batch shape and config
+    (inlined when the caller is itself traced)."""
     dtype = jnp.result_type(float)
     n_species = cp.e0.shape[-1]
     batch_shape = jnp.broadcast_shapes(
@@ -176,7 +185,6 @@ def simulate(
         duration=trailing(waveform.duration, 0),
     )
     prop = propagator(config, waveform.grid)
-    ohmic = not _maybe_zero(cell.ru)
     chunk = min(config.batch_chunk, n_batch)
     n_chunks = -(-n_batch // chunk)
     single = n_batch == 1
