@@ -385,6 +385,23 @@ def double_potential_step(
     return b.build("double_step", params)
 
 
+def _pulsed_staircase(e_start, e_end, step, pulses, n_substeps, growth):
+    """A staircase ``e_start -> e_end`` in ``step`` V; on each stair the ``pulses``
+    ``(offset in the scan direction V, duration s, channel)`` are applied in order, each
+    sampled at its end. Returns the builder and the stair (base) potentials."""
+    if e_end == e_start:
+        raise ValueError("e_end: must differ from e_start (a scan needs a non-zero span)")
+    direction = 1.0 if e_end > e_start else -1.0
+    n = _sweep_steps("step", e_end - e_start, step)
+    base = e_start + direction * step * np.arange(1, n + 1)
+    b = _Builder(e_start)
+    for e_base in base:
+        for offset, duration, channel in pulses:
+            b.hold(e_base + direction * offset, duration, n_substeps, growth)
+            b.mark(channel)
+    return b, base
+
+
 def square_wave_voltammetry(
     e_start: float,
     e_end: float,
@@ -411,27 +428,11 @@ def square_wave_voltammetry(
     frequency = _positive("frequency", frequency)
     n_substeps = _count("n_substeps", n_substeps, 2)
     growth = _growth("growth", growth)
-    if e_end == e_start:
-        raise ValueError("e_end: must differ from e_start (a scan needs a non-zero span)")
-    direction = 1.0 if e_end > e_start else -1.0
-    n = _sweep_steps("step", e_end - e_start, step)
     half = 0.5 / frequency
-    b = _Builder(e_start)
-    base = e_start + direction * step * np.arange(1, n + 1)
-    for e_base in base:
-        b.hold(e_base + direction * amplitude, half, n_substeps, growth)
-        b.mark("forward")
-        b.hold(e_base - direction * amplitude, half, n_substeps, growth)
-        b.mark("reverse")
-    params = dict(
-        e_start=e_start,
-        e_end=e_end,
-        step=step,
-        amplitude=amplitude,
-        frequency=frequency,
-        base_potential=base,
-    )
-    return b.build("swv", params)
+    pulses = ((amplitude, half, "forward"), (-amplitude, half, "reverse"))
+    b, base = _pulsed_staircase(e_start, e_end, step, pulses, n_substeps, growth)
+    params = dict(e_start=e_start, e_end=e_end, step=step, amplitude=amplitude, frequency=frequency)
+    return b.build("swv", {**params, "base_potential": base})
 
 
 def differential_pulse_voltammetry(
@@ -462,27 +463,11 @@ def differential_pulse_voltammetry(
     growth = _growth("growth", growth)
     if pulse_width >= period:
         raise ValueError(f"pulse_width: must be < period ({period} s), got {pulse_width}")
-    if e_end == e_start:
-        raise ValueError("e_end: must differ from e_start (a scan needs a non-zero span)")
-    direction = 1.0 if e_end > e_start else -1.0
-    n = _sweep_steps("step", e_end - e_start, step)
-    base = e_start + direction * step * np.arange(1, n + 1)
-    b = _Builder(e_start)
-    for e_base in base:
-        b.hold(e_base, period - pulse_width, n_substeps, growth)
-        b.mark("before")
-        b.hold(e_base + direction * pulse_amplitude, pulse_width, n_substeps, growth)
-        b.mark("pulse")
-    params = dict(
-        e_start=e_start,
-        e_end=e_end,
-        step=step,
-        pulse_amplitude=pulse_amplitude,
-        pulse_width=pulse_width,
-        period=period,
-        base_potential=base,
-    )
-    return b.build("dpv", params)
+    pulses = ((0.0, period - pulse_width, "before"), (pulse_amplitude, pulse_width, "pulse"))
+    b, base = _pulsed_staircase(e_start, e_end, step, pulses, n_substeps, growth)
+    params = dict(e_start=e_start, e_end=e_end, step=step, pulse_amplitude=pulse_amplitude,
+                  pulse_width=pulse_width, period=period)
+    return b.build("dpv", {**params, "base_potential": base})
 
 
 def sinusoid(
