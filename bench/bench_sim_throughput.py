@@ -42,15 +42,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--chunk", type=int, default=None, help="SolverConfig.batch_chunk (default: the default)")
     args = ap.parse_args()
     wf = sim.cyclic_voltammetry(e_start=0.3, e_vertex=-0.3, scan_rate=0.1, step=1e-3)
     n_dev = jax.local_device_count()
     batch = args.batch - args.batch % n_dev
     k0 = jnp.logspace(-4, 1, batch).reshape(n_dev, -1)
 
+    config = sim.SolverConfig() if args.chunk is None else sim.SolverConfig(batch_chunk=args.chunk)
+
     def cv(k0, ru=0.0, cdl=0.0):
         couple = sim.Couple(e0=0.0, k0=k0, alpha=0.5, d_ox=1e-5, d_red=1e-5, c_ox=1.0)
-        return sim.simulate(wf, couple, sim.Cell(area=AREA, ru=ru, cdl=cdl)).current
+        return sim.simulate(wf, couple, sim.Cell(area=AREA, ru=ru, cdl=cdl), config=config).current
 
     plain = jax.pmap(cv)
     ohmic = jax.pmap(lambda k: cv(k, ru=jnp.full_like(k, 50.0), cdl=jnp.full_like(k, 2e-5)))
