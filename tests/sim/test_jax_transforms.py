@@ -31,9 +31,11 @@ def test_vmap_and_native_batch_match_a_loop(field):
     looped = np.stack([np.asarray(run(**{field: float(v)})) for v in VALUES[field]])
     vmapped = np.asarray(jax.jit(jax.vmap(lambda v: run(**{field: v})))(vals))
     native = np.asarray(run(**{field: vals}))
+    # Same root of the iR equation to its 1e-6 V tolerance (a batch iterates until its slowest
+    # member converges, so members may take extra steps): currents agree to ~f * 1e-6 V ~ 4e-5.
     scale = np.max(np.abs(looped))
-    np.testing.assert_allclose(vmapped, looped, atol=1e-5 * scale)
-    np.testing.assert_allclose(native, looped, atol=1e-5 * scale)
+    np.testing.assert_allclose(vmapped, looped, atol=1e-4 * scale)
+    np.testing.assert_allclose(native, looped, atol=1e-4 * scale)
 
 
 def test_native_batch_chunks_and_shapes():
@@ -44,7 +46,7 @@ def test_native_batch_chunks_and_shapes():
     assert res.current.shape == (2, 5, WF.n_points)
     assert res.surface_concentration.shape == (2, 5, WF.n_points, 1, 2)
     ref = np.stack([np.asarray(run(k0=float(k))) for k in np.asarray(k0).ravel()]).reshape(2, 5, -1)
-    np.testing.assert_allclose(res.current, ref, atol=1e-5 * np.max(np.abs(ref)))
+    np.testing.assert_allclose(res.current, ref, atol=1e-4 * np.max(np.abs(ref)))  # iR tolerance, above
 
 
 def test_batched_waveforms_share_one_program():
@@ -52,7 +54,7 @@ def test_batched_waveforms_share_one_program():
     res = sim.simulate(waves, sim.Couple(**BASE), sim.Cell(**CELL))
     for j, v in enumerate((0.05, 0.1, 0.2)):
         one = sim.simulate(sim.cyclic_voltammetry(0.3, -0.3, v, step=4e-3), sim.Couple(**BASE), sim.Cell(**CELL))
-        np.testing.assert_allclose(res.current[j], one.current, atol=1e-5 * float(jnp.max(jnp.abs(one.current))))
+        np.testing.assert_allclose(res.current[j], one.current, atol=1e-4 * float(jnp.max(jnp.abs(one.current))))
 
 
 @pytest.mark.parametrize("field", ["k0", "e0", "d_ox", "ru"])

@@ -54,8 +54,8 @@ class SolverConfig:
         x_max: far boundary in diffusion lengths ``sqrt(D * duration)`` of the whole experiment.
         h0: first grid spacing in the same unit.
         growth: ratio of neighbouring spacings (>= 1).
-        newton_iterations: safeguarded Newton iterations per step for the iR drop (used only
-            when ``Cell.ru`` may be non-zero).
+        newton_iterations: most safeguarded Newton iterations per step for the iR drop (used
+            only when ``Cell.ru`` may be non-zero; the loop stops as soon as all converge).
         mode_tolerance: a mode with ``exp(mu h_min)`` below this carries no memory between steps.
         batch_chunk: batch members advanced together in one pass (sized so that the state,
             ``S * 2 * modes * batch_chunk`` numbers, stays in the CPU cache).
@@ -64,7 +64,7 @@ class SolverConfig:
     x_max: float = 6.0
     h0: float = 4e-3
     growth: float = 1.25
-    newton_iterations: int = 4
+    newton_iterations: int = 60
     mode_tolerance: float = 1e-7
     batch_chunk: int = 256
 

@@ -1,0 +1,36 @@
+"""ecsfm.data: priors and recipes as data, seed-compatible dataset chunks, generation, inspection."""
+
+from ._chunks import read_npz, sha256_file, write_npz
+from ._generate import SCHEMA_VERSION, Plan, chunk_path, generate, make_chunk, split_of
+from ._prior import Dist, PriorSpec
+from ._recipes import AUGMENTATION_NAMES, BASE_PRIOR, RECIPES, STAGE_CHANGES, STAGE_NAMES, Recipe
+from ._space import GLOBAL_QUANTITIES, INACTIVE_FILLER, SPECIES_QUANTITIES, ParamSpace
+from ._tasks import MIN_SAMPLES_PER_PERIOD, TASK_NAMES, TASKS, TaskSpec
+
+__all__ = [
+    "AUGMENTATION_NAMES",
+    "BASE_PRIOR",
+    "Dist",
+    "GLOBAL_QUANTITIES",
+    "INACTIVE_FILLER",
+    "MIN_SAMPLES_PER_PERIOD",
+    "ParamSpace",
+    "Plan",
+    "PriorSpec",
+    "RECIPES",
+    "Recipe",
+    "SCHEMA_VERSION",
+    "SPECIES_QUANTITIES",
+    "STAGE_CHANGES",
+    "STAGE_NAMES",
+    "TASKS",
+    "TASK_NAMES",
+    "TaskSpec",
+    "chunk_path",
+    "generate",
+    "make_chunk",
+    "read_npz",
+    "sha256_file",
+    "split_of",
+    "write_npz",
+]
