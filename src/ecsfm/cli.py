@@ -2,6 +2,8 @@
 
     ecsfm simulate cv --e-start 0.3 --e-vertex -0.3 --scan-rate 0.1 --k0 0.01 --out cv.csv --plot cv.png
     ecsfm simulate {cv,lsv,staircase,ca,double-step,swv,dpv,sinusoid,eis} ...
+    ecsfm generate --recipe curriculum_multitask --n-samples N --chunk-size M --out DIR [--workers W]
+    ecsfm data inspect DIR --out REPORT_DIR
     ecsfm demo --out DIR
 
 Every subcommand calls only the public API of ``ecsfm.sim``. A bad value is reported as one
@@ -141,6 +143,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_couple_args(e)
     e.set_defaults(c_red=1.0)
 
+    pg = sub.add_parser("generate", help="generate (or finish) a dataset of simulated voltammograms")
+    pg.add_argument("--recipe", default="curriculum_multitask",
+                    help="baseline_random, curriculum_multitask (default) or stress_mixture")
+    pg.add_argument("--n-samples", type=int, required=True, help="base samples (rows before augmentation)")
+    pg.add_argument("--chunk-size", type=int, default=4096, help="base samples per chunk file (default 4096)")
+    pg.add_argument("--max-species", type=int, default=2, help="couple slots per row (default 2)")
+    pg.add_argument("--target-len", type=int, default=256, help="points per trace (default 256)")
+    pg.add_argument("--nx", type=int, default=16, help="points per concentration profile (default 16)")
+    pg.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    pg.add_argument("--out", type=Path, required=True, help="dataset folder (created; rerun to resume)")
+    where = pg.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, help="local worker processes (Dask LocalCluster)")
+    where.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, tcp://host:port")
+    pg.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    pdata = sub.add_parser("data", help="dataset tools")
+    dsub = pdata.add_subparsers(dest="data_command", required=True)
+    pi = dsub.add_parser("inspect", help="QC report of a dataset: JSON, summary PNG, trace gallery")
+    pi.add_argument("dataset", type=Path, help="dataset folder (with manifest.json)")
+    pi.add_argument("--out", type=Path, required=True, help="report folder")
+    pi.add_argument("--gallery", type=int, default=12, help="random traces in the gallery (default 12)")
+    pi.add_argument("--seed", type=int, default=0)
+
     pd = sub.add_parser("demo", help="the simulator demo: CVs across kinetic regimes, CSV + PNG")
     pd.add_argument("--out", type=Path, default=Path("ecsfm_demo"), help="output folder (default ecsfm_demo)")
     return ap
@@ -193,6 +218,32 @@ def _cmd_simulate(args) -> int:
     return 0
 
 
+def _cmd_generate(args) -> int:
+    from . import data
+
+    plan = data.Plan(recipe=args.recipe, n_samples=args.n_samples, chunk_size=args.chunk_size,
+                     max_species=args.max_species, target_len=args.target_len, nx=args.nx, seed=args.seed)
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers: must be >= 1, got {args.workers}")
+    manifest = data.generate(plan, args.out, workers=args.workers, scheduler=args.scheduler,
+                             progress=not args.no_progress)
+    gen = manifest["generation"]
+    print(f"{args.out}: {manifest['n_rows']} rows in {len(manifest['chunks'])} chunks "
+          f"(splits {manifest['split']['rows']}); this run {gen['elapsed_s_this_run']:.1f} s")
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from .data import inspect_dataset
+
+    report = inspect_dataset(args.dataset, args.out, gallery=args.gallery, seed=args.seed)
+    print(f"wrote {args.out}/report.json, summary.png, gallery.png: {report['n_rows']} rows, "
+          f"{len(report['problems'])} problem(s)")
+    for msg in report["problems"]:
+        print(f"  problem: {msg}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from . import sim
     from .sim._demo import run_demo
@@ -211,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_simulate(args)
         if args.command == "demo":
             return _cmd_demo(args)
+        if args.command == "generate":
+            return _cmd_generate(args)
+        if args.command == "data":
+            return _cmd_data(args)
     except ValueError as err:
         print(f"ecsfm: error: {err}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """ecsfm.data: priors and recipes as data, seed-compatible dataset chunks, generation, inspection."""
 
 from ._chunks import read_npz, sha256_file, write_npz
+from ._inspect import dataset_report, inspect_dataset, plot_gallery, plot_summary
 from ._generate import SCHEMA_VERSION, Plan, chunk_path, generate, make_chunk, split_of
 from ._prior import Dist, PriorSpec
 from ._recipes import AUGMENTATION_NAMES, BASE_PRIOR, RECIPES, STAGE_CHANGES, STAGE_NAMES, Recipe
@@ -27,6 +28,10 @@ __all__ = [
     "TASK_NAMES",
     "TaskSpec",
     "chunk_path",
+    "dataset_report",
+    "inspect_dataset",
+    "plot_gallery",
+    "plot_summary",
     "generate",
     "make_chunk",
     "read_npz",
