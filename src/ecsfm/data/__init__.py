@@ -5,7 +5,7 @@ from ._inspect import dataset_report, inspect_dataset, plot_gallery, plot_summar
 from ._generate import SCHEMA_VERSION, Plan, chunk_path, generate, make_chunk, split_of
 from ._prior import Dist, PriorSpec
 from ._recipes import AUGMENTATION_NAMES, BASE_PRIOR, RECIPES, STAGE_CHANGES, STAGE_NAMES, Recipe
-from ._space import GLOBAL_QUANTITIES, INACTIVE_FILLER, SPECIES_QUANTITIES, ParamSpace
+from ._space import GLOBAL_QUANTITIES, INACTIVE_FILLER, ROLES, SPECIES_QUANTITIES, ParamSpace
 from ._tasks import MIN_SAMPLES_PER_PERIOD, TASK_NAMES, TASKS, TaskSpec
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Plan",
     "PriorSpec",
     "RECIPES",
+    "ROLES",
     "Recipe",
     "SCHEMA_VERSION",
     "SPECIES_QUANTITIES",

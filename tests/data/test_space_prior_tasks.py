@@ -1,0 +1,95 @@
+"""Parameter layout, priors as data, and the task vocabulary."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ecsfm import data
+
+
+def test_layout_matches_design():
+    # DESIGN.md: [ln D_ox, ln D_red, C_ox, C_red, E0, ln k0, alpha] x S, then globals.
+    for s in (1, 2, 3):
+        space = data.ParamSpace(s)
+        assert space.size == 7 * s + 3
+        for k in range(s):
+            assert space.index("e0", k) == 4 * s + k
+            assert space.index("ln_k0", k) == 5 * s + k
+            assert space.names[space.index("alpha", k)] == f"alpha[{k}]"
+        assert space.names[7 * s] == "ln_time_scale"
+        assert len(space.units) == len(space.roles) == space.size
+        assert set(space.roles) == set(data.ROLES)
+    with pytest.raises(ValueError, match="max_species"):
+        data.ParamSpace(0)
+
+
+def test_prior_samples_lie_in_support_with_the_stated_density():
+    space = data.ParamSpace(3)
+    prior = data.RECIPES["curriculum_multitask"].prior("cv_multispecies", "intermediate")
+    rng = np.random.default_rng(0)
+    p = prior.sample(rng, 4000, space)
+    lp = prior.log_prob(p, space)
+    assert np.all(np.isfinite(lp))
+    phys = space.to_physical(p)
+    act = space.active_couples(p)
+    assert np.all(act.sum(1) >= 2)
+    assert np.all(phys["c_red"][act] <= phys["c_ox"][act])  # C_red <= C_ox in this recipe
+    assert np.all((phys["d_ox"][act] >= 1e-6) & (phys["d_ox"][act] <= 5e-5))
+    # Inactive slots hold the documented filler.
+    np.testing.assert_allclose(phys["e0"][~act], data.INACTIVE_FILLER["e0"])
+    assert np.all(phys["c_ox"][~act] == 0)
+    # Log-uniform D: ln D uniform -> its mean is the midpoint of [ln 1e-6, ln 5e-5] (4000 draws,
+    # standard error 0.6% of the width: 4 sigma).
+    ln_d = p[:, space.block("ln_d_ox")][act]
+    mid = 0.5 * (np.log(1e-6) + np.log(5e-5))
+    assert abs(ln_d.mean() - mid) < 4 * (np.log(50) / np.sqrt(12)) / np.sqrt(ln_d.size)
+    # The density: the log prior of one row is -sum(log widths) - log(#n_active choices) - ...
+    one = p[:1].copy()
+    one[0, space.index("e0", 0)] = 0.3  # outside +-0.25 V
+    assert prior.log_prob(one, space)[0] == -np.inf
+
+
+def test_log_prob_integrates_to_one_in_one_dimension():
+    # Vary E0 of the only couple over a grid: the density integrates to ~1 over its support.
+    space = data.ParamSpace(1)
+    prior = data.RECIPES["curriculum_multitask"].prior("cv", "foundation")
+    p0 = prior.sample(np.random.default_rng(1), 1, space)[0]
+    grid = np.linspace(-0.4, 0.4, 8001)
+    rows = np.tile(p0, (grid.size, 1))
+    rows[:, space.index("e0", 0)] = grid
+    lp_e0 = prior.log_prob(rows, space) - prior.log_prob(p0[None], space)[0] + np.log(1 / 0.5)
+    dens = np.exp(lp_e0)
+    assert abs(np.trapezoid(dens, grid) - 1.0) < 2e-3
+
+
+def test_prior_round_trips_through_json():
+    prior = data.RECIPES["stress_mixture"].prior("swv", "stress")
+    again = data.PriorSpec.from_dict(json.loads(prior.to_json()))
+    assert again == prior
+    with pytest.raises(ValueError, match="low, high"):
+        data.Dist("uniform", 1.0, 0.0)
+    with pytest.raises(ValueError, match="log-uniform"):
+        data.Dist("loguniform", -1.0, 1.0)
+
+
+@pytest.mark.parametrize("target_len", [20, 64, 256, 1000])
+def test_periodic_tasks_are_not_aliased(target_len):
+    # The sinusoid keeps >= 20 samples per period after resampling to target_len, across the
+    # whole frequency range (counted from the resampled potential's zero crossings).
+    spec = data.TASKS["eis"]
+    template = spec.template(target_len)
+    ro = spec.readout(target_len, template)
+    e = np.asarray(template.potential)
+    e_read = e[ro["i0"]] * (1 - ro["w1"]) + e[ro["i1"]] * ro["w1"]
+    crossings = np.sum(np.signbit(e_read[1:]) != np.signbit(e_read[:-1]))
+    assert target_len / (crossings / 2) >= data.MIN_SAMPLES_PER_PERIOD - 1  # +-1 crossing at the ends
+    assert target_len / spec.n_periods(target_len) >= data.MIN_SAMPLES_PER_PERIOD
+    lo, hi = spec.frequency_range(target_len)
+    assert np.isclose(hi / lo, spec.time_scale[1] / spec.time_scale[0])
+    # Square wave and differential pulse read one sample per period: L periods over the window.
+    for name in ("swv", "dpv"):
+        ro = data.TASKS[name].readout(target_len, data.TASKS[name].template(target_len))
+        assert ro["e"].size == target_len
+    with pytest.raises(ValueError, match="target_len"):
+        spec.template(19)
