@@ -193,7 +193,7 @@ def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfi
     n_chunks = -(-n_batch // chunk)
     single = n_batch == 1
     core = functools.partial(
-        _core, prop=prop, steps=waveform.grid.steps, ohmic=ohmic, config=config,
+        _core, prop=prop, steps=waveform.grid.steps, jump=waveform.grid.jump, ohmic=ohmic, config=config,
         tail=() if single else (chunk,),
     )
     if single:
@@ -237,7 +237,7 @@ _COUPLE_FIELDS = ("e0", "k0", "alpha", "d_ox", "d_red", "c_ox", "c_red", "n")
 _CELL_FIELDS = ("area", "temperature", "ru", "cdl")
 
 
-def _core(inputs: dict, *, prop, steps, ohmic: bool, config: SolverConfig, tail: tuple) -> dict:
+def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, config: SolverConfig, tail: tuple) -> dict:
     """The time loop on a batch laid out with the batch as the last axis (size B).
 
     Couple arrays are (S, B), cell arrays and the duration (B,), the potential (N+1, B), where
@@ -299,7 +299,7 @@ def _core(inputs: dict, *, prop, steps, ohmic: bool, config: SolverConfig, tail:
 
     def step(carry, xs):
         modes, q_old, a, e_prev, i_prev = carry  # (2S,m,B), (2S,B), (2S,B), (B,), (B,)
-        row, row_next, e_app, h = xs
+        row, row_next, e_app, h, jump = xs
         if uniform:  # one step size throughout (a ramp): constant tables, no per-step gather
             row = row_next = 0
         b = beta1[row]
@@ -309,7 +309,10 @@ def _core(inputs: dict, *, prop, steps, ohmic: bool, config: SolverConfig, tail:
             return ifar + cap * (e - e_prev) / h
 
         if ohmic:
-            e, resid = _solve_ir(total, e_app, e_app - ru * i_prev, ru, config.newton_iterations, NEWTON_TOL_V)
+            # Starting guess: the last interface potential after a jump (the double layer keeps
+            # it from following the applied jump at once), else the last iR drop carried over.
+            guess = jnp.where(jump, e_prev, e_app - ru * i_prev)
+            e, resid = _solve_ir(total, e_app, guess, ru, config.newton_iterations, NEWTON_TOL_V)
         else:
             e, resid = e_app, jnp.zeros_like(e_app)
         e = full(e)
@@ -347,7 +350,7 @@ def _core(inputs: dict, *, prop, steps, ohmic: bool, config: SolverConfig, tail:
         full(potential[0]),
         jnp.zeros(tail, dtype),
     )
-    xs = (jnp.asarray(rows), jnp.asarray(next_rows), potential[1:], dt)
+    xs = (jnp.asarray(rows), jnp.asarray(next_rows), potential[1:], dt, jnp.asarray(jump))
     (modes, _, _, _, _), outs = jax.lax.scan(step, carry0, xs)
 
     q = outs.pop("q")
@@ -423,8 +426,10 @@ def _solve_ir(total, e_app, e_guess, ru, max_iterations, tol):
             newton = e - dx
             # rtsafe: Newton only if finite, inside the bracket and at least halving the step;
             # otherwise bisect. An overflowed derivative or a creeping step cannot stall it.
+            # A step below the tolerance is always taken (in float32 the last steps stagnate at
+            # round-off and would not halve).
             use = (jnp.isfinite(newton) & jnp.isfinite(dg) & (newton >= lo) & (newton <= hi)
-                   & (jnp.abs(2.0 * dx) <= dx_old))
+                   & ((jnp.abs(2.0 * dx) <= dx_old) | (jnp.abs(dx) <= tol)))
             e_new = jnp.where(use, newton, 0.5 * (lo + hi))
             step = jnp.abs(e_new - e)
             err = jnp.where(use, step, hi - lo)
