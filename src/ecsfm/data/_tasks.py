@@ -35,9 +35,9 @@ from .. import sim
 __all__ = ["TaskSpec", "TASKS", "TASK_NAMES", "MIN_SAMPLES_PER_PERIOD"]
 
 MIN_SAMPLES_PER_PERIOD = 20
-#: Sub-steps per pulse of swv/dpv (growth 2 from the jump): the sampled difference current is
-#: within 0.35 % of its peak of a 32-sub-step reference (bench/validate_sim.py style check in the
-#: tests), at half the cost of 8 sub-steps.
+#: Sub-steps per pulse of swv/dpv (growth 2 from the jump): the sampled difference current stays
+#: within 0.35 % of its peak of a 32-sub-step reference (asserted < 0.5 % in the tests), at half
+#: the cost of 8 sub-steps.
 PULSE_SUBSTEPS, PULSE_GROWTH = 4, 2.0
 E_HIGH, E_LOW = 0.5, -0.5
 
