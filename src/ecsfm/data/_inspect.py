@@ -22,7 +22,8 @@ import numpy as np
 
 from .._atomic import atomic_path, write_text
 from ._chunks import read_npz, sha256_file
-from ._recipes import RECIPES, STAGE_NAMES, Recipe
+from ._prior import PriorSpec
+from ._recipes import STAGE_NAMES
 from ._space import ParamSpace
 from ._tasks import MIN_SAMPLES_PER_PERIOD, TASK_NAMES
 
@@ -63,7 +64,8 @@ def dataset_report(dataset: str | os.PathLike, *, gallery: int = 12, seed: int =
     manifest = json.loads((dataset / "manifest.json").read_text())
     space = ParamSpace(int(manifest["max_species"]))
     rdict = manifest["recipe"]
-    recipe = RECIPES.get(rdict["name"]) or Recipe(rdict["name"], stages=rdict["stages"], tasks=rdict["tasks"])
+    # The priors recorded in the manifest are the source of truth, not today's code.
+    priors = {key: PriorSpec.from_dict(v) for key, v in rdict["priors"].items()}
     n_t, n_s = len(TASK_NAMES), len(STAGE_NAMES)
     counts = np.zeros((n_t, n_s), int)
     aug_counts = np.zeros(len(manifest["augmentation_names"]), int)
@@ -99,7 +101,7 @@ def dataset_report(dataset: str | os.PathLike, *, gallery: int = 12, seed: int =
                 min_spp[t] = min(min_spp[t], float(_samples_per_period(z["e"][sel].astype(np.float64)).min()))
             for s in np.unique(stage[sel]):
                 rows = sel & (stage == s)
-                lp = recipe.prior(TASK_NAMES[t], STAGE_NAMES[s]).log_prob(z["p"][rows], space)
+                lp = priors[f"{TASK_NAMES[t]}/{STAGE_NAMES[s]}"].log_prob(z["p"][rows], space)
                 outside[t] += int((~np.isfinite(lp)).sum())
         base = aug == 0
         params.append(z["p"][base])
@@ -148,8 +150,8 @@ def dataset_report(dataset: str | os.PathLike, *, gallery: int = 12, seed: int =
         "rows_by_task_stage": {TASK_NAMES[t]: {STAGE_NAMES[s]: int(counts[t, s]) for s in range(n_s) if counts[t, s]}
                                for t in range(n_t) if counts[t].sum()},
         "rows_by_augmentation": dict(zip(manifest["augmentation_names"], aug_counts.tolist())),
-        "task_entropy": _entropy(counts.sum(1)[[t for t in range(n_t) if recipe.tasks.get(TASK_NAMES[t], 0) > 0]]),
-        "stage_entropy": _entropy(counts.sum(0)[[s for s in range(n_s) if recipe.stages.get(STAGE_NAMES[s], 0) > 0]]),
+        "task_entropy": _entropy(counts.sum(1)[[t for t in range(n_t) if rdict["tasks"].get(TASK_NAMES[t], 0) > 0]]),
+        "stage_entropy": _entropy(counts.sum(0)[[s for s in range(n_s) if rdict["stages"].get(STAGE_NAMES[s], 0) > 0]]),
         "nonfinite": nonfinite,
         "per_task": per_task,
         "param_coverage_base_rows": coverage,
