@@ -4,6 +4,7 @@
     ecsfm simulate {cv,lsv,staircase,ca,double-step,swv,dpv,sinusoid,eis} ...
     ecsfm generate --recipe curriculum_multitask --n-samples N --chunk-size M --out DIR [--workers W]
     ecsfm data inspect DIR --out REPORT_DIR
+    ecsfm train --data DIR --out MODEL_DIR [--steps N] [--max-minutes M]
     ecsfm demo --out DIR
 
 Every subcommand calls only the public API of ``ecsfm.sim``. A bad value is reported as one
@@ -166,6 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--gallery", type=int, default=12, help="random traces in the gallery (default 12)")
     pi.add_argument("--seed", type=int, default=0)
 
+    pt = sub.add_parser("train", help="train the flow-matching surrogate on a dataset (resumable)")
+    pt.add_argument("--data", type=Path, required=True, help="dataset folder (with manifest.json)")
+    pt.add_argument("--out", type=Path, required=True, help="model folder (rerun to resume)")
+    pt.add_argument("--arch", default="conv", choices=("conv", "mlp"))
+    pt.add_argument("--steps", type=int, default=20000)
+    pt.add_argument("--batch-size", type=int, default=256)
+    pt.add_argument("--hidden-size", type=int, default=64)
+    pt.add_argument("--depth", type=int, default=6)
+    pt.add_argument("--cond-dim", type=int, default=64)
+    pt.add_argument("--lr", type=float, default=2e-3)
+    pt.add_argument("--eval-every", type=int, default=500)
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
+    pt.add_argument("--no-progress", action="store_true")
+
     pd = sub.add_parser("demo", help="the simulator demo: CVs across kinetic regimes, CSV + PNG")
     pd.add_argument("--out", type=Path, default=Path("ecsfm_demo"), help="output folder (default ecsfm_demo)")
     return ap
@@ -233,6 +249,18 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from .fm.train import TrainConfig, train
+
+    config = TrainConfig(arch=args.arch, steps=args.steps, batch_size=args.batch_size, hidden_size=args.hidden_size,
+                         depth=args.depth, cond_dim=args.cond_dim, lr=args.lr, eval_every=args.eval_every,
+                         steps_per_call=min(50, args.eval_every), seed=args.seed)
+    history = train(args.data, args.out, config, progress=not args.no_progress, max_minutes=args.max_minutes)
+    last = history["step"][-1] if history["step"] else 0
+    print(f"{args.out}: {last} steps, best val loss {min(history['val_loss'], default=float('nan')):.4f}")
+    return 0
+
+
 def _cmd_data(args) -> int:
     from .data import inspect_dataset
 
@@ -266,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_generate(args)
         if args.command == "data":
             return _cmd_data(args)
+        if args.command == "train":
+            return _cmd_train(args)
     except ValueError as err:
         print(f"ecsfm: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,104 @@
+"""Dataset rows as surrogate inputs: state, signal and conditioning vectors, and their transforms.
+
+State of a row: ``[ox (S*nx), red (S*nx), g(i) (L)]`` with the current transformed by
+``g(i) = asinh(i / CURRENT_SCALE_MA)``: linear for |i| below ~10 uA/cm^2 and logarithmic above,
+so traces from nA to hundreds of mA share one scale. Conditioning ``p_core = [p (base),
+one-hot task, one-hot stage]`` (the seed's layout). Normalisation is per dimension,
+``(v - mean) / std`` with ``std`` floored: a column that is constant on the training split (a
+one-hot of an absent task) gets std 1, any other at least ``STD_FLOOR``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from ..data import ParamSpace, read_npz
+
+__all__ = ["CURRENT_SCALE_MA", "STD_FLOOR", "SurrogateData", "load_rows", "current_to_state",
+           "state_to_current", "fit_normalizers", "manifest_hash"]
+
+CURRENT_SCALE_MA = 1e-2
+STD_FLOOR = 1e-3
+
+
+def current_to_state(i):
+    """mA -> transformed current (numpy or JAX arrays)."""
+    xp = np if isinstance(i, np.ndarray) else jnp
+    return xp.arcsinh(i / CURRENT_SCALE_MA)
+
+
+def state_to_current(g):
+    """Transformed current -> mA (numpy or JAX arrays)."""
+    xp = np if isinstance(g, np.ndarray) else jnp
+    return CURRENT_SCALE_MA * xp.sinh(g)
+
+
+@dataclass
+class SurrogateData:
+    """All rows of a dataset as arrays (float32): ``x`` (N, state), ``e`` (N, 1, L), ``p`` (N, phys),
+    plus ``split``, ``task_id`` (N,) and the manifest."""
+
+    x: np.ndarray
+    e: np.ndarray
+    p: np.ndarray
+    split: np.ndarray
+    task_id: np.ndarray
+    manifest: dict
+
+    @property
+    def geometry(self) -> dict:
+        m = self.manifest
+        n_tasks, n_stages = len(m["task_names"]), len(m["stage_names"])
+        base = ParamSpace(int(m["max_species"])).size
+        return dict(state_dim=self.x.shape[1], phys_dim=self.p.shape[1], signal_channels=1,
+                    phys_dim_base=base, phys_dim_core=base + n_tasks + n_stages, n_tasks=n_tasks,
+                    n_stages=n_stages, max_species=int(m["max_species"]), nx=int(m["nx"]),
+                    target_len=int(m["target_len"]))
+
+
+def manifest_hash(folder: str | os.PathLike) -> str:
+    return hashlib.sha256((Path(folder) / "manifest.json").read_bytes()).hexdigest()
+
+
+def load_rows(folder: str | os.PathLike) -> SurrogateData:
+    """Read every chunk of a dataset folder into surrogate arrays."""
+    folder = Path(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    n_tasks, n_stages = len(manifest["task_names"]), len(manifest["stage_names"])
+    xs, es, ps, splits, tasks = [], [], [], [], []
+    for c in manifest["chunks"]:
+        z = read_npz(folder / c["file"])
+        xs.append(np.concatenate([z["ox"], z["red"], current_to_state(z["i"].astype(np.float64))], 1))
+        es.append(z["e"][:, None, :])
+        onehot_t = np.eye(n_tasks, dtype=np.float32)[z["task_id"]]
+        onehot_s = np.eye(n_stages, dtype=np.float32)[z["stage_id"]]
+        ps.append(np.concatenate([z["p"], onehot_t, onehot_s], 1))
+        splits.append(z["split"])
+        tasks.append(z["task_id"])
+    return SurrogateData(
+        x=np.concatenate(xs).astype(np.float32), e=np.concatenate(es).astype(np.float32),
+        p=np.concatenate(ps).astype(np.float32), split=np.concatenate(splits),
+        task_id=np.concatenate(tasks), manifest=manifest,
+    )
+
+
+def _mean_std(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = v.mean(0)
+    std = v.std(0)
+    std = np.where(std < 1e-8, 1.0, np.maximum(std, STD_FLOOR))
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def fit_normalizers(data: SurrogateData, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(x_mean, x_std, e_mean, e_std, p_mean, p_std)`` from the given (training) rows."""
+    xm, xs = _mean_std(data.x[rows])
+    em, es = _mean_std(data.e[rows].reshape(rows.size, -1))
+    pm, ps = _mean_std(data.p[rows])
+    return xm, xs, em, es, pm, ps
