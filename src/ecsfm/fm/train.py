@@ -102,10 +102,10 @@ class TrainConfig:
     """
 
     arch: str = "conv"
-    hidden_size: int = 64
-    depth: int = 6
+    hidden_size: int = 32
+    depth: int = 4
     cond_dim: int = 64
-    batch_size: int = 256
+    batch_size: int = 128
     steps: int = 20000
     lr: float = 2e-3
     warmup_steps: int = 500
