@@ -68,3 +68,15 @@ def test_resume_continues_exactly(dataset, trained, tmp_path):
 def _geom(folder):
     return fm.resolve_model_geometry(fm.load_saved_normalizers(folder / fm.NORMALIZERS_FILENAME),
                                      fm.load_model_metadata(folder / fm.MODEL_META_FILENAME))
+
+
+def test_nrmse_separates_a_trained_model_from_an_untrained_one(dataset, trained):
+    from ecsfm.fm.eval_classical import current_nrmse, load_surrogate
+
+    out, _ = trained
+    model, normalizers, meta, geometry = load_surrogate(out)
+    score = current_nrmse(model, normalizers, dataset, split=1, n_rows=24, n_draws=2, n_steps=10)
+    assert score["overall"]["n"] == 24 and 0 < score["overall"]["median"] <= score["overall"]["p90"]
+    untrained = build_model(CFG, geometry, jax.random.PRNGKey(9))
+    worse = current_nrmse(untrained, normalizers, dataset, split=1, n_rows=24, n_draws=2, n_steps=10)
+    assert worse["overall"]["median"] > score["overall"]["median"]

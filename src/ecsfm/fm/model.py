@@ -34,16 +34,44 @@ def time_embedding(t: Float[Array, ""], dim: int) -> Float[Array, " dim"]:
     return jnp.pad(emb, (0, dim - emb.size))
 
 
+class _Conv1d(eqx.Module):
+    """'Same'-padded dilated 1-D convolution written as one matrix product over shifted copies
+    of the input (XLA:CPU runs this several times faster than its native small-channel
+    convolution). Weight (out, in, k) initialised like ``eqx.nn.Linear`` with fan-in in * k."""
+
+    weight: Float[Array, "o i k"]
+    bias: Float[Array, " o"]
+    dilation: int = eqx.field(static=True)
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, *, key):
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size: must be odd for 'same' padding, got {kernel_size}")
+        kw, kb = jax.random.split(key)
+        lim = 1.0 / math.sqrt(in_channels * kernel_size)
+        self.weight = jax.random.uniform(kw, (out_channels, in_channels, kernel_size), minval=-lim, maxval=lim)
+        self.bias = jax.random.uniform(kb, (out_channels,), minval=-lim, maxval=lim)
+        self.dilation = int(dilation)
+
+    def __call__(self, h: Float[Array, "i l"]) -> Float[Array, "o l"]:
+        k = self.weight.shape[-1]
+        length = h.shape[-1]
+        pad = self.dilation * (k // 2)
+        hp = jnp.pad(h, ((0, 0), (pad, pad)))
+        cols = jnp.concatenate([hp[:, j * self.dilation: j * self.dilation + length] for j in range(k)], axis=0)
+        w = jnp.transpose(self.weight, (0, 2, 1)).reshape(self.weight.shape[0], -1)  # (o, k * i)
+        return w @ cols + self.bias[:, None]
+
+
 class _FiLMBlock(eqx.Module):
-    conv: eqx.nn.Conv1d
-    mix: eqx.nn.Conv1d
+    conv: _Conv1d
+    mix: _Conv1d
     film: eqx.nn.Linear
     norm: eqx.nn.GroupNorm
 
     def __init__(self, hidden: int, cond_dim: int, dilation: int, *, key):
         k1, k2, k3 = jax.random.split(key, 3)
-        self.conv = eqx.nn.Conv1d(hidden, hidden, kernel_size=5, dilation=dilation, padding=2 * dilation, key=k1)
-        self.mix = eqx.nn.Conv1d(hidden, hidden, kernel_size=1, key=k2)
+        self.conv = _Conv1d(hidden, hidden, kernel_size=5, dilation=dilation, key=k1)
+        self.mix = _Conv1d(hidden, hidden, kernel_size=1, key=k2)
         self.film = eqx.nn.Linear(cond_dim, 2 * hidden, key=k3)
         self.norm = eqx.nn.GroupNorm(groups=min(8, hidden), channels=hidden)
 
@@ -63,9 +91,9 @@ class VectorFieldNet(eqx.Module):
 
     cond_mlp: eqx.nn.MLP
     head: eqx.nn.MLP
-    conv_in: eqx.nn.Conv1d
+    conv_in: _Conv1d
     blocks: tuple
-    conv_out: eqx.nn.Conv1d
+    conv_out: _Conv1d
     state_dim: int = eqx.field(static=True)
     hidden_size: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
@@ -86,9 +114,9 @@ class VectorFieldNet(eqx.Module):
                                    activation=jax.nn.gelu, key=keys[0])
         self.head = eqx.nn.MLP(state_dim + cond_dim, state_dim, width_size=2 * hidden_size, depth=2,
                                activation=jax.nn.gelu, key=keys[1])
-        self.conv_in = eqx.nn.Conv1d(1 + signal_channels, hidden_size, kernel_size=5, padding=2, key=keys[2])
+        self.conv_in = _Conv1d(1 + signal_channels, hidden_size, kernel_size=5, key=keys[2])
         self.blocks = tuple(_FiLMBlock(hidden_size, cond_dim, 2 ** (i % 6), key=keys[4 + i]) for i in range(depth))
-        out = eqx.nn.Conv1d(hidden_size, 1, kernel_size=1, key=keys[3])
+        out = _Conv1d(hidden_size, 1, kernel_size=1, key=keys[3])
         # Start the convolutional branch at zero output: the initial field is the MLP head's.
         self.conv_out = eqx.tree_at(lambda c: (c.weight, c.bias), out,
                                     (jnp.zeros_like(out.weight), jnp.zeros_like(out.bias)))

@@ -219,19 +219,26 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Train
         step, best_val, history = smeta["step"], smeta["best_val"], smeta["history"]
         elapsed0 = history["elapsed_s"][-1] if history["elapsed_s"] else 0.0
 
-    def loss_fn(p_, idx, k):
+    # The data travel as arguments, not closure constants: a constant would be baked into (and
+    # folded by) every compiled program.
+    arrays = (X, Ee, Pp, train_idx)
+
+    def loss_fn(p_, arrays, idx, k):
+        X, Ee, Pp, _ = arrays
         xb, eb, pb = X[idx], Ee[idx], Pp[idx]
         if batch_sharding is not None:
             xb, eb, pb = (jax.lax.with_sharding_constraint(a, batch_sharding) for a in (xb, eb, pb))
         return cfm_loss(eqx.combine(p_, static), xb, eb, pb, k, current_weight=config.current_weight)
 
     @jax.jit
-    def run_block(params, ema, opt_state, steps):
+    def run_block(params, ema, opt_state, steps, arrays):
+        train_idx = arrays[3]
+
         def body(carry, s):
             params, ema, opt_state = carry
             kd = jax.random.fold_in(k_data, s)
             idx = train_idx[jax.random.randint(kd, (config.batch_size,), 0, train_idx.size)]
-            loss, grads = jax.value_and_grad(loss_fn)(params, idx, jax.random.fold_in(k_noise, s))
+            loss, grads = jax.value_and_grad(loss_fn)(params, arrays, idx, jax.random.fold_in(k_noise, s))
             updates, opt_state = opt.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             ema = jax.tree_util.tree_map(lambda e, p: config.ema_decay * e + (1 - config.ema_decay) * p, ema, params)
@@ -242,8 +249,8 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Train
     val_idx = jnp.asarray(val_rows)
 
     @jax.jit
-    def val_loss(ema):
-        return loss_fn(ema, val_idx, k_val)
+    def val_loss(ema, arrays):
+        return loss_fn(ema, arrays, val_idx, k_val)
 
     schedule_lr = lambda s: float(_optimizer_lr(config, s))  # noqa: E731
     bar = tqdm(total=config.steps, initial=step, unit="step", desc="train", disable=not progress)
@@ -258,12 +265,12 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Train
         while step < block_end:
             k = min(config.steps_per_call, block_end - step)
             steps = jnp.arange(step, step + k)
-            params, ema, opt_state, loss = run_block(params, ema, opt_state, steps)
+            params, ema, opt_state, loss = run_block(params, ema, opt_state, steps, arrays)
             losses.append(float(loss))
             step += k
             bar.update(k)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", best_val=f"{best_val:.4f}")
-        v = float(val_loss(ema))
+        v = float(val_loss(ema, arrays))
         best_val = min(best_val, v)
         history["step"].append(step)
         history["train_loss"].append(float(np.mean(losses)))
