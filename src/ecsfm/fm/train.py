@@ -146,14 +146,20 @@ def build_model(config: TrainConfig, geometry: dict, key):
                           signal_len=geometry["target_len"], signal_channels=geometry["signal_channels"], key=key)
 
 
+def _schedule(config: TrainConfig):
+    """Learning rate against optimiser step: linear warm-up, then cosine decay."""
+    import optax
+
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=config.lr, warmup_steps=min(config.warmup_steps, config.steps - 1),
+        decay_steps=config.steps, end_value=config.lr * config.final_lr_fraction)
+
+
 def _optimizer(config: TrainConfig):
     import optax
 
-    schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=config.lr, warmup_steps=min(config.warmup_steps, config.steps - 1),
-        decay_steps=config.steps, end_value=config.lr * config.final_lr_fraction)
     return optax.chain(optax.clip_by_global_norm(config.clip_norm),
-                       optax.adamw(schedule, weight_decay=config.weight_decay))
+                       optax.adamw(_schedule(config), weight_decay=config.weight_decay))
 
 
 def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: TrainConfig = TrainConfig(), *,
@@ -252,7 +258,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Train
     def val_loss(ema, arrays):
         return loss_fn(ema, arrays, val_idx, k_val)
 
-    schedule_lr = lambda s: float(_optimizer_lr(config, s))  # noqa: E731
+    schedule_lr = _schedule(config)
     bar = tqdm(total=config.steps, initial=step, unit="step", desc="train", disable=not progress)
     t_start = time.perf_counter()
     while step < config.steps:
@@ -275,7 +281,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Train
         history["step"].append(step)
         history["train_loss"].append(float(np.mean(losses)))
         history["val_loss"].append(v)
-        history["lr"].append(schedule_lr(step))
+        history["lr"].append(float(schedule_lr(step)))
         history["elapsed_s"].append(elapsed0 + time.perf_counter() - t_start)
         eqx.tree_serialise_leaves(out / (TRAIN_STATE_FILENAME + ".tmp"), (params, ema, opt_state))
         os.replace(out / (TRAIN_STATE_FILENAME + ".tmp"), out / TRAIN_STATE_FILENAME)
@@ -287,14 +293,6 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Train
     _write_artifacts(out, ema_model, normalizers, geometry, data, config, history, data_hash,
                      val_rows=val_rows, finished=step >= config.steps)
     return history
-
-
-def _optimizer_lr(config: TrainConfig, step: int) -> float:
-    import optax
-
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=config.lr, warmup_steps=min(config.warmup_steps, config.steps - 1),
-        decay_steps=config.steps, end_value=config.lr * config.final_lr_fraction)(step)
 
 
 def sample_current(model, normalizers, x0_key, e, p, *, n_draws: int = 8, n_steps: int = 60):
