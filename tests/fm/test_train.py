@@ -59,7 +59,8 @@ def test_resume_continues_exactly(dataset, trained, tmp_path):
     a = eqx.tree_deserialise_leaves(cut / fm.CHECKPOINT_FILENAME, build_model(CFG, _geom(cut), jax.random.PRNGKey(1)))
     b = eqx.tree_deserialise_leaves(out_full / fm.CHECKPOINT_FILENAME,
                                     build_model(CFG, _geom(out_full), jax.random.PRNGKey(1)))
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    for x, y in zip(jax.tree_util.tree_leaves(eqx.filter(a, eqx.is_array)),
+                    jax.tree_util.tree_leaves(eqx.filter(b, eqx.is_array))):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     with pytest.raises(ValueError, match="another config"):
         train(dataset, cut, TrainConfig(**{**CFG.__dict__, "lr": 1e-3}), progress=False)
@@ -80,3 +81,29 @@ def test_nrmse_separates_a_trained_model_from_an_untrained_one(dataset, trained)
     untrained = build_model(CFG, geometry, jax.random.PRNGKey(9))
     worse = current_nrmse(untrained, normalizers, dataset, split=1, n_rows=24, n_draws=2, n_steps=10)
     assert worse["overall"]["median"] > score["overall"]["median"]
+
+
+def test_data_parallel_training_on_two_devices_matches_one(dataset, trained, tmp_path):
+    # The same run with the batch sharded over two XLA CPU devices gives the same weights up to
+    # float32 summation order (a subprocess: the device count is fixed when JAX starts).
+    import os
+    import subprocess
+    import sys
+
+    out_full, _ = trained
+    code = (
+        "import jax; assert jax.local_device_count() == 2\n"
+        "from ecsfm.fm.train import TrainConfig, train\n"
+        f"cfg = TrainConfig(**{CFG.__dict__!r})\n"
+        f"train({str(dataset)!r}, {str(tmp_path / 'dp')!r}, cfg, progress=False)\n"
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    a = eqx.tree_deserialise_leaves(tmp_path / "dp" / fm.CHECKPOINT_FILENAME,
+                                    build_model(CFG, _geom(tmp_path / "dp"), jax.random.PRNGKey(1)))
+    b = eqx.tree_deserialise_leaves(out_full / fm.CHECKPOINT_FILENAME,
+                                    build_model(CFG, _geom(out_full), jax.random.PRNGKey(1)))
+    for x, y in zip(jax.tree_util.tree_leaves(eqx.filter(a, eqx.is_array)),
+                    jax.tree_util.tree_leaves(eqx.filter(b, eqx.is_array))):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-3, atol=1e-4)
