@@ -105,8 +105,8 @@ def test_kill_then_rerun_loses_and_duplicates_nothing(reference, tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL, timeout=300)
     assert _hashes(out) == _hashes(ref)
-    ids = np.concatenate([data.read_npz(out / f"chunk_{k}.npz")["base_id"][
-        data.read_npz(out / f"chunk_{k}.npz")["aug_id"] == 0] for k in range(4)])
+    chunks = [data.read_npz(out / f"chunk_{k}.npz") for k in range(4)]
+    ids = np.concatenate([z["base_id"][z["aug_id"] == 0] for z in chunks])
     np.testing.assert_array_equal(np.sort(ids), np.arange(SMALL["n_samples"]))
     assert not list(out.glob("*.tmp*"))
 
