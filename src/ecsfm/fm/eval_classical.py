@@ -16,7 +16,9 @@ def resolve_model_geometry(normalizers, meta: dict) -> dict:
 
     Returns ``state_dim`` (2 S nx + L), ``phys_dim`` (length of the conditioning vector the model
     takes), ``signal_channels``, ``phys_dim_base`` (base parameters), ``phys_dim_core`` (base +
-    task and stage one-hots), ``n_tasks``, ``n_stages``, ``max_species``, ``nx``, ``target_len``.
+    task and stage one-hots), ``n_tasks``, ``n_stages``, ``max_species``, ``nx``, ``target_len``,
+    and ``meta`` itself (so that posterior inference, given only the geometry, finds the prior,
+    the vocabularies and the calibrated discrepancy).
     Raises ValueError when the files disagree with each other.
     """
     x_mean, _, e_mean, _, p_mean, _ = normalizers
@@ -32,7 +34,7 @@ def resolve_model_geometry(normalizers, meta: dict) -> dict:
     phys_dim_core = phys_dim_base + n_tasks + n_stages
     geometry = dict(state_dim=state_dim, phys_dim=phys_dim, signal_channels=signal_channels,
                     phys_dim_base=phys_dim_base, phys_dim_core=phys_dim_core, n_tasks=n_tasks,
-                    n_stages=n_stages, max_species=max_species, nx=nx, target_len=target_len)
+                    n_stages=n_stages, max_species=max_species, nx=nx, target_len=target_len, meta=meta)
     if state_dim != 2 * max_species * nx + target_len:
         raise ValueError(f"geometry: state_dim {state_dim} != 2 * max_species * nx + target_len = "
                          f"{2 * max_species * nx + target_len}")

@@ -352,6 +352,7 @@ def _write_artifacts(out: Path, model, normalizers, geometry, data, config: Trai
                      "elapsed_s": history["elapsed_s"][-1] if history["elapsed_s"] else 0.0},
         "dataset_manifest_sha256": data_hash,
         "dataset_units": data.manifest["units"],
+        "simulator": data.manifest["simulator"],
         "discrepancy": {"current_residual_rms_mA": float(np.sqrt(np.mean(resid**2))),
                         "current_draw_spread_rms_mA": float(np.sqrt(np.mean(spread**2))),
                         "per_task": per_task, "n_rows": int(rows.size), "n_draws": 4, "n_steps": 60},

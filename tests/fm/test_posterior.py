@@ -1,0 +1,183 @@
+"""Posterior inference against problems whose posterior is known exactly."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ecsfm.data import ParamSpace
+from ecsfm.data._recipes import RECIPES, STAGE_NAMES
+from ecsfm.data._tasks import TASK_NAMES
+from ecsfm.fm.posterior import (CEMPosteriorConfig, PosteriorInferenceConfig, SMCPosteriorConfig,
+                                compute_reliability_metrics, infer_parameter_posterior, pareto_khat,
+                                run_cem_posterior, run_smc_posterior)
+
+
+def _linear_gaussian(dim=3, n_obs=12, seed=0):
+    """Gaussian prior N(m0, S0) and y_obs = A y + noise: the posterior is Gaussian, in closed form."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n_obs, dim))
+    m0, s0 = np.array([0.5, -1.0, 0.2])[:dim], np.array([1.5, 0.8, 2.0])[:dim]
+    sigma = 0.7
+    truth = m0 + s0 * rng.normal(size=dim)
+    obs = a @ truth + sigma * rng.normal(size=n_obs)
+    prec = a.T @ a / sigma**2 + np.diag(1 / s0**2)
+    cov = np.linalg.inv(prec)
+    mean = cov @ (a.T @ obs / sigma**2 + m0 / s0**2)
+
+    def log_prior(y):
+        return -0.5 * np.sum(((y - m0) / s0) ** 2, axis=1)
+
+    def log_lik(y):
+        return -0.5 * np.sum((obs[None] - y @ a.T) ** 2, axis=1) / sigma**2
+
+    def newton(y):
+        r = obs[None] - y @ a.T
+        phi = 0.5 * np.sum(r**2, 1) / sigma**2 + 0.5 * np.sum(((y - m0) / s0) ** 2, 1)
+        grad = -(r @ a) / sigma**2 + (y - m0) / s0**2
+        return phi, grad, np.broadcast_to(prec, (y.shape[0], dim, dim)).copy()
+
+    return log_prior, log_lik, newton, mean, cov, m0, s0
+
+
+def _check_moments(samples, w, mean, cov, ess, n_se=5.0):
+    est_mean = w @ samples
+    est_sd = np.sqrt(w @ (samples - est_mean) ** 2)
+    sd = np.sqrt(np.diag(cov))
+    # Monte-Carlo standard errors of a mean and a standard deviation with this ESS.
+    assert np.all(np.abs(est_mean - mean) <= n_se * sd / math.sqrt(ess)), (est_mean, mean, sd, ess)
+    assert np.all(np.abs(est_sd - sd) <= n_se * sd / math.sqrt(2 * ess)), (est_sd, sd, ess)
+
+
+def test_cem_with_laplace_stage_matches_exact_gaussian_posterior():
+    log_prior, log_lik, newton, mean, cov, m0, s0 = _linear_gaussian()
+    cfg = CEMPosteriorConfig(n_particles=400, n_iterations=3)
+    res = run_cem_posterior(log_prior, log_lik, 3, cfg, seed=1, init_mean=m0, init_std=2 * s0, newton_fn=newton)
+    assert res["ess"] > 300  # the t proposal around the exact mode is a near-perfect proposal
+    _check_moments(res["samples"], res["weights"], mean, cov, res["ess"])
+    assert np.allclose(res["mode"], mean, atol=1e-6)
+    assert np.allclose(res["laplace_cov"], cov, rtol=1e-6)
+
+
+def test_cem_importance_weights_alone_target_the_posterior():
+    # No gradient: the CEM proposals plus mixture weights must still give the right moments.
+    log_prior, log_lik, _, mean, cov, m0, s0 = _linear_gaussian()
+    cfg = CEMPosteriorConfig(n_particles=2000, n_iterations=4)
+    res = run_cem_posterior(log_prior, log_lik, 3, cfg, seed=2, init_mean=m0, init_std=2 * s0)
+    assert res["ess"] > 200
+    _check_moments(res["samples"], res["weights"], mean, cov, res["ess"])
+
+
+def test_smc_matches_exact_gaussian_posterior():
+    log_prior, log_lik, _, mean, cov, m0, s0 = _linear_gaussian()
+    cfg = SMCPosteriorConfig(n_particles=2000, n_moves=4)
+    res = run_smc_posterior(log_prior, log_lik, 3, cfg, seed=3,
+                            sample_prior=lambda rng, n: m0 + s0 * rng.standard_normal((n, 3)))
+    assert res["reached_posterior"]
+    # Resampling and MCMC correlate the particles: allow an effective size of a quarter.
+    _check_moments(res["samples"], res["weights"], mean, cov, 500)
+    # Evidence of a linear-Gaussian model: N(obs; A m0, A S0 A^T + sigma^2 I) minus the constants
+    # this log_prior/log_lik leave out.
+    assert np.isfinite(res["log_evidence"])
+
+
+def test_pareto_khat_recovers_known_tail_shapes():
+    rng = np.random.default_rng(0)
+    n = 20000
+    m = int(min(n / 5, 3 * math.sqrt(n)))  # the tail the estimator fits
+    for shape in (0.2, 0.5, 0.9):
+        u = rng.random(n)
+        w = ((1 - u) ** (-shape) - 1) / shape  # generalised Pareto, scale 1
+        # The maximum-likelihood shape has standard error about (1 + k) / sqrt(m).
+        assert abs(pareto_khat(np.log(w + 1e-300)) - shape) < 3 * (1 + shape) / math.sqrt(m)
+    assert pareto_khat(np.zeros(1000)) < 0.5  # equal weights: no tail
+
+
+def test_reliability_metrics_on_a_calibrated_gaussian_band():
+    rng = np.random.default_rng(1)
+    mean = np.sin(np.linspace(0, 6, 20000))
+    obs = mean + 0.1 * rng.normal(size=mean.size)
+    rel = compute_reliability_metrics(obs, mean, np.full(mean.size, 0.1))
+    assert abs(rel["coverage_1sigma"] - 0.6827) < 0.01 and abs(rel["coverage_2sigma"] - 0.9545) < 0.01
+    assert rel["calibration_error"] < 0.02 and rel["reliability_score"] > 60
+    bad = compute_reliability_metrics(obs, mean, np.full(mean.size, 0.02))
+    assert bad["calibration_error"] > 0.5 and bad["reliability_score"] < rel["reliability_score"]
+
+
+def _fake_model_context(max_species=2, length=32):
+    """Metadata and geometry of a dataset made by the curriculum recipe (no trained model)."""
+    space = ParamSpace(max_species)
+    recipe = RECIPES["curriculum_multitask"]
+    priors = {f"{t}/{s}": recipe.prior(t, s).to_dict() for t in TASK_NAMES for s in STAGE_NAMES
+              if recipe.stages[s] > 0}
+    meta = {"priors": priors, "task_names": list(TASK_NAMES), "stage_names": list(STAGE_NAMES),
+            "params": space.describe()}
+    core = space.size + len(TASK_NAMES) + len(STAGE_NAMES)
+    geometry = dict(state_dim=4 * max_species + length, phys_dim=core, signal_channels=1,
+                    phys_dim_base=space.size, phys_dim_core=core, n_tasks=len(TASK_NAMES),
+                    n_stages=len(STAGE_NAMES), max_species=max_species, nx=2, target_len=length, meta=meta)
+    normalizers = (np.zeros(geometry["state_dim"]), np.ones(geometry["state_dim"]), np.zeros(length),
+                   np.ones(length), np.zeros(core), np.ones(core))
+    return space, meta, geometry, normalizers
+
+
+def test_known_slots_never_move_and_gaussian_likelihood_is_recovered():
+    space, meta, geometry, normalizers = _fake_model_context()
+    base = space.filler()
+    e0, k0, ts = space.index("e0", 0), space.index("ln_k0", 0), space.index("ln_time_scale")
+    base[space.index("c_ox", 0)] = 1.0
+    base[e0], base[ts] = 0.05, math.log(2.0)
+    core = np.concatenate([base, np.eye(len(TASK_NAMES))[TASK_NAMES.index("cv")],
+                           np.eye(len(STAGE_NAMES))[STAGE_NAMES.index("intermediate")]])
+    known = np.zeros(core.size, bool)
+    known[space.size:] = True
+    known[e0 - 0] = False
+    # Likelihood: E0 ~ N(0.05, 0.01^2), nothing else informed (a Gaussian well inside the prior box).
+    override = lambda p: -0.5 * ((p[:, e0] - 0.05) / 0.01) ** 2  # noqa: E731
+    cfg = PosteriorInferenceConfig(cem=CEMPosteriorConfig(n_particles=4000, n_iterations=4))
+    post = infer_parameter_posterior(model=None, normalizers=normalizers, geometry=geometry,
+                                     observed_current=np.zeros(32), applied_signal=np.zeros(32), known_p_core=core,
+                                     known_p_mask=known, config=cfg, seed=0, log_likelihood_override=override)
+    samples = post["posterior_samples_raw"]
+    fixed = np.setdiff1d(np.arange(core.size), post["free_indices"])
+    # Known: one-hots, the protocol slot, the absent couple 1; never moved, bit for bit.
+    assert ts in fixed and space.index("e0", 1) in fixed and space.size in fixed
+    assert np.array_equal(samples[:, fixed], np.broadcast_to(core[fixed].astype(np.float32), (samples.shape[0], fixed.size)))
+    ess = post["ess"]
+    assert abs(post["posterior_mean_raw"][e0] - 0.05) < 5 * 0.01 / math.sqrt(ess)
+    assert abs(post["posterior_std_raw"][e0] - 0.01) < 5 * 0.01 / math.sqrt(2 * ess)
+    # An uninformed slot keeps its prior: a log-uniform k0 has ln k0 sd = width / sqrt(12).
+    prior_k0 = meta["priors"]["cv/intermediate"]["species"]["ln_k0"]
+    width = math.log(prior_k0["high"]) - math.log(prior_k0["low"])
+    assert abs(post["posterior_std_raw"][k0] - width / math.sqrt(12)) < 0.1 * width / math.sqrt(12)
+    assert post["parameter_names"][e0] == "e0[0]"
+
+
+def test_bad_inputs_get_clear_errors():
+    space, meta, geometry, normalizers = _fake_model_context()
+    core = np.zeros(geometry["phys_dim_core"])
+    core[space.index("c_ox", 0)] = 1.0
+    core[space.size] = 1.0
+    core[space.size + len(TASK_NAMES) + 2] = 1.0
+    known = np.zeros(core.size, bool)
+    known[space.size:] = True
+    kw = dict(model=None, normalizers=normalizers, geometry=geometry, applied_signal=np.zeros(32),
+              known_p_core=core, known_p_mask=known, log_likelihood_override=lambda p: np.zeros(p.shape[0]))
+    with pytest.raises(ValueError, match="observed_current: expected 32"):
+        infer_parameter_posterior(observed_current=np.zeros(31), **kw)
+    with pytest.raises(ValueError, match="obs_mask: no observed point"):
+        infer_parameter_posterior(observed_current=np.zeros(32), obs_mask=np.zeros(32), **kw)
+    with pytest.raises(ValueError, match="NaN"):
+        infer_parameter_posterior(observed_current=np.full(32, np.nan), **kw)
+    bad = core.copy()
+    bad[space.index("c_ox", 0)] = 0.0
+    with pytest.raises(ValueError, match="no active couple"):
+        infer_parameter_posterior(observed_current=np.zeros(32), **(kw | {"known_p_core": bad}))
+    outside = known.copy()
+    outside[space.index("e0", 0)] = True
+    bad = core.copy()
+    bad[space.index("e0", 0)] = 3.0
+    with pytest.raises(ValueError, match="outside the prior"):
+        infer_parameter_posterior(observed_current=np.zeros(32), **(kw | {"known_p_core": bad, "known_p_mask": outside}))
+    with pytest.raises(ValueError, match="method"):
+        PosteriorInferenceConfig(method="mcmc")
