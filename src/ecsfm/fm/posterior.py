@@ -277,7 +277,7 @@ def _levenberg_marquardt(newton_fn, y0: np.ndarray, n_steps: int) -> tuple[np.nd
 
 
 def run_cem_posterior(log_prior, log_likelihood, dim: int, config: CEMPosteriorConfig = CEMPosteriorConfig(), *,
-                      seed: int = 0, init_mean=None, init_std=None, newton_fn=None) -> dict:
+                      seed: int = 0, init_mean=None, init_std=None, newton_fn=None, coords=None) -> dict:
     """Adaptive importance sampling with cross-entropy proposal updates (and, given
     ``newton_fn``, a Laplace stage), in ``dim`` unconstrained coordinates.
 
@@ -285,7 +285,10 @@ def run_cem_posterior(log_prior, log_likelihood, dim: int, config: CEMPosteriorC
     per iteration for all particles). The first proposal is ``N(init_mean, init_std^2)`` (default:
     the logistic prior's mean and standard deviation). ``newton_fn(y) -> (phi, grad, hess)``
     (negative log posterior, its gradient and a positive-definite Hessian approximation at one
-    point) enables the Laplace stage. Returns ``samples`` (N, dim) of every stage, normalised
+    point) enables the Laplace stage. ``coords`` (optional) supplies the coordinates the Laplace
+    proposal is built in (``to_z``, ``from_z``, ``log_det_dz_dy``, ``laplace_precision_z``; see
+    ``ParameterSpace``): a Gaussian in y can be a poor fit where a posterior ridge is straight in
+    other coordinates. Returns ``samples`` (N, dim) of every stage, normalised
     ``weights`` ~ prior x likelihood / q_mix (q_mix: the deterministic mixture of every proposal
     used, weighted by its particle count), ``ess``, ``pareto_k``, ``log_likelihood`` (N,),
     ``log_evidence`` (importance-sampling estimate), ``mode`` and ``laplace_cov`` (if any).
@@ -310,8 +313,11 @@ def run_cem_posterior(log_prior, log_likelihood, dim: int, config: CEMPosteriorC
         return np.logaddexp.reduce(np.stack(parts), axis=0) - math.log(sum(k for _, k in comps))
 
     def evaluate(y):
+        # Pad to the particle count so every call has one shape (one compiled program).
+        m = y.shape[0]
+        padded = np.concatenate([y, np.repeat(y[:1], n - m, axis=0)]) if m < n else y
         ys.append(y)
-        lls.append(np.asarray(log_likelihood(y), np.float64))
+        lls.append(np.asarray(log_likelihood(padded), np.float64)[:m])
         lps.append(np.asarray(log_prior(y), np.float64))
 
     for it in range(config.n_iterations):
@@ -341,17 +347,28 @@ def run_cem_posterior(log_prior, log_likelihood, dim: int, config: CEMPosteriorC
         ends, phis, hessians = _levenberg_marquardt(newton_fn, starts, config.n_newton)
         best = int(np.argmin(np.where(np.isfinite(phis), phis, np.inf)))
         mode, hess = ends[best], hessians[best]
+        centre = mode if coords is None else coords.to_z(mode[None])[0]
         try:
-            laplace_cov = np.linalg.inv(0.5 * (hess + hess.T))
+            prec = hess if coords is None else coords.laplace_precision_z(mode, hess)
+            laplace_cov = np.linalg.inv(0.5 * (prec + prec.T))
             chol_l = np.linalg.cholesky(laplace_cov * config.laplace_scale**2)
         except np.linalg.LinAlgError:
             chol_l = None
-        if chol_l is not None and np.all(np.isfinite(chol_l)):
+        if chol_l is not None and np.all(np.isfinite(chol_l)) and np.all(np.isfinite(centre)):
             dof = config.t_dof
-            z = rng.standard_normal((n, dim)) @ chol_l.T
-            y = mode + z / np.sqrt(rng.chisquare(dof, size=(n, 1)) / dof)
-            comps.append((lambda y, m=mode, c=chol_l: _mvt_logpdf(y, m, c, dof), n))
-            evaluate(y)
+            draws = centre + (rng.standard_normal((n, dim)) @ chol_l.T) / np.sqrt(rng.chisquare(dof, size=(n, 1)) / dof)
+            if coords is None:
+                y = draws
+                comps.append((lambda y, m=centre, c=chol_l: _mvt_logpdf(y, m, c, dof), n))
+            else:
+                # Draws outside the prior's support have zero target density: they count in the
+                # proposal's size but carry no weight, so they are simply not evaluated.
+                y = coords.from_z(draws)
+                y = y[np.all(np.isfinite(y), axis=1)]
+                comps.append((lambda y, m=centre, c=chol_l: _mvt_logpdf(coords.to_z(y), m, c, dof)
+                               + coords.log_det_dz_dy(y), n))
+            if y.shape[0]:
+                evaluate(y)
     y_all = np.concatenate(ys)
     ll = np.concatenate(lls)
     lw = np.concatenate(lps) + ll - log_q_mix(y_all)
@@ -371,15 +388,15 @@ def _systematic_resample(rng, w: np.ndarray) -> np.ndarray:
 
 
 def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorConfig = SMCPosteriorConfig(), *,
-                      seed: int = 0, sample_prior=None) -> dict:
+                      seed: int = 0, sample_prior=None, coords=None) -> dict:
     """Adaptive tempered SMC in ``dim`` unconstrained coordinates.
 
     ``sample_prior(rng, n)`` draws (n, dim) from the prior (default: the logistic prior of the
     unit-box coordinates). Temperatures are chosen by bisection so the incremental weights keep
     an ESS of ``target_ess_fraction * n``; after each reweighting the particles are resampled
     (systematic) and moved by ``n_moves`` random-walk Metropolis steps targeting
-    ``prior x likelihood^beta`` with proposal covariance ``(2.38^2 / dim) x`` the particle
-    covariance. Returns equally weighted ``samples``, ``log_evidence``, the temperatures, the
+    ``prior x likelihood^beta`` with proposal covariance ``(s^2 / dim) x`` the particle
+    covariance (in ``coords``' z coordinates when given), s adapted towards 25 % acceptance. Returns equally weighted ``samples``, ``log_evidence``, the temperatures, the
     acceptance rates and the ESS / Pareto k-hat of the last reweighting.
     """
     rng = np.random.default_rng(seed)
@@ -394,6 +411,7 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
     ll = np.where(np.isfinite(ll), ll, -np.inf)
     beta, log_z = 0.0, 0.0
     betas, accepts = [0.0], []
+    scale = 2.38
     last_lw = np.zeros(n)
     n_eval = n
     for _ in range(config.max_stages):
@@ -423,21 +441,36 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
         betas.append(beta)
         idx = _systematic_resample(rng, w)
         y, lp, ll = y[idx], lp[idx], ll[idx]
-        cov = np.cov(y.T).reshape(dim, dim) + 1e-8 * np.eye(dim)
-        chol = np.linalg.cholesky(cov * (2.38**2 / dim))
+        # Random-walk Metropolis in the move coordinates (z = coords.to_z(y), where posterior
+        # ridges are straighter; the Jacobian enters the acceptance ratio), scale adapted
+        # towards an acceptance rate of 0.25 from one move to the next.
+        zz = y if coords is None else coords.to_z(y)
+        cov = np.cov(zz.T).reshape(dim, dim) + 1e-10 * np.eye(dim)
+        chol = np.linalg.cholesky(cov)
+        ljac = 0.0 if coords is None else -coords.log_det_dz_dy(y)
         acc = 0.0
         for _ in range(config.n_moves):
-            y_new = y + rng.standard_normal((n, dim)) @ chol.T
-            lp_new = np.asarray(log_prior(y_new), np.float64)
-            ll_new = np.asarray(log_likelihood(y_new), np.float64)
+            z_new = zz + scale * (rng.standard_normal((n, dim)) @ chol.T) / math.sqrt(dim)
+            y_new = z_new if coords is None else coords.from_z(z_new)
+            valid = np.all(np.isfinite(y_new), axis=1)
+            y_eval = np.where(valid[:, None], y_new, y)
+            lp_new = np.asarray(log_prior(y_eval), np.float64)
+            ll_new = np.asarray(log_likelihood(y_eval), np.float64)
             ll_new = np.where(np.isfinite(ll_new), ll_new, -np.inf)
+            ljac_new = 0.0 if coords is None else -coords.log_det_dz_dy(y_eval)
             n_eval += n
-            log_a = (lp_new + beta * ll_new) - (lp + beta * ll)
-            ok = np.log(rng.random(n)) < np.where(np.isnan(log_a), -np.inf, log_a)
-            y = np.where(ok[:, None], y_new, y)
+            log_a = (lp_new + beta * ll_new + ljac_new) - (lp + beta * ll + ljac)
+            ok = valid & (np.log(rng.random(n)) < np.where(np.isnan(log_a), -np.inf, log_a))
+            y = np.where(ok[:, None], y_eval, y)
+            zz = np.where(ok[:, None], z_new, zz)
             lp = np.where(ok, lp_new, lp)
             ll = np.where(ok, ll_new, ll)
-            acc += ok.mean() / config.n_moves
+            if coords is not None:
+                ljac = np.where(ok, ljac_new, ljac)
+            rate = float(ok.mean())
+            scale *= math.exp(rate - 0.25)  # gentle Robbins-Monro step on log scale
+            scale = min(max(scale, 0.05), 5.0)
+            acc += rate / config.n_moves
         accepts.append(float(acc))
     w_final, ess = _normalise_log_weights(last_lw)
     return {"samples": y, "weights": np.full(n, 1.0 / n), "ess": ess, "pareto_k": pareto_khat(last_lw),
@@ -608,6 +641,67 @@ class ParameterSpace:
                 inside = (self.known[i] >= a) & (self.known[i] <= b)
                 out = out + np.where(inside, -np.log(np.maximum(b - a, 1e-300)), -np.inf)
         return out
+
+    # -- the Laplace proposal's coordinates: raw p, with concentrations on a log scale ---------
+    # In y = logit(u) the C_ox-D ridge of a voltammogram (i ~ C sqrt(D)) bends with the logit of
+    # each box; in (ln C, ln D) it is straight, so a Gaussian there fits it.
+
+    @property
+    def _log_kind(self) -> np.ndarray:
+        return np.asarray([self.names[i].startswith(("c_ox", "c_red")) for i in self.free])
+
+    def _box(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        fr = self.frac_of[self.free]
+        lo, hi = self.lows[self.free], self.highs[self.free]
+        scale = np.where(fr >= 0, p[:, np.maximum(fr, 0)], 1.0)
+        return lo * scale, hi * scale
+
+    def to_z(self, y: np.ndarray) -> np.ndarray:
+        pf = self.to_raw(y)[:, self.free]
+        return np.where(self._log_kind, np.log(np.maximum(pf, 1e-300)), pf)
+
+    def from_z(self, z: np.ndarray) -> np.ndarray:
+        """Inverse of ``to_z``; rows outside the prior's support come back as NaN."""
+        z = np.asarray(z, np.float64)
+        pf = np.where(self._log_kind, np.exp(np.minimum(z, 700.0)), z)
+        p = np.tile(self.known, (z.shape[0], 1))
+        p[:, self.free] = pf
+        a, b = self._box(p)
+        u = (pf - a) / (b - a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.log(u) - np.log1p(-u)
+        bad = ~np.all((u > 0) & (u < 1), axis=1)
+        y[bad] = np.nan
+        return y
+
+    def log_det_dz_dy(self, y: np.ndarray) -> np.ndarray:
+        """log |det dz/dy| (n,); the map is triangular (C_red after C_ox), so diagonal terms."""
+        y = np.clip(np.asarray(y, np.float64), -500, 500)
+        p = self.to_raw(y)
+        a, b = self._box(p)
+        ld = np.log(b - a) - np.logaddexp(0.0, y) - np.logaddexp(0.0, -y)
+        ld = ld - np.where(self._log_kind, np.log(np.maximum(p[:, self.free], 1e-300)), 0.0)
+        return ld.sum(1)
+
+    def laplace_precision_z(self, y_mode: np.ndarray, hess_y: np.ndarray) -> np.ndarray:
+        """Precision of the Laplace proposal in z: the likelihood's Gauss-Newton Hessian moved
+        from y to z, plus the precision of a Gaussian with each prior box's variance (so that
+        directions the data do not inform stay as wide as the prior, not infinite)."""
+        y0 = np.asarray(y_mode, np.float64)
+        sig = 1.0 / (1.0 + np.exp(-np.clip(y0, -500, 500)))
+        h_lik = hess_y - np.diag(2.0 * sig * (1.0 - sig))
+        eps = 1e-5
+        jac = np.empty((self.dim, self.dim))  # dz/dy at the mode, by central differences
+        for j in range(self.dim):
+            e = np.zeros(self.dim)
+            e[j] = eps
+            jac[:, j] = (self.to_z((y0 + e)[None])[0] - self.to_z((y0 - e)[None])[0]) / (2 * eps)
+        inv = np.linalg.inv(jac)
+        p = self.to_raw(y0[None])
+        a, b = self._box(p)
+        a, b = a[0], b[0]
+        width = np.where(self._log_kind, np.log(b / np.maximum(a, 1e-2 * b)), b - a)
+        return inv.T @ h_lik @ inv + np.diag(12.0 / width**2)
 
     def prior_std_raw(self, n: int = 4096, seed: int = 0) -> np.ndarray:
         """Prior standard deviation of every slot (core,), by sampling (0 for known slots)."""
@@ -788,7 +882,7 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
         a_d, b_d = 0.0, 0.0
     noise2 = config.obs_noise_std**2
     o_sel = obs[sel]
-    cache = {}
+    batch = config.cem.n_particles if config.method == "cem" else config.smc.n_particles
 
     def model_var(mean, var):
         return var + a_d**2 + (b_d * mean) ** 2
@@ -804,8 +898,6 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
         v = model_var(mean, var)[:, sel] + noise2
         r = o_sel[None, :] - mean[:, sel]
         ll = -0.5 * np.sum(r**2 / v + np.log(2 * math.pi * v), axis=1)
-        cache.setdefault("mean", []).append(mean)
-        cache.setdefault("var", []).append(var)
         return np.where(np.isfinite(ll), ll, -np.inf)
 
     def newton_fn(y):
@@ -825,7 +917,8 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
     warnings = []
     if config.method == "cem":
         res = run_cem_posterior(space.log_prior, log_likelihood, space.dim, config.cem, seed=seed,
-                                newton_fn=None if log_likelihood_override is not None else newton_fn)
+                                newton_fn=None if log_likelihood_override is not None else newton_fn,
+                                coords=space)
         if res["pareto_k"] > 0.7:
             warnings.append(f"Pareto k-hat {res['pareto_k']:.2f} > 0.7: the importance weights have a heavy tail; "
                             "the posterior estimate is unreliable (more particles/iterations, or method='smc')")
@@ -833,19 +926,27 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
             warnings.append(f"effective sample size {res['ess']:.1f} < {config.cem.min_ess:g}: few particles carry "
                             "the posterior; intervals are rough")
     else:
-        res = run_smc_posterior(space.log_prior, log_likelihood, space.dim, config.smc, seed=seed)
+        res = run_smc_posterior(space.log_prior, log_likelihood, space.dim, config.smc, seed=seed, coords=space)
         if not res["reached_posterior"]:
             warnings.append(f"SMC stopped at temperature {res['temperatures'][-1]:.3g} < 1 after "
                             f"{config.smc.max_stages} stages: the result is not the posterior")
     y, w = res["samples"], res["weights"]
     samples = space.to_raw(y)
-    # Predictive: re-use the forward values of the final particles (CEM: all particles, in order).
+    # Predictive: the forward model at the particles that carry weight (in batches of the
+    # inference's particle count, so no new program is compiled).
     if log_likelihood_override is None:
-        if config.method == "cem":
-            mean_i = np.concatenate(cache["mean"])
-            var_i = np.concatenate(cache["var"])
-        else:
-            mean_i, var_i = run_forward(y)
+        keep = np.flatnonzero(w > 1e-8 * w.max())
+        w = w[keep] / w[keep].sum()
+        y, samples_kept = y[keep], samples[keep]
+        means, variances = [], []
+        for start in range(0, keep.size, batch):
+            part = y[start:start + batch]
+            padded = np.concatenate([part, np.repeat(part[:1], batch - part.shape[0], axis=0)])
+            m_, v_ = run_forward(padded)
+            means.append(m_[: part.shape[0]])
+            variances.append(v_[: part.shape[0]])
+        mean_i, var_i = np.concatenate(means), np.concatenate(variances)
+        samples = samples_kept
         var_i = model_var(mean_i, var_i)
         pred_mean = w @ mean_i
         pred_var_nf = w @ (var_i + mean_i**2) - pred_mean**2
