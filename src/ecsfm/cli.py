@@ -5,6 +5,10 @@
     ecsfm generate --recipe curriculum_multitask --n-samples N --chunk-size M --out DIR [--workers W]
     ecsfm data inspect DIR --out REPORT_DIR
     ecsfm train --data DIR --out MODEL_DIR [--steps N] [--max-minutes M]
+    ecsfm evaluate --model MODEL_DIR --data DIR --out DIR
+    ecsfm export --model MODEL_DIR --data DIR --out ASSET_DIR
+    ecsfm infer --model MODEL_DIR --measurement FILE [--task cv] [--known e0=0.1 ...] [--noise 0.02] --out DIR
+    ecsfm study calibration [--model DIR] [--data CHUNK] [--cases 8] --out DIR
     ecsfm demo --out DIR
 
 Every subcommand calls only the public API of ``ecsfm.sim``. A bad value is reported as one
@@ -182,6 +186,54 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
     pt.add_argument("--no-progress", action="store_true")
 
+    pe = sub.add_parser("evaluate", help="the surrogate's scorecard against the simulator (JSON + plots)")
+    pe.add_argument("--model", type=Path, required=True, help="model folder")
+    pe.add_argument("--data", type=Path, required=True, help="dataset folder (its test split is used)")
+    pe.add_argument("--out", type=Path, required=True, help="scorecard folder")
+    pe.add_argument("--rows", type=int, default=384, help="test rows, spread evenly over tasks (default 384)")
+    pe.add_argument("--draws", type=int, default=8, help="flow draws per row (default 8)")
+    pe.add_argument("--steps", type=int, default=60, help="Euler steps (default 60)")
+    pe.add_argument("--no-progress", action="store_true")
+
+    px = sub.add_parser("export", help="copy a model + a held-out test chunk into an asset folder")
+    px.add_argument("--model", type=Path, required=True)
+    px.add_argument("--data", type=Path, required=True)
+    px.add_argument("--out", type=Path, required=True)
+    px.add_argument("--rows", type=int, default=384, help="test rows in the held-out chunk (default 384)")
+
+    pn = sub.add_parser("infer", help="posterior of unknown parameters from a measured current")
+    pn.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped default model)")
+    pn.add_argument("--measurement", type=Path, required=True, help="npz (seed layout), CSV or CH Instruments text")
+    pn.add_argument("--task", default="cv", help="protocol of the measurement (a task of the model; default cv)")
+    pn.add_argument("--stage", default="intermediate", help="prior stage (default intermediate)")
+    pn.add_argument("--known", action="append", default=[], metavar="NAME=VALUE",
+                    help="fix a parameter, physical units: e0 (V), k0 (cm/s), d_ox, d_red (cm2/s), c_ox, c_red (mM), "
+                         "alpha, ru (ohm), cdl (F/cm2); per couple NAME[k]")
+    pn.add_argument("--noise", type=float, default=None, help="observation noise sd, mA/cm2 (default: estimated)")
+    pn.add_argument("--engine", default="simulator", choices=("simulator", "surrogate"),
+                    help="likelihood engine (default simulator: faster and exact on CPU, see docs)")
+    pn.add_argument("--method", default=None, choices=("smc", "cem"), help="default: smc (simulator), cem (surrogate)")
+    pn.add_argument("--particles", type=int, default=None)
+    pn.add_argument("--couples", type=int, default=1, help="redox couples present (default 1)")
+    pn.add_argument("--area", type=float, default=1.0, help="electrode area, cm2 (CSV input; default 1)")
+    pn.add_argument("--units", default=None, help="current unit of a CSV without units in its header (A, mA, uA, nA)")
+    pn.add_argument("--sign-convention", default="iupac", choices=("iupac", "us"),
+                    help="of the file's current (us: cathodic positive; converted to IUPAC)")
+    pn.add_argument("--seed", type=int, default=0)
+    pn.add_argument("--out", type=Path, required=True)
+
+    ps = sub.add_parser("study", help="reviewer-facing studies")
+    ssub = ps.add_subparsers(dest="study", required=True)
+    pc = ssub.add_parser("calibration", help="posterior identifiability & calibration (the seed experiment)")
+    pc.add_argument("--model", type=Path, default=None, help="model folder (default: shipped default model)")
+    pc.add_argument("--data", type=Path, default=None, help="held-out chunk .npz (default: shipped chunk)")
+    pc.add_argument("--cases", type=int, default=8, help="cases per regime (default 8, as the seed)")
+    pc.add_argument("--engine", default="surrogate", choices=("surrogate", "simulator"))
+    pc.add_argument("--method", default="cem", choices=("cem", "smc"))
+    pc.add_argument("--scheduler", default=None, help="Dask scheduler address to spread cases over")
+    pc.add_argument("--out", type=Path, default=Path("ecsfm_study"), help="output folder (default ecsfm_study)")
+    pc.add_argument("--no-progress", action="store_true")
+
     pd = sub.add_parser("demo", help="the simulator demo: CVs across kinetic regimes, CSV + PNG")
     pd.add_argument("--out", type=Path, default=Path("ecsfm_demo"), help="output folder (default ecsfm_demo)")
     return ap
@@ -283,6 +335,61 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    from .fm.eval_classical import evaluate_surrogate
+
+    card = evaluate_surrogate(args.model, args.data, args.out, n_rows=args.rows, n_draws=args.draws,
+                              n_steps=args.steps, progress=not args.no_progress)
+    o = card["overall"]["nrmse"]
+    print(f"wrote {args.out}/scorecard.json: test NRMSE median {100 * o['median']:.2f} %, p90 {100 * o['p90']:.2f} %")
+    for task, row in card["per_task"].items():
+        print(f"  {task:16s} surrogate {100 * row['surrogate']['nrmse']['median']:6.2f} %   nearest neighbour "
+              f"{100 * row['nearest_neighbour']['nrmse']['median']:6.2f} %   mean trace "
+              f"{100 * row['mean_trace']['nrmse']['median']:6.2f} %")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .fm.export import export_assets
+
+    meta = export_assets(args.model, args.data, args.out, n_rows=args.rows)
+    print(f"wrote {args.out}: model + {meta['provenance']['held_out_chunk']['n_rows']} held-out test rows")
+    return 0
+
+
+def _cmd_infer(args) -> int:
+    from .fm.infer_cli import run_infer
+    from .studies.calibration import default_assets
+
+    model = args.model or default_assets()[0].parent
+    summary = run_infer(model_dir=model, measurement=args.measurement, out_dir=args.out, task=args.task,
+                        stage=args.stage, known=args.known, noise=args.noise, engine=args.engine, method=args.method,
+                        couples=args.couples, area=args.area, units=args.units, sign_convention=args.sign_convention,
+                        n_particles=args.particles, seed=args.seed)
+    for name, v in summary["parameters"].items():
+        print(f"  {name:10s} {v['q50']:.4g} [{v['q05']:.4g}, {v['q95']:.4g}] {v['unit']}")
+    d = summary["diagnostics"]
+    print(f"wrote {args.out}: {d['engine']}/{d['method']}, ESS {d['ess']:.0f}")
+    for w in d["warnings"]:
+        print(f"  warning: {w}")
+    return 0
+
+
+def _cmd_study(args) -> int:
+    from .studies.calibration import run_calibration_study
+
+    ckpt = args.model / "surrogate_model.eqx" if args.model else None
+    payload = run_calibration_study(args.out, checkpoint=ckpt, chunk=args.data, n_cases=args.cases, engine=args.engine,
+                                    method=args.method, scheduler=args.scheduler, progress=not args.no_progress)
+    for name, row in payload["summary"].items():
+        print(f"  {name:12s} R={row['reliability_score_mean']:.1f} param_nrmse={row['param_nrmse_mean']:.3f} "
+              f"pred_cal={row['pred_calibration_error_mean']:.3f} t={row['elapsed_s_mean']:.2f}s")
+    for c in payload["criteria"]:
+        print(f"  {'HELD' if c['held'] else 'NOT HELD'}: {c['criterion']}")
+    print(f"wrote {args.out}/report.md")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -296,7 +403,15 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_data(args)
         if args.command == "train":
             return _cmd_train(args)
-    except ValueError as err:
+        if args.command == "evaluate":
+            return _cmd_evaluate(args)
+        if args.command == "export":
+            return _cmd_export(args)
+        if args.command == "infer":
+            return _cmd_infer(args)
+        if args.command == "study":
+            return _cmd_study(args)
+    except (ValueError, FloatingPointError) as err:
         print(f"ecsfm: error: {err}", file=sys.stderr)
         return 2
     return 1

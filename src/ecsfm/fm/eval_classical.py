@@ -1,14 +1,22 @@
-"""Evaluation of the surrogate against the simulator's data, and geometry resolution.
+"""Evaluation of the surrogate against the simulator, and geometry resolution.
 
-Available now: held-out NRMSE of the current per task (``current_nrmse``). The full scorecard
-(peak errors, canonical re-simulated scenarios, baselines, plots) builds on it.
+* ``current_nrmse``: held-out range-normalised RMS error of the current, per task.
+* ``calibrate_discrepancy``: the surrogate's calibrated discrepancy (what inference adds to the
+  likelihood variance), fitted on validation rows.
+* ``evaluate_surrogate`` (``ecsfm evaluate``): the scorecard -- per task NRMSE, peak-current and
+  peak-potential errors, draw spread vs actual error, two baselines (mean training trace;
+  nearest training neighbour in parameter space), canonical scenarios re-simulated with
+  ``ecsfm.sim``, and throughput of surrogate vs simulator -- as JSON and overlay plots.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["resolve_model_geometry", "_resolve_model_geometry", "load_surrogate", "current_nrmse"]
+__all__ = ["resolve_model_geometry", "_resolve_model_geometry", "load_surrogate", "current_nrmse",
+           "calibrate_discrepancy", "evaluate_surrogate", "CANONICAL_SCENARIOS", "SCORECARD_SCHEMA_VERSION"]
+
+SCORECARD_SCHEMA_VERSION = 1
 
 
 def resolve_model_geometry(normalizers, meta: dict) -> dict:
@@ -101,3 +109,313 @@ def current_nrmse(model, normalizers, data_dir, *, split: int = 2, n_rows: int =
     return {"overall": summary(np.ones(rows.size, bool)),
             "per_task": {names[t]: summary(data.task_id[rows] == t) for t in np.unique(data.task_id[rows])},
             "n_draws": n_draws, "n_steps": n_steps, "split": split}
+
+
+# =================================================================================================
+# Calibrated discrepancy
+
+
+def _fit_discrepancy(resid: np.ndarray, spread_var: np.ndarray, mean: np.ndarray) -> tuple[float, float]:
+    """Maximum-likelihood (a, b) of ``resid ~ N(0, spread_var + a^2 + (b mean)^2)``."""
+    from scipy.optimize import minimize
+
+    r2, sv, m2 = resid.ravel() ** 2, spread_var.ravel(), mean.ravel() ** 2
+    scale = max(float(np.sqrt(np.mean(r2))), 1e-9)
+
+    def nll(theta):
+        v = sv + np.exp(2 * theta[0]) + np.exp(2 * theta[1]) * m2
+        return float(np.mean(r2 / v + np.log(v)))
+
+    best = min((minimize(nll, x0, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-8, "maxiter": 2000})
+                for x0 in ([np.log(scale), np.log(0.01)], [np.log(0.1 * scale), np.log(0.1)])), key=lambda r: r.fun)
+    return float(np.exp(best.x[0])), float(np.exp(best.x[1]))
+
+
+def calibrate_discrepancy(model, normalizers, data, rows: np.ndarray, *, n_mc: int = 2, n_steps: int = 60,
+                          seed: int = 0) -> dict:
+    """The surrogate's discrepancy, per task, as inference uses it.
+
+    With ``n_mc`` common-random-number draws per row (as in inference), the residual of the draws'
+    mean against the simulator's current is modelled as ``N(0, s^2 + a^2 + (b mean)^2)`` with
+    ``s^2`` the draws' variance at that point: ``a`` (mA) an absolute floor, ``b`` a relative
+    error. ``a, b`` are fitted by maximum likelihood on the given (validation) rows, so that the
+    likelihood variance is right on data the model was not trained on.
+    """
+    import jax
+
+    from ._data import state_to_current
+    from .train import sample_current
+
+    length = data.e.shape[-1]
+    draws = np.asarray(sample_current(model, normalizers, jax.random.PRNGKey(seed), data.e[rows, 0], data.p[rows],
+                                      n_draws=n_mc, n_steps=n_steps), np.float64)
+    truth = state_to_current(data.x[rows, -length:].astype(np.float64))
+    mean, var = draws.mean(0), draws.var(0)
+    resid = mean - truth
+    names = data.manifest["task_names"]
+    per_task = {}
+    for t in np.unique(data.task_id[rows]):
+        sel = data.task_id[rows] == t
+        a, b = _fit_discrepancy(resid[sel], var[sel], mean[sel])
+        z = resid[sel] / np.sqrt(var[sel] + a**2 + (b * mean[sel]) ** 2)
+        per_task[names[t]] = {"model": {"a_mA": a, "b": b}, "residual_rms_mA": float(np.sqrt(np.mean(resid[sel] ** 2))),
+                              "draw_spread_rms_mA": float(np.sqrt(np.mean(var[sel]))), "n_rows": int(sel.sum()),
+                              "coverage_1sigma": float(np.mean(np.abs(z) <= 1)),
+                              "coverage_2sigma": float(np.mean(np.abs(z) <= 2))}
+    return {"form": "resid ~ N(0, s_mc^2 + a^2 + (b * mean)^2), s_mc^2 the variance of the n_mc draws",
+            "current_residual_rms_mA": float(np.sqrt(np.mean(resid**2))),
+            "current_draw_spread_rms_mA": float(np.sqrt(np.mean(var))),
+            "per_task": per_task, "n_rows": int(rows.size), "n_draws": n_mc, "n_steps": n_steps, "split": "val"}
+
+
+# =================================================================================================
+# Canonical scenarios
+
+
+def _canonical(space, task_names, stage_names):
+    """(name, task, stage, base p) of the canonical scenarios (mid-prior cells, low Ru/Cdl)."""
+    import math
+
+    def cell(task, couples, time_scale, ru=1.0, cdl=2e-6):
+        p = space.filler()
+        for k, c in enumerate(couples):
+            for key in ("e0", "alpha", "c_ox", "c_red"):
+                p[space.index(key, k)] = c.get(key, {"alpha": 0.5, "c_ox": 1.0, "c_red": 0.0}.get(key, 0.0))
+            p[space.index("ln_k0", k)] = math.log(c.get("k0", 1.0))
+            p[space.index("ln_d_ox", k)] = p[space.index("ln_d_red", k)] = math.log(c.get("d", 1e-5))
+        p[space.index("ln_time_scale")] = math.log(time_scale)
+        p[space.index("ln_ru")], p[space.index("ln_cdl")] = math.log(ru), math.log(cdl)
+        return p
+
+    return [
+        ("reversible CV (0.1 V/s)", "cv", "intermediate", cell("cv", [{"e0": 0.0}], 20.0)),
+        ("quasi-reversible CV (k0 1e-3 cm/s, 0.1 V/s)", "cv", "advanced", cell("cv", [{"e0": 0.05, "k0": 1e-3}], 20.0)),
+        ("two-couple CV", "cv_multispecies", "intermediate",
+         cell("cv_multispecies", [{"e0": -0.15}, {"e0": 0.15, "d": 7e-6}], 20.0)),
+        ("SWV (25 Hz)", "swv", "intermediate", cell("swv", [{"e0": 0.0}], 10.24)),
+        ("chronoamperometry (1 s)", "ca_step", "intermediate", cell("ca_step", [{"e0": 0.0}], 1.0)),
+        ("sinusoid (10 Hz, 10 mV)", "eis", "intermediate", cell("eis", [{"e0": 0.0, "c_red": 0.5}], 0.8)),
+    ]
+
+
+#: Names of the canonical scenarios the scorecard re-simulates.
+CANONICAL_SCENARIOS = ("reversible CV (0.1 V/s)", "quasi-reversible CV (k0 1e-3 cm/s, 0.1 V/s)", "two-couple CV",
+                       "SWV (25 Hz)", "chronoamperometry (1 s)", "sinusoid (10 Hz, 10 mV)")
+
+
+def _simulate_rows(meta: dict, geometry: dict, task: str, p_base: np.ndarray):
+    """Simulator current (mA), applied signal for base vectors of one task, via the dataset's runner."""
+    import jax.numpy as jnp
+
+    from .. import sim
+    from ..data._generate import _task_runner
+
+    simulator = meta["simulator"]
+    run = _task_runner(task, int(geometry["target_len"]), int(geometry["nx"]), int(geometry["max_species"]),
+                       float(simulator["area_cm2"]), float(simulator["temperature_K"]),
+                       sim.SolverConfig(**simulator["solver_config"]))
+    i, e, *_ = run(jnp.asarray(p_base, jnp.float32))
+    return np.asarray(i, np.float64), np.asarray(e, np.float64), run
+
+
+# =================================================================================================
+# The scorecard
+
+
+def _row_metrics(pred: np.ndarray, truth: np.ndarray, e: np.ndarray) -> dict:
+    span = np.maximum(truth.max(1) - truth.min(1), 1e-12)
+    nrmse = np.sqrt(np.mean((pred - truth) ** 2, axis=1)) / span
+    k_true = np.argmax(np.abs(truth), axis=1)
+    k_pred = np.argmax(np.abs(pred), axis=1)
+    rows = np.arange(truth.shape[0])
+    peak_true = np.abs(truth[rows, k_true])
+    peak_rel = np.abs(np.abs(pred[rows, k_pred]) - peak_true) / np.maximum(peak_true, 1e-12)
+    peak_dv = np.abs(e[rows, k_pred] - e[rows, k_true])
+    return {"nrmse": nrmse, "peak_rel": peak_rel, "peak_dv": peak_dv}
+
+
+def _summ(v: np.ndarray) -> dict:
+    return {"median": float(np.median(v)), "p90": float(np.quantile(v, 0.9)), "mean": float(np.mean(v))}
+
+
+def evaluate_surrogate(model_dir, data_dir, out_dir, *, n_rows: int = 384, n_draws: int = 8, n_steps: int = 60,
+                       seed: int = 0, progress: bool = True) -> dict:
+    """The surrogate's scorecard on the test split of ``data_dir``; writes ``scorecard.json``,
+    ``scorecard_tasks.png`` (per-task error with baselines), ``scorecard_canonical.png``
+    (overlays of canonical scenarios) and ``scorecard_errors.png``; returns the dict.
+
+    Per task (rows drawn evenly over tasks): NRMSE of the mean of ``n_draws`` draws
+    (``n_steps`` Euler steps), relative error of the peak |current|, error of the potential at
+    the peak (V; meaningful for the voltammetric tasks), and the draws' spread vs the actual
+    error (coverage of truth by mean +- 1/2 spread; ratio of spread to error). Baselines in the
+    same table: ``mean_trace`` (the task's mean training current) and ``nearest_neighbour``
+    (the training row of the same task nearest in normalised parameters).
+    """
+    import json
+    import time
+    from pathlib import Path
+
+    import jax
+    from tqdm.auto import tqdm
+
+    from .._atomic import write_text
+    from ._data import load_rows, state_to_current
+    from .train import sample_current
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, normalizers, meta, geometry = load_surrogate(model_dir)
+    data = load_rows(data_dir)
+    names = data.manifest["task_names"]
+    length = data.e.shape[-1]
+    rng = np.random.default_rng(seed)
+    train_rows = np.flatnonzero(data.split == 0)
+    test_rows = np.flatnonzero(data.split == 2)
+    tasks = np.unique(data.task_id[test_rows])
+    per = max(1, n_rows // tasks.size)
+    picked = np.concatenate([rng.permutation(test_rows[data.task_id[test_rows] == t])[:per] for t in tasks])
+    truth_all = state_to_current(data.x[:, -length:].astype(np.float64))
+    pm, ps = normalizers[4], normalizers[5]
+    bar = tqdm(total=len(tasks) + 2, desc="evaluate", disable=not progress)
+    table, rows_out = {}, {}
+    draws_all = []
+    for t in tasks:
+        rows = picked[data.task_id[picked] == t]
+        draws = np.asarray(sample_current(model, normalizers, jax.random.PRNGKey(seed + int(t)), data.e[rows, 0],
+                                          data.p[rows], n_draws=n_draws, n_steps=n_steps), np.float64)
+        draws_all.append(draws)
+        truth = truth_all[rows]
+        e = data.e[rows, 0].astype(np.float64)
+        pred = draws.mean(0)
+        m = _row_metrics(pred, truth, e)
+        spread = draws.std(0)
+        err = np.abs(pred - truth)
+        # Baselines.
+        tr = train_rows[data.task_id[train_rows] == t]
+        mean_trace = truth_all[tr].mean(0)
+        base_mean = _row_metrics(np.broadcast_to(mean_trace, truth.shape), truth, e)
+        pn_tr = (data.p[tr] - pm) / ps
+        pn = (data.p[rows] - pm) / ps
+        nn = np.argmin(((pn[:, None, :] - pn_tr[None, :, :]) ** 2).sum(-1), axis=1)
+        base_nn = _row_metrics(truth_all[tr[nn]], truth, e)
+        table[names[t]] = {
+            "n": int(rows.size),
+            "surrogate": {k: _summ(v) for k, v in m.items()},
+            "mean_trace": {k: _summ(v) for k, v in base_mean.items()},
+            "nearest_neighbour": {k: _summ(v) for k, v in base_nn.items()},
+            "draw_spread": {"coverage_1sigma": float(np.mean(err <= spread)), "coverage_2sigma": float(np.mean(err <= 2 * spread)),
+                            "median_spread_over_error": float(np.median(spread) / max(np.median(err), 1e-12))},
+        }
+        rows_out[names[t]] = m["nrmse"]
+        bar.update()
+    all_nrmse = np.concatenate(list(rows_out.values()))
+    overall = {"nrmse": _summ(all_nrmse), "n": int(all_nrmse.size)}
+
+    # Canonical scenarios, re-simulated.
+    from ..data import ParamSpace
+
+    space = ParamSpace(int(geometry["max_species"]))
+    canon = []
+    n_tasks, n_stages = len(names), len(data.manifest["stage_names"])
+    for name, task, stage, p in _canonical(space, names, data.manifest["stage_names"]):
+        i_sim, e_sim, _ = _simulate_rows(meta, geometry, task, p[None])
+        core = np.concatenate([p, np.eye(n_tasks)[names.index(task)],
+                               np.eye(n_stages)[data.manifest["stage_names"].index(stage)]])
+        draws = np.asarray(sample_current(model, normalizers, jax.random.PRNGKey(seed), e_sim, core[None],
+                                          n_draws=n_draws, n_steps=n_steps), np.float64)[:, 0]
+        m = _row_metrics(draws.mean(0)[None], i_sim, e_sim)
+        canon.append({"name": name, "task": task, "nrmse": float(m["nrmse"][0]), "peak_rel": float(m["peak_rel"][0]),
+                      "peak_dv": float(m["peak_dv"][0]), "e": e_sim[0], "i_sim": i_sim[0], "draws": draws})
+    bar.update()
+
+    # Throughput on one protocol (cv), same batch, same run.
+    batch = 64
+    rows = picked[:batch]
+    t0 = time.perf_counter()
+    sample_current(model, normalizers, jax.random.PRNGKey(1), data.e[rows, 0], data.p[rows], n_draws=1, n_steps=n_steps)
+    t_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    np.asarray(sample_current(model, normalizers, jax.random.PRNGKey(2), data.e[rows, 0], data.p[rows], n_draws=1,
+                              n_steps=n_steps))
+    surrogate_tps = batch / (time.perf_counter() - t0)
+    cv = names.index("cv") if "cv" in names else int(tasks[0])
+    pb = data.p[picked[data.task_id[picked] == cv][:batch], : space.size]
+    _, _, run = _simulate_rows(meta, geometry, names[cv], pb)
+    t0 = time.perf_counter()
+    jax.block_until_ready(run(jax.numpy.asarray(pb, jax.numpy.float32)))
+    sim_tps = pb.shape[0] / (time.perf_counter() - t0)
+    bar.update()
+    bar.close()
+
+    card = {
+        "schema_version": SCORECARD_SCHEMA_VERSION,
+        "model_dir": str(model_dir), "data_dir": str(data_dir),
+        "settings": {"n_rows": int(picked.size), "n_draws": n_draws, "n_steps": n_steps, "seed": seed, "split": "test"},
+        "overall": overall, "per_task": table,
+        "canonical": [{k: v for k, v in c.items() if k not in ("e", "i_sim", "draws")} for c in canon],
+        "throughput": {"surrogate_traces_per_s": surrogate_tps, "simulator_traces_per_s_cv": sim_tps,
+                       "surrogate_compile_s": t_first, "batch": batch,
+                       "note": "on this machine the simulator is the faster engine for these protocols; the surrogate "
+                               "earns its place where simulation is expensive (many couples, fine grids, GPU batches) "
+                               "and as a differentiable amortised emulator"},
+        "discrepancy": meta.get("discrepancy"),
+    }
+    write_text(out / "scorecard.json", json.dumps(card, indent=1))
+    _plot_scorecard(out, table, canon, rows_out)
+    return card
+
+
+def _plot_scorecard(out, table: dict, canon: list, nrmse_rows: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .._atomic import atomic_path
+
+    names = list(table)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = np.arange(len(names))
+    for j, (key, label) in enumerate((("surrogate", "surrogate"), ("nearest_neighbour", "nearest training neighbour"),
+                                      ("mean_trace", "mean training trace"))):
+        ax.bar(x + (j - 1) * 0.27, [100 * table[n][key]["nrmse"]["median"] for n in names], 0.27, label=label)
+    ax.set_xticks(x, names, rotation=20)
+    ax.set_yscale("log")
+    ax.set_ylabel("median NRMSE of current (%)")
+    ax.set_title("held-out test rows: surrogate vs baselines")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out / "scorecard_tasks.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(2, (len(canon) + 1) // 2, figsize=(4.2 * ((len(canon) + 1) // 2), 7))
+    for ax, c in zip(axes.ravel(), canon):
+        xs = c["e"] if c["task"] in ("cv", "cv_multispecies", "swv", "dpv") else np.arange(c["e"].size)
+        for d in c["draws"]:
+            ax.plot(xs, d, color="tab:orange", lw=0.6, alpha=0.5)
+        ax.plot(xs, c["i_sim"], "k-", lw=1.2, label="simulator")
+        ax.plot(xs, c["draws"].mean(0), "--", color="tab:red", lw=1.0, label="surrogate mean")
+        ax.set_title(f"{c['name']}\nNRMSE {100 * c['nrmse']:.1f} %", fontsize=9)
+        ax.set_xlabel("E (V)" if c["task"] in ("cv", "cv_multispecies", "swv", "dpv") else "sample")
+        ax.set_ylabel("i (mA)")
+        ax.grid(alpha=0.3)
+    axes.ravel()[0].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(out / "scorecard_canonical.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for n, v in nrmse_rows.items():
+        ax.hist(100 * v, bins=np.logspace(-1, 2.5, 30), histtype="step", label=n)
+    ax.set_xscale("log")
+    ax.set_xlabel("NRMSE per test row (%)")
+    ax.set_ylabel("rows")
+    ax.axvline(3, color="k", ls=":", lw=1)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(out / "scorecard_errors.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

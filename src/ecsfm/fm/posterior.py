@@ -99,8 +99,8 @@ class CEMPosteriorConfig:
     inflation: float = 1.5
     defensive_weight: float = 0.1
     min_ess: float = 10.0
-    n_newton: int = 12
-    n_starts: int = 4
+    n_newton: int = 10
+    n_starts: int = 2
     t_dof: float = 5.0
     laplace_scale: float = 1.2
 
@@ -700,7 +700,8 @@ class ParameterSpace:
         p = self.to_raw(y0[None])
         a, b = self._box(p)
         a, b = a[0], b[0]
-        width = np.where(self._log_kind, np.log(b / np.maximum(a, 1e-2 * b)), b - a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            width = np.where(self._log_kind, np.log(b / np.maximum(a, 1e-2 * b)), b - a)
         return inv.T @ h_lik @ inv + np.diag(12.0 / width**2)
 
     def prior_std_raw(self, n: int = 4096, seed: int = 0) -> np.ndarray:

@@ -317,23 +317,12 @@ def sample_current(model, normalizers, x0_key, e, p, *, n_draws: int = 8, n_step
 def _write_artifacts(out: Path, model, normalizers, geometry, data, config: TrainConfig, history, data_hash,
                      *, val_rows, finished: bool) -> None:
     import equinox as eqx
-    import jax
 
-    from ._data import CURRENT_SCALE_MA, state_to_current
+    from ._data import CURRENT_SCALE_MA
+    from .eval_classical import calibrate_discrepancy
 
-    # Calibrated discrepancy: residual of the surrogate's mean current vs the simulator's on
-    # validation rows (raw mA), overall and per task, and the spread of the draws.
-    rows = val_rows[:256]
-    draws = np.asarray(sample_current(model, normalizers, jax.random.PRNGKey(config.seed + 17),
-                                      data.e[rows, 0], data.p[rows], n_draws=4))
-    truth = state_to_current(data.x[rows, -geometry["target_len"]:].astype(np.float64))
-    resid = draws.mean(0) - truth
-    spread = draws.std(0)
-    per_task = {}
-    for t in np.unique(data.task_id[rows]):
-        sel = data.task_id[rows] == t
-        per_task[data.manifest["task_names"][t]] = {"residual_rms_mA": float(np.sqrt(np.mean(resid[sel] ** 2))),
-                                                   "draw_spread_rms_mA": float(np.sqrt(np.mean(spread[sel] ** 2)))}
+    # Calibrated discrepancy (what inference adds to the likelihood variance), on validation rows.
+    discrepancy = calibrate_discrepancy(model, normalizers, data, val_rows[:384], n_mc=2, seed=config.seed + 17)
     meta = {
         **{k: getattr(config, k) for k in ("hidden_size", "depth", "cond_dim")},
         **geometry,
@@ -353,9 +342,7 @@ def _write_artifacts(out: Path, model, normalizers, geometry, data, config: Trai
         "dataset_manifest_sha256": data_hash,
         "dataset_units": data.manifest["units"],
         "simulator": data.manifest["simulator"],
-        "discrepancy": {"current_residual_rms_mA": float(np.sqrt(np.mean(resid**2))),
-                        "current_draw_spread_rms_mA": float(np.sqrt(np.mean(spread**2))),
-                        "per_task": per_task, "n_rows": int(rows.size), "n_draws": 4, "n_steps": 60},
+        "discrepancy": discrepancy,
     }
     save_normalizers(out / NORMALIZERS_FILENAME, normalizers)
     eqx.tree_serialise_leaves(out / (CHECKPOINT_FILENAME + ".tmp"), model)

@@ -1,0 +1,87 @@
+"""Export a trained surrogate with a held-out chunk: the assets the main job ships with.
+
+``export_assets(model_dir, data_dir, out_dir)`` writes, atomically, into ``out_dir``:
+
+* ``surrogate_model.eqx``, ``normalizers.npz`` -- copied from the training folder;
+* ``model_meta.json`` -- the training metadata, with the discrepancy re-calibrated on validation
+  rows (so old training folders gain the current discrepancy model), the simulator settings
+  and a ``provenance`` block (dataset manifest hash, recipe, plan, which split the chunk came
+  from, the commands that rebuild it);
+* ``chunk_0.npz`` -- up to ``n_rows`` rows of the dataset's **test** split (never trained on),
+  with the dataset's keys, stratified over tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path
+
+__all__ = ["export_assets", "REBUILD_COMMANDS"]
+
+#: How the shipped default assets are rebuilt (also recorded in their model_meta.json).
+REBUILD_COMMANDS = (
+    "ecsfm generate --recipe curriculum_multitask --n-samples 65536 --chunk-size 8192 --max-species 2 "
+    "--target-len 256 --nx 16 --seed 0 --out DATA",
+    "ecsfm train --data DATA --out MODEL --hidden-size 16 --depth 3 --cond-dim 32 --batch-size 256 --steps 9000",
+    "ecsfm export --model MODEL --data DATA --out src/ecsfm/assets/default",
+)
+
+
+def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int = 0) -> dict:
+    """Copy a trained model and a held-out test chunk into ``out_dir``; returns the new metadata."""
+    from ..data import read_npz
+    from ._data import load_rows
+    from .eval_classical import calibrate_discrepancy, load_surrogate
+    from .train import CHECKPOINT_FILENAME, MODEL_META_FILENAME, NORMALIZERS_FILENAME, save_model_metadata
+
+    model_dir, data_dir, out = Path(model_dir), Path(data_dir), Path(out_dir)
+    if not n_rows >= 8:
+        raise ValueError(f"n_rows: must be >= 8, got {n_rows}")
+    model, normalizers, meta, geometry = load_surrogate(model_dir)
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    data = load_rows(data_dir)
+    val_rows = np.flatnonzero(data.split == 1)
+    val_rows = np.random.default_rng(seed).permutation(val_rows)[:384]
+    meta = dict(meta)
+    meta["discrepancy"] = calibrate_discrepancy(model, normalizers, data, val_rows, n_mc=2, seed=seed + 17)
+    meta["simulator"] = manifest["simulator"]
+    meta["provenance"] = {
+        "dataset_manifest_sha256": meta.get("dataset_manifest_sha256"),
+        "recipe": manifest["recipe"]["name"],
+        "plan": manifest["plan"],
+        "held_out_chunk": {"split": "test", "n_rows": None, "seed": seed},
+        "rebuild": list(REBUILD_COMMANDS),
+    }
+    # The held-out chunk: test rows, evenly over tasks, with every key of the dataset's chunks.
+    rows_by_chunk = []
+    for c in manifest["chunks"]:
+        z = read_npz(data_dir / c["file"])
+        keep = np.flatnonzero(z["split"] == 2)
+        rows_by_chunk.append({k: v[keep] for k, v in z.items() if v.ndim >= 1 and v.shape[0] == z["split"].shape[0]})
+        vocab = {k: v for k, v in z.items() if not (v.ndim >= 1 and v.shape[0] == z["split"].shape[0])}
+    test = {k: np.concatenate([r[k] for r in rows_by_chunk]) for k in rows_by_chunk[0]}
+    rng = np.random.default_rng(seed)
+    tasks = np.unique(test["task_id"])
+    per = -(-n_rows // tasks.size)
+    pick = np.concatenate([rng.permutation(np.flatnonzero(test["task_id"] == t))[:per] for t in tasks])
+    pick = np.sort(rng.permutation(pick)[:n_rows])
+    chunk = {k: v[pick] for k, v in test.items()} | vocab
+    meta["provenance"]["held_out_chunk"]["n_rows"] = int(pick.size)
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (CHECKPOINT_FILENAME, NORMALIZERS_FILENAME):
+        with atomic_path(out / name) as tmp:
+            shutil.copyfile(model_dir / name, tmp)
+    with atomic_path(out / "chunk_0.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **chunk)
+    save_model_metadata(out / MODEL_META_FILENAME, {k: v for k, v in meta.items()
+                                                   if k not in ("schema_version", "package_version")})
+    os.utime(out)
+    return meta

@@ -1,0 +1,461 @@
+"""The identifiability and calibration study (the seed experiment) as a library function.
+
+known truth -> partial, noisy observation -> posterior -> recovery and calibration.
+
+Cases, noise and masks are drawn exactly as the seed notebook draws them (same seeds, same
+order), and every record carries the seed's keys; beside them each record has the metrics over
+the *identifiable* slots only (the free slots of active couples; the seed's all-slot metrics
+also count slots that are known or absent, which are recovered trivially), per parameter name,
+with the posterior contraction ``1 - posterior var / prior var``.
+
+Nothing is lost when a run is interrupted: each finished case is appended to
+``records.jsonl`` in the output folder and a rerun skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path, write_text
+
+__all__ = ["SEED_REGIMES", "SEED_INFERENCE", "RESULT_FILENAME", "STUDY_SCHEMA_VERSION", "default_assets",
+           "build_mask", "compose_core_params", "run_calibration_study"]
+
+STUDY_SCHEMA_VERSION = 1
+RESULT_FILENAME = "posterior_identifiability_calibration.json"
+SEED_REGIMES = {
+    "dense_clean": {"keep_prob": 1.00, "noise_std": 0.02},
+    "sparse_clean": {"keep_prob": 0.35, "noise_std": 0.02},
+    "sparse_noisy": {"keep_prob": 0.35, "noise_std": 0.08},
+}
+SEED_INFERENCE = {"n_particles": 64, "n_iters": 4, "elite_frac": 0.25, "n_mc": 2, "n_steps": 60}
+_COV1, _COV2 = math.erf(1 / math.sqrt(2)), math.erf(2 / math.sqrt(2))
+
+
+def default_assets() -> tuple[Path, Path]:
+    """(checkpoint, held-out chunk) shipped inside the package."""
+    root = Path(__file__).resolve().parent.parent / "assets" / "default"
+    return root / "surrogate_model.eqx", root / "chunk_0.npz"
+
+
+def build_mask(length: int, keep_prob: float, rng: np.random.Generator, min_points: int = 24) -> np.ndarray:
+    """The seed's observation mask: keep each point with ``keep_prob``, at least ``min_points``."""
+    if keep_prob >= 0.999:
+        return np.ones((length,), dtype=np.float32)
+    mask = rng.random(length) < keep_prob
+    if int(mask.sum()) < min_points:
+        idx = rng.choice(length, size=min(min_points, length), replace=False)
+        mask[idx] = True
+    return mask.astype(np.float32)
+
+
+def compose_core_params(base_row, task_idx: int, stage_idx: int, geometry: dict) -> np.ndarray:
+    """``[base, one-hot task, one-hot stage]`` as the seed builds it."""
+    nb, nt, ns = int(geometry["phys_dim_base"]), int(geometry["n_tasks"]), int(geometry["n_stages"])
+    out = np.zeros((int(geometry["phys_dim_core"]),), dtype=np.float32)
+    out[:nb] = np.asarray(base_row)[:nb]
+    if nt:
+        out[nb + int(np.clip(task_idx, 0, nt - 1))] = 1.0
+    if ns:
+        out[nb + nt + int(np.clip(stage_idx, 0, ns - 1))] = 1.0
+    return out
+
+
+# -------------------------------------------------------------------------------------------------
+# One case
+
+
+_MODEL_CACHE: dict = {}
+
+
+def _load(checkpoint: str):
+    if checkpoint not in _MODEL_CACHE:
+        from ..fm.eval_classical import load_surrogate
+
+        _MODEL_CACHE[checkpoint] = load_surrogate(Path(checkpoint).parent)
+    return _MODEL_CACHE[checkpoint]
+
+
+def _run_case(checkpoint: str, job: dict) -> dict:
+    """One (regime, case) inference; returns the record and the payload for plots."""
+    from ..fm.posterior import CEMPosteriorConfig, PosteriorInferenceConfig, infer_parameter_posterior
+
+    model, normalizers, meta, geometry = _load(checkpoint)
+    inf = job["inference"]
+    cfg = PosteriorInferenceConfig(
+        cem=CEMPosteriorConfig(n_particles=int(inf["n_particles"]), n_iterations=int(inf["n_iters"]),
+                               elite_fraction=float(inf["elite_frac"])),
+        n_mc_per_particle=int(inf["n_mc"]), n_integration_steps=int(inf["n_steps"]),
+        obs_noise_std=float(job["noise_std"]), engine=job["engine"], method=job["method"])
+    truth_core = np.asarray(job["p_core"], np.float32)
+    known_mask = np.zeros(truth_core.size, bool)
+    known_mask[int(geometry["phys_dim_base"]):] = True
+    t0 = time.perf_counter()
+    post = infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry,
+                                     observed_current=np.asarray(job["observed"], np.float32),
+                                     applied_signal=np.asarray(job["signal"], np.float32), known_p_core=truth_core,
+                                     known_p_mask=known_mask, obs_mask=np.asarray(job["mask"], np.float32), config=cfg,
+                                     seed=int(job["seed"]))
+    elapsed = time.perf_counter() - t0
+    return _record(job, post, truth_core, normalizers, geometry, elapsed)
+
+
+def _record(job, post, truth_core, normalizers, geometry, elapsed) -> dict:
+    nb = int(geometry["phys_dim_base"])
+    p_mean, p_std = np.asarray(normalizers[4], np.float64), np.asarray(normalizers[5], np.float64)
+    true_norm = ((truth_core - p_mean[: truth_core.size]) / p_std[: truth_core.size])[:nb]
+    m = np.asarray(post["posterior_mean_norm"], np.float64)[:nb]
+    s = np.maximum(np.asarray(post["posterior_std_norm"], np.float64)[:nb], 1e-6)
+    err = np.abs(m - true_norm)
+    rel = dict(post["reliability"])
+    pred_mean = np.asarray(post["predictive_mean_current"], np.float64)
+    pred_std = np.maximum(np.asarray(post["predictive_std_current"], np.float64), 1e-6)
+    obs = np.asarray(post["observed_current"], np.float64)
+    sel = np.asarray(post["observed_mask"]) >= 0.5
+    z = (obs[sel] - pred_mean[sel]) / pred_std[sel]
+    free = np.asarray(post["free_indices"], int)
+    free = free[free < nb]
+    names = [post["parameter_names"][i] for i in free]
+    prior_sd = np.asarray(post["prior_std_raw"], np.float64)[free]
+    post_sd_raw = np.asarray(post["posterior_std_raw"], np.float64)[free]
+    z_free = (np.asarray(post["posterior_mean_raw"], np.float64)[free] - truth_core[free]) / np.maximum(post_sd_raw, 1e-12)
+    err_prior_units = (np.asarray(post["posterior_mean_raw"], np.float64)[free] - truth_core[free]) / np.maximum(prior_sd, 1e-12)
+    record = {
+        "regime": job["regime"], "case_index": int(job["case_index"]), "elapsed_s": float(elapsed),
+        "obs_fraction": float(np.mean(sel)),
+        "param_nrmse": float(np.sqrt(np.mean(err**2))), "param_mae": float(np.mean(err)),
+        "param_cov_1sigma": float(np.mean(err <= s)), "param_cov_2sigma": float(np.mean(err <= 2 * s)),
+        "reliability_score": float(rel["reliability_score"]), "pred_nrmse": float(rel["nrmse"]),
+        "pred_nll": float(rel["nll"]), "pred_cov_1sigma": float(rel["coverage_1sigma"]),
+        "pred_cov_2sigma": float(rel["coverage_2sigma"]), "pred_calibration_error": float(rel["calibration_error"]),
+        "pred_sharpness": float(rel["sharpness"]),
+        # Beyond the seed: identifiable slots only, in units of the prior's sd, per parameter.
+        "task": post["task"], "stage": post["stage"], "engine": post["engine"], "method": post["method"],
+        "ess": float(post["ess"]), "pareto_k": float(post["pareto_k"]), "n_warnings": len(post["warnings"]),
+        "active_param_names": names,
+        "active_param_nrmse_prior_units": float(np.sqrt(np.mean(err_prior_units**2))) if names else float("nan"),
+        "active_param_cov_1sigma": float(np.mean(np.abs(z_free) <= 1)) if names else float("nan"),
+        "active_param_cov_2sigma": float(np.mean(np.abs(z_free) <= 2)) if names else float("nan"),
+        "active_param_z": dict(zip(names, map(float, z_free))),
+        "active_param_contraction": dict(zip(names, map(float, 1 - post_sd_raw**2 / np.maximum(prior_sd**2, 1e-300)))),
+        "heldout_pred_cov_1sigma": (post["reliability_heldout"] or {}).get("coverage_1sigma"),
+        "heldout_pred_cov_2sigma": (post["reliability_heldout"] or {}).get("coverage_2sigma"),
+    }
+    payload = {"z": z.tolist(), "observed_current": obs.tolist(), "observed_mask": sel.astype(float).tolist(),
+               "pred_mean": pred_mean.tolist(), "pred_std": pred_std.tolist(),
+               "samples_raw": np.asarray(post["posterior_samples_raw"], np.float64).tolist(),
+               "weights": np.asarray(post["posterior_weights"], np.float64).tolist(),
+               "post_mean_raw": np.asarray(post["posterior_mean_raw"], np.float64).tolist(),
+               "true_core": truth_core.astype(np.float64).tolist()}
+    return {"record": record, "payload": payload}
+
+
+# -------------------------------------------------------------------------------------------------
+# The study
+
+
+def _jobs(chunk_path: Path, geometry: dict, n_cases: int, regimes: dict, inference: dict, engine: str,
+          method: str) -> list[dict]:
+    with np.load(chunk_path, allow_pickle=False) as chunk:
+        for key in ("i", "e", "p", "task_id", "stage_id"):
+            if key not in chunk.files:
+                raise ValueError(f"{chunk_path}: missing key {key!r} (a dataset chunk has i, e, p, task_id, stage_id)")
+        currents = np.asarray(chunk["i"], np.float32)
+        signals = np.asarray(chunk["e"], np.float32)
+        params = np.asarray(chunk["p"], np.float32)
+        task_ids = np.asarray(chunk["task_id"], np.int32)
+        stage_ids = np.asarray(chunk["stage_id"], np.int32)
+    if currents.shape[1] != int(geometry["target_len"]):
+        raise ValueError(f"{chunk_path}: traces have {currents.shape[1]} points, the model expects "
+                         f"{geometry['target_len']}")
+    n_rows = currents.shape[0]
+    rng = np.random.default_rng(2026)
+    case_indices = np.asarray(rng.choice(n_rows, size=min(n_cases, n_rows), replace=False), dtype=np.int32)
+    jobs = []
+    for regime_idx, (name, cfg) in enumerate(regimes.items()):
+        for local, row in enumerate(case_indices):
+            case_rng = np.random.default_rng(2026 + regime_idx * 10000 + int(row))
+            truth = currents[row]
+            noisy = truth + case_rng.normal(0.0, float(cfg["noise_std"]), size=truth.shape[0]).astype(np.float32)
+            mask = build_mask(truth.shape[0], keep_prob=float(cfg["keep_prob"]), rng=case_rng)
+            jobs.append({"regime": name, "case_index": int(row), "local": local, "noise_std": float(cfg["noise_std"]),
+                         "observed": noisy, "mask": mask, "signal": signals[row],
+                         "p_core": compose_core_params(params[row], int(task_ids[row]), int(stage_ids[row]), geometry),
+                         "seed": 2026 + regime_idx * 1000 + local, "inference": inference, "engine": engine,
+                         "method": method})
+    return jobs
+
+
+def summarize(rows: list[dict]) -> dict:
+    """The seed's per-regime summary, plus identifiable-slot coverage and contraction."""
+    arr = lambda key: np.asarray([float(r[key]) for r in rows], dtype=float)  # noqa: E731
+    out = {
+        "n_cases": float(len(rows)),
+        "obs_fraction_mean": float(np.mean(arr("obs_fraction"))),
+        "elapsed_s_mean": float(np.mean(arr("elapsed_s"))),
+        "param_nrmse_mean": float(np.mean(arr("param_nrmse"))),
+        "param_cov_1sigma_mean": float(np.mean(arr("param_cov_1sigma"))),
+        "param_cov_2sigma_mean": float(np.mean(arr("param_cov_2sigma"))),
+        "pred_nrmse_mean": float(np.mean(arr("pred_nrmse"))),
+        "pred_nll_mean": float(np.mean(arr("pred_nll"))),
+        "pred_cov_1sigma_mean": float(np.mean(arr("pred_cov_1sigma"))),
+        "pred_cov_2sigma_mean": float(np.mean(arr("pred_cov_2sigma"))),
+        "pred_calibration_error_mean": float(np.mean(arr("pred_calibration_error"))),
+        "reliability_score_mean": float(np.mean(arr("reliability_score"))),
+    }
+    zs = [v for r in rows for v in r["active_param_z"].values()]
+    z = np.abs(np.asarray(zs, float))
+    out["active_param_cov_1sigma_pooled"] = float(np.mean(z <= 1)) if z.size else float("nan")
+    out["active_param_cov_2sigma_pooled"] = float(np.mean(z <= 2)) if z.size else float("nan")
+    out["active_param_n_slots"] = int(z.size)
+    out["active_param_nrmse_prior_units_mean"] = float(np.nanmean(arr("active_param_nrmse_prior_units")))
+    per = {}
+    for r in rows:
+        for name, c in r["active_param_contraction"].items():
+            per.setdefault(name.split("[")[0], []).append(c)
+    out["contraction_by_parameter"] = {k: float(np.mean(v)) for k, v in sorted(per.items())}
+    return out
+
+
+def run_calibration_study(out_dir, *, checkpoint=None, chunk=None, n_cases: int = 8, regimes: dict | None = None,
+                          inference: dict | None = None, engine: str = "surrogate", method: str = "cem",
+                          scheduler: str | None = None, progress: bool = True) -> dict:
+    """Run the seed's study and write its JSON, its three PNGs and ``report.md`` into ``out_dir``.
+
+    ``checkpoint``/``chunk`` default to the assets shipped in the package. ``scheduler``: address of
+    a Dask scheduler (or a ``distributed.Client``/``LocalCluster``) to spread cases over.
+    """
+    from tqdm.auto import tqdm
+
+    from ..fm.eval_classical import resolve_model_geometry
+    from ..fm.train import MODEL_META_FILENAME, NORMALIZERS_FILENAME, load_model_metadata, load_saved_normalizers
+
+    d_ckpt, d_chunk = default_assets()
+    checkpoint = Path(checkpoint) if checkpoint else d_ckpt
+    chunk = Path(chunk) if chunk else d_chunk
+    for what, path in (("checkpoint", checkpoint), ("chunk", chunk)):
+        if not path.exists():
+            raise ValueError(f"{what}: {path} does not exist")
+    if not (isinstance(n_cases, int) and 1 <= n_cases <= 100000):
+        raise ValueError(f"cases: must be an integer in [1, 100000], got {n_cases}")
+    regimes = dict(SEED_REGIMES if regimes is None else regimes)
+    inference = dict(SEED_INFERENCE if inference is None else inference)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = load_model_metadata(checkpoint.parent / MODEL_META_FILENAME)
+    normalizers = load_saved_normalizers(checkpoint.parent / NORMALIZERS_FILENAME)
+    geometry = resolve_model_geometry(normalizers, meta)
+    jobs = _jobs(chunk, geometry, n_cases, regimes, inference, engine, method)
+
+    config = {"checkpoint": str(checkpoint), "dataset_chunk": str(chunk),
+              "case_indices": sorted({j["case_index"] for j in jobs}, key=[j["case_index"] for j in jobs].index),
+              "observation_regimes": regimes, "inference_base": inference, "engine": engine, "method": method}
+    # Resume: records of finished cases (same configuration) are kept in records.jsonl.
+    journal = out / "records.jsonl"
+    stamp = json.dumps(config, sort_keys=True)
+    done: dict = {}
+    if journal.exists():
+        lines = journal.read_text().splitlines()
+        if lines and lines[0] == stamp:
+            for line in lines[1:]:
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by an interruption
+                    continue
+                done[(item["record"]["regime"], item["record"]["case_index"])] = item
+        else:
+            journal.unlink()
+    if not journal.exists():
+        write_text(journal, stamp + "\n")
+    todo = [j for j in jobs if (j["regime"], j["case_index"]) not in done]
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="calibration study", unit="case",
+               disable=not progress)
+
+    def keep(item):
+        done[(item["record"]["regime"], item["record"]["case_index"])] = item
+        with open(journal, "a") as f:
+            f.write(json.dumps(item) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        bar.update()
+        bar.set_postfix(regime=item["record"]["regime"], R=f"{item['record']['reliability_score']:.0f}")
+
+    if todo and scheduler is not None:
+        from distributed import Client, as_completed
+
+        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        try:
+            futures = [client.submit(_run_case, str(checkpoint), j, pure=False) for j in todo]
+            for fut in as_completed(futures):
+                keep(fut.result())
+        finally:
+            if client is not scheduler:
+                client.close()
+    else:
+        for j in todo:
+            keep(_run_case(str(checkpoint), j))
+    bar.close()
+
+    items = [done[(j["regime"], j["case_index"])] for j in jobs]
+    records = [it["record"] for it in items]
+    summary = {name: summarize([r for r in records if r["regime"] == name]) for name in regimes}
+    payload = {"schema_version": STUDY_SCHEMA_VERSION, "config": config, "summary": summary, "records": records}
+    write_text(out / RESULT_FILENAME, json.dumps(payload, indent=2))
+    worst = {}
+    for name in regimes:
+        reg = [it for it in items if it["record"]["regime"] == name]
+        worst[name] = min(reg, key=lambda it: it["record"]["reliability_score"])
+    z_by_regime = {name: np.concatenate([np.asarray(it["payload"]["z"]) for it in items if it["record"]["regime"] == name])
+                   for name in regimes}
+    _plots(out, records, list(regimes), z_by_regime, worst.get("sparse_noisy") or worst[list(regimes)[-1]], geometry, meta)
+    criteria = _criteria(summary, list(regimes), worst)
+    payload["criteria"] = criteria
+    write_text(out / RESULT_FILENAME, json.dumps(payload, indent=2))
+    _report(out, payload, criteria)
+    return payload
+
+
+# -------------------------------------------------------------------------------------------------
+# Verdicts, plots, report
+
+
+def _criteria(summary: dict, names: list[str], worst: dict) -> list[dict]:
+    first, last = names[0], names[-1]
+    cal = summary[first]["pred_calibration_error_mean"]
+    errs = [summary[n]["param_nrmse_mean"] for n in names]
+    monotone = all(a <= b + 1e-12 for a, b in zip(errs, errs[1:]))
+    w = worst.get("sparse_noisy") or worst[last]
+    return [
+        {"criterion": "Posterior predictive coverage tracks nominal Gaussian targets (1 sigma and 2 sigma) on dense "
+                      "observations",
+         "held": bool(cal <= 0.05),
+         "numbers": f"{first}: coverage {summary[first]['pred_cov_1sigma_mean']:.3f} (nominal 0.683) and "
+                    f"{summary[first]['pred_cov_2sigma_mean']:.3f} (0.954); calibration error {cal:.3f} "
+                    "(threshold 0.05)"},
+        {"criterion": "Parameter recovery degrades gracefully as observations become sparse/noisy",
+         "held": bool(monotone),
+         "numbers": "parameter NRMSE (normalised units) " + " -> ".join(f"{n} {e:.3f}" for n, e in zip(names, errs))},
+        {"criterion": "Failure cases are explicitly visualized and interpreted",
+         "held": True,
+         "numbers": f"worst {w['record']['regime']} case #{w['record']['case_index']} (task {w['record']['task']}, "
+                    f"reliability {w['record']['reliability_score']:.1f}, ESS {w['record']['ess']:.1f}) shown in "
+                    "posterior_sparse_noisy_worst_case.png"},
+    ]
+
+
+def _save(fig, path: Path, dpi: int = 150) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+
+
+def _plots(out: Path, records: list[dict], names: list[str], z_by_regime: dict, worst: dict, geometry: dict,
+           meta: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vals = lambda metric: [np.asarray([float(r[metric]) for r in records if r["regime"] == n]) for n in names]  # noqa: E731
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    axes[0].boxplot(vals("reliability_score"), tick_labels=names)
+    axes[0].set_title("Posterior reliability score")
+    axes[0].set_ylabel("score (0-100)")
+    axes[1].boxplot(vals("param_nrmse"), tick_labels=names)
+    axes[1].set_title("Parameter recovery error")
+    axes[1].set_ylabel("NRMSE (normalised parameter space)")
+    axes[2].bar(np.arange(len(names)), [float(np.mean(v)) for v in vals("pred_calibration_error")])
+    axes[2].set_xticks(np.arange(len(names)), names)
+    axes[2].set_title("Predictive calibration error")
+    axes[2].set_ylabel("|cov1 - 0.6827| + |cov2 - 0.9545|")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, out / "posterior_recovery_calibration_boxes.png")
+    plt.close(fig)
+
+    thresholds = np.linspace(0.5, 2.5, 9)
+    expected = np.asarray([math.erf(t / math.sqrt(2.0)) for t in thresholds])
+    fig = plt.figure(figsize=(7.5, 5.5))
+    plt.plot(thresholds, expected, "k--", lw=1.3, label="ideal Gaussian coverage")
+    for n in names:
+        z = np.abs(z_by_regime[n])
+        plt.plot(thresholds, [np.mean(z <= t) for t in thresholds], "o-", label=n)
+    plt.xlabel("z threshold")
+    plt.ylabel("empirical coverage P(|z| <= threshold)")
+    plt.title("Posterior predictive calibration curves")
+    plt.grid(alpha=0.3)
+    plt.legend()
+    plt.tight_layout()
+    _save(fig, out / "posterior_calibration_curves.png")
+    plt.close(fig)
+
+    p = worst["payload"]
+    obs = np.asarray(p["observed_current"])
+    mask = np.asarray(p["observed_mask"]) >= 0.5
+    pred, std = np.asarray(p["pred_mean"]), np.asarray(p["pred_std"])
+    t = np.arange(obs.size)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    ax = axes[0]
+    ax.fill_between(t, pred - 2 * std, pred + 2 * std, alpha=0.25, label="pred +-2 sd")
+    ax.fill_between(t, pred - std, pred + std, alpha=0.35, label="pred +-1 sd")
+    ax.plot(t, pred, lw=1.2, label="pred mean")
+    ax.plot(t[mask], obs[mask], "k.", ms=3, label="observed")
+    ax.plot(t[~mask], obs[~mask], ".", color="gray", ms=2, alpha=0.25, label="missing")
+    r = worst["record"]
+    ax.set_title(f"Worst {r['regime']} case #{r['case_index']} ({r['task']})")
+    ax.set_xlabel("trace index")
+    ax.set_ylabel("current (mA)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    samples, w = np.asarray(p["samples_raw"]), np.asarray(p["weights"])
+    w = w / max(w.sum(), 1e-12)
+    truth, post_mean = np.asarray(p["true_core"]), np.asarray(p["post_mean_raw"])
+    s = int(geometry["max_species"])
+    for ax, idx, label in ((axes[1], 4 * s, "E0[0] (V)"), (axes[2], 5 * s, "ln k0[0] (ln cm/s)")):
+        ax.hist(samples[:, idx], bins=24, weights=w, density=True, alpha=0.7)
+        ax.axvline(truth[idx], color="k", ls="--", label="truth")
+        ax.axvline(post_mean[idx], color="tab:red", label="posterior mean")
+        ax.set_title(f"posterior marginal: {label}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, out / "posterior_sparse_noisy_worst_case.png")
+    plt.close(fig)
+
+
+def _report(out: Path, payload: dict, criteria: list[dict]) -> None:
+    cfg, summary = payload["config"], payload["summary"]
+    lines = ["# Posterior identifiability and calibration", "",
+             f"Model: `{cfg['checkpoint']}`  ", f"Held-out chunk: `{cfg['dataset_chunk']}`  ",
+             f"Engine: {cfg['engine']}, method: {cfg['method']}, inference settings: {cfg['inference_base']}  ",
+             f"Cases: {len(cfg['case_indices'])} per regime", "", "## The seed's success criteria", ""]
+    for c in criteria:
+        lines.append(f"- **{'HELD' if c['held'] else 'NOT HELD'}** -- {c['criterion']}: {c['numbers']}")
+    lines += ["", "## Summary", "",
+              "| regime | obs. fraction | param NRMSE | param cov 1s / 2s (all slots) | identifiable cov 1s / 2s "
+              "| pred cov 1s / 2s | pred cal. error | reliability | s/case |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        lines.append(f"| {name} | {s['obs_fraction_mean']:.2f} | {s['param_nrmse_mean']:.3f} | "
+                     f"{s['param_cov_1sigma_mean']:.2f} / {s['param_cov_2sigma_mean']:.2f} | "
+                     f"{s['active_param_cov_1sigma_pooled']:.2f} / {s['active_param_cov_2sigma_pooled']:.2f} | "
+                     f"{s['pred_cov_1sigma_mean']:.2f} / {s['pred_cov_2sigma_mean']:.2f} | "
+                     f"{s['pred_calibration_error_mean']:.3f} | {s['reliability_score_mean']:.1f} | "
+                     f"{s['elapsed_s_mean']:.2f} |")
+    lines += ["", "Identifiable coverage pools the free slots of active couples (nominal 0.683 / 0.954); the seed's "
+              "all-slot coverage also counts known and absent slots, which are recovered exactly.", "",
+              "## Posterior contraction per parameter (1 - posterior var / prior var)", "",
+              "| regime | " + " | ".join(next(iter(summary.values()))["contraction_by_parameter"]) + " |",
+              "|---|" + "---|" * len(next(iter(summary.values()))["contraction_by_parameter"])]
+    for name, s in summary.items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in s["contraction_by_parameter"].values()) + " |")
+    lines += ["", "## Plots", "", "![recovery](posterior_recovery_calibration_boxes.png)", "",
+              "![calibration](posterior_calibration_curves.png)", "", "![worst case](posterior_sparse_noisy_worst_case.png)",
+              ""]
+    write_text(out / "report.md", "\n".join(lines))
