@@ -5,26 +5,10 @@ import jax
 import numpy as np
 import pytest
 
-from ecsfm import data, fm
+from ecsfm import fm
 from ecsfm.fm.train import TrainConfig, build_model, train
 
-CFG = TrainConfig(steps=60, eval_every=20, steps_per_call=10, batch_size=32, hidden_size=16, depth=2,
-                  cond_dim=16, warmup_steps=5, n_val_rows=64)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ds")
-    data.generate(data.Plan(recipe="curriculum_multitask", n_samples=160, chunk_size=80, max_species=2,
-                            target_len=32, nx=4, seed=3), out, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def trained(dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("model")
-    history = train(dataset, out, CFG, progress=False)
-    return out, history
+from .conftest import CFG
 
 
 def test_training_lowers_the_loss_and_writes_artifacts(trained):
