@@ -132,3 +132,63 @@ def test_calibration_study_over_a_local_dask_cluster_and_resume(assets, tmp_path
     (tmp_path / "b" / "records.jsonl").write_text("\n".join(journal[:4]) + "\n" + journal[4][:50])
     again = run_calibration_study(tmp_path / "b", **kw)
     assert [r["param_nrmse"] for r in again["records"]] == pytest.approx([r["param_nrmse"] for r in local["records"]])
+
+
+def _cv_csv(path, meta, geometry, e0=0.05, time_scale=4.0, header="time/s,potential/V,current/uA"):
+    """A CV on the cv task's waveform, simulated by ecsfm.sim directly, written as a CSV in uA."""
+    import math
+
+    from ecsfm import sim
+    from ecsfm.data._tasks import TASKS
+
+    import equinox as eqx
+
+    template = TASKS["cv"].template(int(geometry["target_len"]))
+    wf = eqx.tree_at(lambda w: w.duration, template, np.float32(time_scale))
+    couple = sim.Couple(e0=e0, k0=0.1, alpha=0.5, d_ox=1e-5, d_red=1e-5, c_ox=1.0, c_red=0.0)
+    res = sim.simulate(wf, [couple], sim.Cell(area=1.0, ru=1.0, cdl=2e-6))
+    t, e, i = (np.asarray(v, np.float64) for v in (res.time, res.potential, res.current))
+    lines = [header] + [f"{a:.6e},{b:.6e},{c * 1e6:.6e}" for a, b, c in zip(t, e, i)]
+    path.write_text("\n".join(lines) + "\n")
+    return math.log(time_scale)
+
+
+def test_infer_cli_on_a_csv_recovers_e0(assets, tmp_path):
+    from ecsfm.fm.eval_classical import load_surrogate
+
+    out, _ = assets
+    _, _, meta, geometry = load_surrogate(out)
+    _cv_csv(tmp_path / "cv.csv", meta, geometry, e0=0.05)
+    rc = main(["infer", "--model", str(out), "--measurement", str(tmp_path / "cv.csv"), "--noise", "0.002",
+               "--particles", "512", "--known", "ru=1", "--known", "cdl=2e-6", "--known", "c_red=0", "--known", "d_red=1e-5", "--known", "d_ox=1e-5",
+               "--out", str(tmp_path / "post")])
+    assert rc == 0
+    e0 = json.loads((tmp_path / "post" / "posterior_summary.json").read_text())["parameters"]["e0[0]"]
+    # With both D known, E1/2 pins E0 (otherwise E0 trades off against ln(D_red/D_ox) through
+    # E1/2 = E0 + RT/2F ln(D_red/D_ox), and D_ox against C_ox through i ~ C sqrt(D)).
+    assert e0["q05"] <= 0.05 <= e0["q95"] and e0["q95"] - e0["q05"] < 0.015
+
+
+def test_measurement_reader_formats_and_errors(tmp_path):
+    from ecsfm.fm.infer_cli import read_measurement
+
+    chi = ("Nov. 26, 2026   10:00:00\nTech: CV\nInit E (V) = 0.5\nScan Rate (V/s) = 0.1\n\n"
+           "Potential/V, Current/A\n" + "\n".join(f"{0.5 - 0.01 * k:.3f}, {1e-6 * k:.3e}" for k in range(20)))
+    (tmp_path / "chi.txt").write_text(chi)
+    rec = read_measurement(tmp_path / "chi.txt")
+    assert np.allclose(np.diff(rec["time"]), 0.1) and rec["scan_rate"] == 0.1
+    assert np.allclose(rec["current_A"][:3], [0.0, 1e-6, 2e-6])
+    us = read_measurement(tmp_path / "chi.txt", sign_convention="us")
+    assert np.allclose(us["current_A"], -rec["current_A"])
+    (tmp_path / "u16.csv").write_text("t/s\tE/V\ti/mA\n" + "\n".join(f"{k}\t{-0.01 * k}\t{k}" for k in range(10)),
+                                      encoding="utf-16")
+    assert np.allclose(read_measurement(tmp_path / "u16.csv")["current_A"][:2], [0.0, 1e-3])
+    (tmp_path / "bad.csv").write_text("t/s,E/V,i/A\n" + "\n".join(f"{k},0,0" for k in range(10)) + "\n11,x,0\n")
+    with pytest.raises(ValueError, match="line 12: not a number"):
+        read_measurement(tmp_path / "bad.csv")
+    (tmp_path / "back.csv").write_text("t/s,E/V,i/A\n" + "\n".join(f"{k % 5},0,0" for k in range(10)))
+    with pytest.raises(ValueError, match="time is not increasing"):
+        read_measurement(tmp_path / "back.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match="no numeric data"):
+        read_measurement(tmp_path / "empty.csv")
