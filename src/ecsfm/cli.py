@@ -230,9 +230,23 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--cases", type=int, default=8, help="cases per regime (default 8, as the seed)")
     pc.add_argument("--engine", default="surrogate", choices=("surrogate", "simulator"))
     pc.add_argument("--method", default="cem", choices=("cem", "smc"))
+    pc.add_argument("--regimes", default=None, help="comma list of the seed's regimes (default: all three)")
     pc.add_argument("--scheduler", default=None, help="Dask scheduler address to spread cases over")
     pc.add_argument("--out", type=Path, default=Path("ecsfm_study"), help="output folder (default ecsfm_study)")
     pc.add_argument("--no-progress", action="store_true")
+    pb = ssub.add_parser("sbc", help="simulation-based calibration over prior draws")
+    pb.add_argument("--model", type=Path, default=None, help="model folder (default: shipped default model)")
+    pb.add_argument("--n", type=int, default=200, help="prior draws (default 200)")
+    pb.add_argument("--task", default="cv")
+    pb.add_argument("--stage", default="intermediate")
+    pb.add_argument("--engine", default="simulator", choices=("surrogate", "simulator"))
+    pb.add_argument("--method", default="smc", choices=("cem", "smc"))
+    pb.add_argument("--particles", type=int, default=1024)
+    pb.add_argument("--noise", type=float, default=0.02, help="observation noise sd, mA (default 0.02)")
+    pb.add_argument("--seed", type=int, default=0)
+    pb.add_argument("--scheduler", default=None)
+    pb.add_argument("--out", type=Path, default=Path("ecsfm_sbc"))
+    pb.add_argument("--no-progress", action="store_true")
 
     pd = sub.add_parser("demo", help="the simulator demo: CVs across kinetic regimes, CSV + PNG")
     pd.add_argument("--out", type=Path, default=Path("ecsfm_demo"), help="output folder (default ecsfm_demo)")
@@ -376,11 +390,29 @@ def _cmd_infer(args) -> int:
 
 
 def _cmd_study(args) -> int:
-    from .studies.calibration import run_calibration_study
+    from .studies.calibration import SEED_REGIMES, run_calibration_study
 
+    if args.study == "sbc":
+        from .studies.sbc import run_sbc
+
+        res = run_sbc(args.out, model_dir=args.model, n=args.n, task=args.task, stage=args.stage, engine=args.engine,
+                      method=args.method, noise=args.noise, n_particles=args.particles, seed=args.seed,
+                      scheduler=args.scheduler, progress=not args.no_progress)
+        for name, v in res["parameters"].items():
+            print(f"  {name:12s} KS p = {v['ks_pvalue']:.3f}   90 % interval coverage {v['coverage']['0.9']:.3f}")
+        print(f"wrote {args.out}/sbc.json, sbc_ranks.png, sbc_coverage.png")
+        return 0
+    regimes = None
+    if args.regimes:
+        names = [r.strip() for r in args.regimes.split(",") if r.strip()]
+        unknown = [r for r in names if r not in SEED_REGIMES]
+        if unknown or not names:
+            raise ValueError(f"regimes: unknown {unknown}; choose from {list(SEED_REGIMES)}")
+        regimes = {r: SEED_REGIMES[r] for r in names}
     ckpt = args.model / "surrogate_model.eqx" if args.model else None
     payload = run_calibration_study(args.out, checkpoint=ckpt, chunk=args.data, n_cases=args.cases, engine=args.engine,
-                                    method=args.method, scheduler=args.scheduler, progress=not args.no_progress)
+                                    method=args.method, regimes=regimes, scheduler=args.scheduler,
+                                    progress=not args.no_progress)
     for name, row in payload["summary"].items():
         print(f"  {name:12s} R={row['reliability_score_mean']:.1f} param_nrmse={row['param_nrmse_mean']:.3f} "
               f"pred_cal={row['pred_calibration_error_mean']:.3f} t={row['elapsed_s_mean']:.2f}s")

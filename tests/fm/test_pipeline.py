@@ -192,3 +192,19 @@ def test_measurement_reader_formats_and_errors(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(ValueError, match="no numeric data"):
         read_measurement(tmp_path / "empty.csv")
+
+
+def test_sbc_writes_ranks_coverage_and_resumes(assets, tmp_path):
+    from ecsfm.studies.sbc import LEVELS, run_sbc
+
+    out, _ = assets
+    kw = dict(model_dir=out, n=12, engine="simulator", method="smc", n_particles=128, progress=False)
+    res = run_sbc(tmp_path, **kw)
+    assert res["parameters"] and all(v["n"] == 12 for v in res["parameters"].values())
+    for v in res["parameters"].values():
+        assert all(0.0 <= u <= 1.0 for u in v["u"]) and 0.0 <= v["ks_pvalue"] <= 1.0
+        cov = list(v["coverage"].values())
+        assert len(cov) == len(LEVELS) and all(a <= b for a, b in zip(cov, cov[1:]))  # nested intervals
+    assert (tmp_path / "sbc_ranks.png").exists() and (tmp_path / "sbc_coverage.png").exists()
+    again = run_sbc(tmp_path, **kw)  # everything journalled: nothing recomputed, same numbers
+    assert again["parameters"] == res["parameters"]

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .._atomic import atomic_path, write_text
+from ._journal import Journal, run_items
 
 __all__ = ["SEED_REGIMES", "SEED_INFERENCE", "RESULT_FILENAME", "STUDY_SCHEMA_VERSION", "default_assets",
            "build_mask", "compose_core_params", "run_calibration_study"]
@@ -257,49 +257,18 @@ def run_calibration_study(out_dir, *, checkpoint=None, chunk=None, n_cases: int 
               "case_indices": sorted({j["case_index"] for j in jobs}, key=[j["case_index"] for j in jobs].index),
               "observation_regimes": regimes, "inference_base": inference, "engine": engine, "method": method}
     # Resume: records of finished cases (same configuration) are kept in records.jsonl.
-    journal = out / "records.jsonl"
-    stamp = json.dumps(config, sort_keys=True)
-    done: dict = {}
-    if journal.exists():
-        lines = journal.read_text().splitlines()
-        if lines and lines[0] == stamp:
-            for line in lines[1:]:
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by an interruption
-                    continue
-                done[(item["record"]["regime"], item["record"]["case_index"])] = item
-        else:
-            journal.unlink()
-    if not journal.exists():
-        write_text(journal, stamp + "\n")
+    journal = Journal(out / "records.jsonl", config, key=lambda it: (it["record"]["regime"], it["record"]["case_index"]))
+    done = journal.done
     todo = [j for j in jobs if (j["regime"], j["case_index"]) not in done]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="calibration study", unit="case",
                disable=not progress)
 
     def keep(item):
-        done[(item["record"]["regime"], item["record"]["case_index"])] = item
-        with open(journal, "a") as f:
-            f.write(json.dumps(item) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        journal.add(item)
         bar.update()
         bar.set_postfix(regime=item["record"]["regime"], R=f"{item['record']['reliability_score']:.0f}")
 
-    if todo and scheduler is not None:
-        from distributed import Client, as_completed
-
-        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-        try:
-            futures = [client.submit(_run_case, str(checkpoint), j, pure=False) for j in todo]
-            for fut in as_completed(futures):
-                keep(fut.result())
-        finally:
-            if client is not scheduler:
-                client.close()
-    else:
-        for j in todo:
-            keep(_run_case(str(checkpoint), j))
+    run_items(todo, _run_case, (str(checkpoint),), keep, scheduler)
     bar.close()
 
     items = [done[(j["regime"], j["case_index"])] for j in jobs]
