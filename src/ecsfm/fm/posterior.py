@@ -74,6 +74,14 @@ _LOGISTIC_STD = math.pi / math.sqrt(3.0)
 # Configuration
 
 
+def _require_ints(obj, **minimum) -> None:
+    """ValueError naming the first field that is not an integer >= its minimum."""
+    for name, lo in minimum.items():
+        v = getattr(obj, name)
+        if not (isinstance(v, int) and v >= lo):
+            raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
+
+
 @dataclass(frozen=True)
 class CEMPosteriorConfig:
     """Cross-entropy proposal adaptation + importance weighting.
@@ -105,20 +113,13 @@ class CEMPosteriorConfig:
     laplace_scale: float = 1.2
 
     def __post_init__(self):
-        if not (isinstance(self.n_particles, int) and self.n_particles >= 4):
-            raise ValueError(f"n_particles: must be an integer >= 4, got {self.n_particles!r}")
-        if not (isinstance(self.n_iterations, int) and self.n_iterations >= 1):
-            raise ValueError(f"n_iterations: must be an integer >= 1, got {self.n_iterations!r}")
+        _require_ints(self, n_particles=4, n_iterations=1, n_starts=1, n_newton=0)
         if not 0.0 < self.elite_fraction <= 1.0:
             raise ValueError(f"elite_fraction: must be in (0, 1], got {self.elite_fraction}")
         if not self.inflation >= 1.0:
             raise ValueError(f"inflation: must be >= 1, got {self.inflation}")
         if not 0.0 <= self.defensive_weight < 1.0:
             raise ValueError(f"defensive_weight: must be in [0, 1), got {self.defensive_weight}")
-        if not (isinstance(self.n_starts, int) and self.n_starts >= 1):
-            raise ValueError(f"n_starts: must be an integer >= 1, got {self.n_starts!r}")
-        if not (isinstance(self.n_newton, int) and self.n_newton >= 0):
-            raise ValueError(f"n_newton: must be an integer >= 0, got {self.n_newton!r}")
         if not self.t_dof > 2.0:
             raise ValueError(f"t_dof: must be > 2, got {self.t_dof}")
 
@@ -134,12 +135,7 @@ class SMCPosteriorConfig:
     target_ess_fraction: float = 0.5
 
     def __post_init__(self):
-        if not (isinstance(self.n_particles, int) and self.n_particles >= 16):
-            raise ValueError(f"n_particles: must be an integer >= 16, got {self.n_particles!r}")
-        if not (isinstance(self.n_moves, int) and self.n_moves >= 1):
-            raise ValueError(f"n_moves: must be an integer >= 1, got {self.n_moves!r}")
-        if not (isinstance(self.max_stages, int) and self.max_stages >= 1):
-            raise ValueError(f"max_stages: must be an integer >= 1, got {self.max_stages!r}")
+        _require_ints(self, n_particles=16, n_moves=1, max_stages=1)
         if not 0.05 <= self.target_ess_fraction < 1.0:
             raise ValueError(f"target_ess_fraction: must be in [0.05, 1), got {self.target_ess_fraction}")
 
@@ -163,10 +159,7 @@ class PosteriorInferenceConfig:
     use_discrepancy: bool = True
 
     def __post_init__(self):
-        if not (isinstance(self.n_mc_per_particle, int) and self.n_mc_per_particle >= 1):
-            raise ValueError(f"n_mc_per_particle: must be an integer >= 1, got {self.n_mc_per_particle!r}")
-        if not (isinstance(self.n_integration_steps, int) and self.n_integration_steps >= 1):
-            raise ValueError(f"n_integration_steps: must be an integer >= 1, got {self.n_integration_steps!r}")
+        _require_ints(self, n_mc_per_particle=1, n_integration_steps=1)
         if not (math.isfinite(self.obs_noise_std) and self.obs_noise_std > 0):
             raise ValueError(f"obs_noise_std: must be finite and > 0, got {self.obs_noise_std}")
         if self.method not in ("cem", "smc"):
