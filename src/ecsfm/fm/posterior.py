@@ -370,7 +370,7 @@ def run_cem_posterior(log_prior, log_likelihood, dim: int, config: CEMPosteriorC
     log_evidence = float(np.log(np.mean(np.exp(finite - finite.max()))) + finite.max()) if finite.size else -np.inf
     return {"samples": y_all, "weights": w, "ess": ess, "pareto_k": pareto_khat(lw), "log_likelihood": ll,
             "log_weights": lw, "log_evidence": log_evidence, "n_evaluations": int(y_all.shape[0]),
-            "mode": mode, "laplace_cov": laplace_cov}
+            "mode": mode, "laplace_cov": laplace_cov, "batch_sizes": [int(y.shape[0]) for y in ys]}
 
 
 def _systematic_resample(rng, w: np.ndarray) -> np.ndarray:
@@ -876,7 +876,7 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
         a_d, b_d = 0.0, 0.0
     noise2 = config.obs_noise_std**2
     o_sel = obs[sel]
-    batch = config.cem.n_particles if config.method == "cem" else config.smc.n_particles
+    evaluated = []  # forward values of every likelihood call, in order (CEM re-uses them)
 
     def model_var(mean, var):
         return var + a_d**2 + (b_d * mean) ** 2
@@ -889,6 +889,7 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
         if log_likelihood_override is not None:
             return np.asarray(log_likelihood_override(space.to_raw(y)), np.float64)
         mean, var = run_forward(y)
+        evaluated.append((mean, var))
         v = model_var(mean, var)[:, sel] + noise2
         r = o_sel[None, :] - mean[:, sel]
         ll = -0.5 * np.sum(r**2 / v + np.log(2 * math.pi * v), axis=1)
@@ -926,21 +927,15 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
                             f"{config.smc.max_stages} stages: the result is not the posterior")
     y, w = res["samples"], res["weights"]
     samples = space.to_raw(y)
-    # Predictive: the forward model at the particles that carry weight (in batches of the
-    # inference's particle count, so no new program is compiled).
+    # Predictive: the forward values of the weighted particles -- for CEM those computed during
+    # the search (one likelihood call per stage, padded to the particle count), for SMC one more
+    # call at the final particles.
     if log_likelihood_override is None:
-        keep = np.flatnonzero(w > 1e-8 * w.max())
-        w = w[keep] / w[keep].sum()
-        y, samples_kept = y[keep], samples[keep]
-        means, variances = [], []
-        for start in range(0, keep.size, batch):
-            part = y[start:start + batch]
-            padded = np.concatenate([part, np.repeat(part[:1], batch - part.shape[0], axis=0)])
-            m_, v_ = run_forward(padded)
-            means.append(m_[: part.shape[0]])
-            variances.append(v_[: part.shape[0]])
-        mean_i, var_i = np.concatenate(means), np.concatenate(variances)
-        samples = samples_kept
+        if config.method == "cem":
+            mean_i = np.concatenate([m[:k] for (m, _), k in zip(evaluated, res["batch_sizes"])])
+            var_i = np.concatenate([v[:k] for (_, v), k in zip(evaluated, res["batch_sizes"])])
+        else:
+            mean_i, var_i = run_forward(y)
         var_i = model_var(mean_i, var_i)
         pred_mean = w @ mean_i
         pred_var_nf = w @ (var_i + mean_i**2) - pred_mean**2
