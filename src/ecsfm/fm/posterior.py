@@ -107,8 +107,8 @@ class CEMPosteriorConfig:
     inflation: float = 1.5
     defensive_weight: float = 0.1
     min_ess: float = 10.0
-    n_newton: int = 10
-    n_starts: int = 2
+    n_newton: int = 8
+    n_starts: int = 1
     t_dof: float = 5.0
     laplace_scale: float = 1.2
 

@@ -1,0 +1,54 @@
+"""The default model shipped with the package: small, held-out, and physically sensible."""
+
+import math
+
+import jax
+import numpy as np
+
+from ecsfm.data import ParamSpace
+from ecsfm.fm.eval_classical import load_surrogate
+from ecsfm.fm.train import sample_current
+from ecsfm.studies.calibration import default_assets
+
+
+def test_assets_are_small_held_out_and_documented():
+    ckpt, chunk = default_assets()
+    total = sum(p.stat().st_size for p in ckpt.parent.iterdir())
+    assert total <= 25 * 2**20
+    with np.load(chunk, allow_pickle=False) as z:
+        assert set(np.unique(z["split"]).tolist()) == {2}  # test rows only: never trained on
+    _, _, meta, _ = load_surrogate(ckpt.parent)
+    assert meta["provenance"]["held_out_chunk"]["split"] == "test" and meta["provenance"]["rebuild"]
+    assert set(meta["discrepancy"]["per_task"]) == set(meta["task_names"])
+
+
+def test_scan_rate_reaches_the_model_and_peak_current_scales_as_sqrt_v():
+    # Two CVs that differ only in the protocol slot (time scale 20 s vs 5 s: 0.1 vs 0.4 V/s). A
+    # reversible CV's peak current grows as sqrt(v) (Randles-Sevcik): ratio 2.
+    model, normalizers, meta, geometry = load_surrogate(default_assets()[0].parent)
+    space = ParamSpace(int(geometry["max_species"]))
+    tasks, stages = meta["task_names"], meta["stage_names"]
+    base = space.filler()
+    base[space.index("c_ox", 0)] = 1.0
+    base[space.index("c_red", 0)] = 0.0
+    base[space.index("e0", 0)] = 0.0
+    base[space.index("ln_k0", 0)] = math.log(0.5)
+    base[space.index("ln_ru")] = math.log(1.0)
+    base[space.index("ln_cdl")] = math.log(2e-6)
+    rows = []
+    for time_scale in (20.0, 5.0):
+        p = base.copy()
+        p[space.index("ln_time_scale")] = math.log(time_scale)
+        rows.append(np.concatenate([p, np.eye(len(tasks))[tasks.index("cv")],
+                                    np.eye(len(stages))[stages.index("intermediate")]]))
+    from ecsfm.data._tasks import TASKS
+
+    template = TASKS["cv"].template(int(geometry["target_len"]))
+    ro = TASKS["cv"].readout(int(geometry["target_len"]), template)
+    e = np.interp(ro["tau"], np.asarray(template.grid.tau), np.asarray(template.potential))
+    draws = np.asarray(sample_current(model, normalizers, jax.random.PRNGKey(0), np.stack([e, e]), np.stack(rows),
+                                      n_draws=4))
+    i = draws.mean(0)
+    assert not np.allclose(i[0], i[1], rtol=0.05)
+    ratio = np.abs(i[1]).max() / np.abs(i[0]).max()
+    assert abs(ratio - 2.0) < 0.3, ratio
