@@ -181,3 +181,30 @@ def test_bad_inputs_get_clear_errors():
         infer_parameter_posterior(observed_current=np.zeros(32), **(kw | {"known_p_core": bad, "known_p_mask": outside}))
     with pytest.raises(ValueError, match="method"):
         PosteriorInferenceConfig(method="mcmc")
+
+
+def test_two_exchangeable_couples_are_labelled_by_increasing_e0():
+    space, meta, geometry, normalizers = _fake_model_context()
+    base = space.filler()
+    for k, e0 in ((0, 0.1), (1, -0.1)):
+        base[space.index("c_ox", k)] = 1.0
+        base[space.index("e0", k)] = e0
+        base[space.index("ln_k0", k)] = math.log(0.1 if k == 0 else 0.01)
+    base[space.index("ln_time_scale")] = math.log(20.0)
+    core = np.concatenate([base, np.eye(len(TASK_NAMES))[TASK_NAMES.index("cv_multispecies")],
+                           np.eye(len(STAGE_NAMES))[STAGE_NAMES.index("intermediate")]])
+    known = np.zeros(core.size, bool)
+    known[space.size:] = True
+    from ecsfm.fm.posterior import ParameterSpace
+
+    ps = ParameterSpace(meta, core, known, geometry)
+    canon = ps.canonical_order(core)
+    # The couple with E0 = -0.1 moves to slot 0, with all its quantities.
+    assert canon[space.index("e0", 0)] == -0.1 and canon[space.index("ln_k0", 0)] == math.log(0.01)
+    assert canon[space.index("e0", 1)] == 0.1 and canon[space.index("ln_k0", 1)] == math.log(0.1)
+    # The prior puts no mass on the other labelling.
+    y = np.zeros((2, ps.dim))
+    e0_0 = list(ps.free).index(space.index("e0", 0))
+    y[0, e0_0], y[1, e0_0] = -3.0, 3.0  # E0[0] below / above E0[1] (at the centre of its box)
+    lp = ps.log_prior(y)
+    assert np.isfinite(lp[0]) and lp[1] == -np.inf

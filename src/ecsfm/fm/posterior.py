@@ -394,11 +394,20 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
     """
     rng = np.random.default_rng(seed)
     n = config.n_particles
-    if sample_prior is None:
-        u = rng.uniform(1e-12, 1 - 1e-12, size=(n, dim))
-        y = np.log(u) - np.log1p(-u)
-    else:
-        y = np.asarray(sample_prior(rng, n), np.float64)
+    def draw(m):
+        if sample_prior is None:
+            u = rng.uniform(1e-12, 1 - 1e-12, size=(m, dim))
+            return np.log(u) - np.log1p(-u)
+        return np.asarray(sample_prior(rng, m), np.float64)
+
+    # Start from the prior: draws where log_prior is -inf (a constraint such as ordered couples)
+    # are outside its support and are replaced.
+    y = draw(n)
+    for _ in range(50):
+        bad = ~np.isfinite(np.asarray(log_prior(y), np.float64))
+        if not bad.any():
+            break
+        y[bad] = draw(int(bad.sum()))
     lp = np.asarray(log_prior(y), np.float64)
     ll = np.asarray(log_likelihood(y), np.float64)
     ll = np.where(np.isfinite(ll), ll, -np.inf)
@@ -519,6 +528,10 @@ def compute_reliability_metrics(observed, pred_mean, pred_std, mask=None) -> dic
 class ParameterSpace:
     """Which slots of ``p_core`` are free, their prior boxes, and the map from unconstrained ``y``.
 
+    With two or more active couples whose E0 are free, the couples are exchangeable (swapping
+    their slots leaves the current unchanged), so the posterior is labelled: slot order = order of
+    increasing E0 (``canonical_order`` puts a known truth in the same labelling).
+
     Built from the dataset prior of the known task/stage, the known values and mask. Free slot j
     maps ``p_j = a_j + (b_j - a_j) sigmoid(y_j)``; a ``fraction`` slot (``C_red = u C_ox``) maps
     onto ``[low, high] x C_ox`` of its couple, so the prior in ``y`` is the product of logistic
@@ -605,6 +618,8 @@ class ParameterSpace:
                           if frac_of[i] >= 0 and not free[i] and free[frac_of[i]]]
         self.names = list(layout.names) + [f"task:{t}" for t in task_names] + [f"stage:{t}" for t in stage_names]
         self.dim = int(self.free.size)
+        e0_slots = [layout.index("e0", k) for k in np.flatnonzero(active)]
+        self.ordered_e0 = e0_slots if len(e0_slots) >= 2 and all(free[i] for i in e0_slots) else []
         self.arrays = _SpaceArrays(jnp.asarray(known, jnp.float32), jnp.asarray(self.free, jnp.int32),
                                    jnp.asarray(lows[self.free], jnp.float32), jnp.asarray(highs[self.free], jnp.float32),
                                    jnp.asarray(frac_of[self.free], jnp.int32))
@@ -627,6 +642,11 @@ class ParameterSpace:
         """Log prior density in y (n,): logistic per coordinate (+ the conditional term)."""
         y = np.asarray(y, np.float64)
         out = -np.sum(np.logaddexp(0.0, y) + np.logaddexp(0.0, -y), axis=1)
+        if self.ordered_e0:
+            # Exchangeable couples: the couple slots are labelled by increasing E0 (the current
+            # does not change when couples swap slots), times the n! labellings folded in.
+            e0 = self.to_raw(y)[:, self.ordered_e0]
+            out = out + np.where(np.all(np.diff(e0, axis=1) > 0, axis=1), math.lgamma(len(self.ordered_e0) + 1), -np.inf)
         if self.cond_frac:
             p = self.to_raw(y)
             for i, of in self.cond_frac:
@@ -696,6 +716,21 @@ class ParameterSpace:
         with np.errstate(divide="ignore", invalid="ignore"):
             width = np.where(self._log_kind, np.log(b / np.maximum(a, 1e-2 * b)), b - a)
         return inv.T @ h_lik @ inv + np.diag(12.0 / width**2)
+
+    def canonical_order(self, p_core) -> np.ndarray:
+        """``p_core`` with its active couples' slots permuted to increasing E0 (the labelling of
+        the posterior when couples are exchangeable); unchanged otherwise."""
+        p = np.array(p_core, dtype=np.float64, copy=True)
+        if not self.ordered_e0:
+            return p
+        s = self.layout.max_species
+        couples = [i % s for i in self.ordered_e0]
+        order = [couples[j] for j in np.argsort(p[self.ordered_e0], kind="stable")]
+        src = p.copy()
+        for name, _, _ in _SPECIES_QUANTITIES():
+            for dst_k, src_k in zip(couples, order):
+                p[self.layout.index(name, dst_k)] = src[self.layout.index(name, src_k)]
+        return p
 
     def prior_std_raw(self, n: int = 4096, seed: int = 0) -> np.ndarray:
         """Prior standard deviation of every slot (core,), by sampling (0 for known slots)."""
@@ -780,6 +815,12 @@ def _forward_jacobian(forward, space, y):
 
     mean, var = forward(space.to_raw(y))
     return mean, var, jax.vmap(jax.jacfwd(mean_of))(y)
+
+
+def _SPECIES_QUANTITIES():
+    from ..data import SPECIES_QUANTITIES
+
+    return SPECIES_QUANTITIES
 
 
 def _surrogate_engine(model, normalizers, geometry, applied_signal, n_mc: int, n_steps: int, seed: int):

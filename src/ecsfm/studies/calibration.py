@@ -8,6 +8,10 @@ the *identifiable* slots only (the free slots of active couples; the seed's all-
 also count slots that are known or absent, which are recovered trivially), per parameter name,
 with the posterior contraction ``1 - posterior var / prior var``.
 
+With two or more couples the couples are exchangeable (the current is unchanged when they swap
+slots), so the posterior labels them by increasing E0 and the truth is relabelled the same way
+before any metric is computed.
+
 Nothing is lost when a run is interrupted: each finished case is appended to
 ``records.jsonl`` in the output folder and a rerun skips it.
 """
@@ -84,7 +88,7 @@ def _load(checkpoint: str):
 
 def _run_case(checkpoint: str, job: dict) -> dict:
     """One (regime, case) inference; returns the record and the payload for plots."""
-    from ..fm.posterior import CEMPosteriorConfig, PosteriorInferenceConfig, infer_parameter_posterior
+    from ..fm.posterior import CEMPosteriorConfig, ParameterSpace, PosteriorInferenceConfig, infer_parameter_posterior
 
     model, normalizers, meta, geometry = _load(checkpoint)
     inf = job["inference"]
@@ -103,6 +107,8 @@ def _run_case(checkpoint: str, job: dict) -> dict:
                                      known_p_mask=known_mask, obs_mask=np.asarray(job["mask"], np.float32), config=cfg,
                                      seed=int(job["seed"]))
     elapsed = time.perf_counter() - t0
+    # Exchangeable couples: the posterior labels them by increasing E0; so is the truth.
+    truth_core = ParameterSpace(meta, truth_core, known_mask, geometry).canonical_order(truth_core).astype(np.float32)
     return _record(job, post, truth_core, normalizers, geometry, elapsed)
 
 

@@ -53,7 +53,7 @@ _CACHE: dict = {}
 
 def _run_draw(model_dir: str, engine: str, method: str, n_particles: int, job: dict) -> dict:
     from ..fm.eval_classical import load_surrogate
-    from ..fm.posterior import (CEMPosteriorConfig, PosteriorInferenceConfig, SMCPosteriorConfig,
+    from ..fm.posterior import (CEMPosteriorConfig, ParameterSpace, PosteriorInferenceConfig, SMCPosteriorConfig,
                                 infer_parameter_posterior)
 
     if model_dir not in _CACHE:
@@ -68,6 +68,7 @@ def _run_draw(model_dir: str, engine: str, method: str, n_particles: int, job: d
     post = infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry,
                                      observed_current=np.asarray(job["observed"]), applied_signal=np.asarray(job["signal"]),
                                      known_p_core=core, known_p_mask=known, config=cfg, seed=int(job["k"]))
+    core = ParameterSpace(meta, core, known, geometry).canonical_order(core)  # exchangeable couples: E0 order
     samples = np.asarray(post["posterior_samples_raw"], np.float64)
     w = np.asarray(post["posterior_weights"], np.float64)
     w = w / w.sum()
