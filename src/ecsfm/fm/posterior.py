@@ -126,16 +126,18 @@ class CEMPosteriorConfig:
 
 @dataclass(frozen=True)
 class SMCPosteriorConfig:
-    """Tempered SMC: ``n_particles``, ``n_moves`` Metropolis moves per temperature, at most
-    ``max_stages`` temperatures."""
+    """Tempered SMC: ``n_particles``, ``n_moves`` Metropolis moves per temperature (plus
+    ``final_moves`` at temperature 1, to decorrelate the duplicates of the last resampling), at
+    most ``max_stages`` temperatures."""
 
     n_particles: int = 2048
     n_moves: int = 3
     max_stages: int = 60
     target_ess_fraction: float = 0.5
+    final_moves: int = 5
 
     def __post_init__(self):
-        _require_ints(self, n_particles=16, n_moves=1, max_stages=1)
+        _require_ints(self, n_particles=16, n_moves=1, max_stages=1, final_moves=0)
         if not 0.05 <= self.target_ess_fraction < 1.0:
             raise ValueError(f"target_ess_fraction: must be in [0.05, 1), got {self.target_ess_fraction}")
 
@@ -451,7 +453,8 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
         chol = np.linalg.cholesky(cov)
         ljac = 0.0 if coords is None else -coords.log_det_dz_dy(y)
         acc = 0.0
-        for _ in range(config.n_moves):
+        n_moves = config.n_moves + (config.final_moves if beta >= 1.0 else 0)
+        for _ in range(n_moves):
             z_new = zz + scale * (rng.standard_normal((n, dim)) @ chol.T) / math.sqrt(dim)
             y_new = z_new if coords is None else coords.from_z(z_new)
             valid = np.all(np.isfinite(y_new), axis=1)
@@ -472,7 +475,7 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
             rate = float(ok.mean())
             scale *= math.exp(rate - 0.25)  # gentle Robbins-Monro step on log scale
             scale = min(max(scale, 0.05), 5.0)
-            acc += rate / config.n_moves
+            acc += rate / n_moves
         accepts.append(float(acc))
     w_final, ess = _normalise_log_weights(last_lw)
     return {"samples": y, "weights": np.full(n, 1.0 / n), "ess": ess, "pareto_k": pareto_khat(last_lw),
