@@ -391,8 +391,13 @@ def _plots(out: Path, records: list[dict], names: list[str], z_by_regime: dict, 
     samples, w = np.asarray(p["samples_raw"]), np.asarray(p["weights"])
     w = w / max(w.sum(), 1e-12)
     truth, post_mean = np.asarray(p["true_core"]), np.asarray(p["post_mean_raw"])
-    s = int(geometry["max_species"])
-    for ax, idx, label in ((axes[1], 4 * s, "E0[0] (V)"), (axes[2], 5 * s, "ln k0[0] (ln cm/s)")):
+    from ..data import ParamSpace
+
+    space = ParamSpace(int(geometry["max_species"]))
+    # The first couple present (the seed plots slot 0, which may be an absent couple's filler).
+    k = int(np.argmax(space.active_couples(truth[: space.size])))
+    for ax, idx, label in ((axes[1], space.index("e0", k), f"E0[{k}] (V)"),
+                           (axes[2], space.index("ln_k0", k), f"ln k0[{k}] (ln cm/s)")):
         ax.hist(samples[:, idx], bins=24, weights=w, density=True, alpha=0.7)
         ax.axvline(truth[idx], color="k", ls="--", label="truth")
         ax.axvline(post_mean[idx], color="tab:red", label="posterior mean")
