@@ -54,6 +54,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..data import SPECIES_QUANTITIES
+
 __all__ = [
     "CEMPosteriorConfig",
     "SMCPosteriorConfig",
@@ -424,9 +426,7 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
         target = config.target_ess_fraction * n
 
         def ess_at(b):
-            lw = (b - beta) * ll
-            w, e = _normalise_log_weights(lw)
-            return e
+            return _normalise_log_weights((b - beta) * ll)[1]
 
         if ess_at(1.0) >= target:
             new = 1.0
@@ -605,13 +605,9 @@ class ParameterSpace:
         self.free = np.flatnonzero(free)
         if self.free.size == 0:
             raise ValueError("known_p_mask: every slot is known; nothing to infer")
-        # Known values of free-able slots must lie in the prior's support.
+        # Known values of free-able slots must lie in the prior's support (absent couples and
+        # protocol slots have no box: lows == highs == 0).
         for i in np.flatnonzero(~free[:n_base] & mask[:n_base]):
-            k_couple = None
-            if i < len(layout.names) - 3:
-                k_couple = i % s
-            if k_couple is not None and not active[k_couple]:
-                continue
             if frac_of[i] < 0 and highs[i] > lows[i] and not lows[i] - 1e-9 <= known[i] <= highs[i] + 1e-9:
                 raise ValueError(f"known_p_core: {layout.names[i]} = {known[i]:.6g} is outside the prior's "
                                  f"support [{lows[i]:.6g}, {highs[i]:.6g}]")
@@ -730,7 +726,7 @@ class ParameterSpace:
         couples = [i % s for i in self.ordered_e0]
         order = [couples[j] for j in np.argsort(p[self.ordered_e0], kind="stable")]
         src = p.copy()
-        for name, _, _ in _SPECIES_QUANTITIES():
+        for name, _, _ in SPECIES_QUANTITIES:
             for dst_k, src_k in zip(couples, order):
                 p[self.layout.index(name, dst_k)] = src[self.layout.index(name, src_k)]
         return p
@@ -818,12 +814,6 @@ def _forward_jacobian(forward, space, y):
 
     mean, var = forward(space.to_raw(y))
     return mean, var, jax.vmap(jax.jacfwd(mean_of))(y)
-
-
-def _SPECIES_QUANTITIES():
-    from ..data import SPECIES_QUANTITIES
-
-    return SPECIES_QUANTITIES
 
 
 def _surrogate_engine(model, normalizers, geometry, applied_signal, n_mc: int, n_steps: int, seed: int):
