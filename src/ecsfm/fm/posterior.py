@@ -246,14 +246,18 @@ def _levenberg_marquardt(newton_fn, y0: np.ndarray, n_steps: int) -> tuple[np.nd
     """Damped Gauss-Newton on the negative log posterior from several starts at once.
 
     ``newton_fn(y (K, dim)) -> (phi (K,), grad (K, dim), hess (K, dim, dim))``, phi the negative
-    log posterior. Returns the end points (K, dim), their phi (K,) and Hessians.
+    log posterior. Stops early once every start's accepted step lowers phi by less than 1e-6
+    relative. Returns the end points (K, dim), their phi (K,) and Hessians.
     """
     y = np.asarray(y0, np.float64)
     k, dim = y.shape
     phi, g, h = newton_fn(y)
     lam = np.ones(k)
     eye = np.eye(dim)
+    done = np.zeros(k, bool)
     for _ in range(n_steps):
+        if done.all():  # every start converged: further steps would not move it
+            break
         diag = np.maximum(np.einsum("kii->ki", h), 1e-8)
         damped = h + lam[:, None, None] * diag[:, :, None] * eye
         ok = np.all(np.isfinite(damped), axis=(1, 2)) & np.all(np.isfinite(g), axis=1)
@@ -265,6 +269,7 @@ def _levenberg_marquardt(newton_fn, y0: np.ndarray, n_steps: int) -> tuple[np.nd
                 ok[j] = False
         c_phi, c_g, c_h = newton_fn(y + step)
         better = ok & np.isfinite(c_phi) & (c_phi < phi)
+        done |= better & (phi - c_phi < 1e-6 * (1.0 + np.abs(phi)))
         y = np.where(better[:, None], y + step, y)
         phi = np.where(better, c_phi, phi)
         g = np.where(better[:, None], c_g, g)
@@ -576,6 +581,7 @@ class ParameterSpace:
         free[:n_base] = ~mask[:n_base]
         roles = layout.roles
         active = layout.active_couples(known[:n_base])
+        self.active = active
         if not active.any():
             raise ValueError("known_p_core: no active couple (every couple has C_ox + C_red = 0); set the "
                              "concentration slots of the couples present to any positive value")
@@ -773,11 +779,14 @@ class _SurrogateForward(eqx.Module):
 
 
 class _SimulatorForward(eqx.Module):
+    """The simulator on the active couples only (an absent couple carries no current, so it is
+    not simulated: a one-couple case costs half of a two-couple one)."""
+
     run: object = eqx.field(static=True)
-    n_base: int = eqx.field(static=True)
+    take: tuple = eqx.field(static=True)
 
     def __call__(self, p):
-        i = self.run(p[:, : self.n_base].astype(jnp.float32))[0]
+        i = self.run(p[:, jnp.asarray(self.take)].astype(jnp.float32))[0]
         return i, jnp.zeros_like(i)
 
 
@@ -806,6 +815,17 @@ def _forward_batch(forward, space, y):
 
 
 @eqx.filter_jit
+def _log_likelihood_batch(forward, space, y, obs, sel, noise2, a_d, b_d):
+    """Gaussian log-likelihood (K,) of the observed points at K points y, with the forward mean and
+    the model variance (surrogate spread + discrepancy) (K, L): one compiled call per batch."""
+    mean, var = forward(space.to_raw(y))
+    var = var + a_d**2 + (b_d * mean) ** 2
+    v = var + noise2
+    term = (obs[None, :] - mean) ** 2 / v + jnp.log(2 * jnp.pi * v)
+    return -0.5 * jnp.sum(jnp.where(sel[None, :], term, 0.0), axis=1), mean, var
+
+
+@eqx.filter_jit
 def _forward_jacobian(forward, space, y):
     """Mean, model variance (K, L) and d mean / d y (K, L, dim) at K points y (K, dim)."""
 
@@ -826,18 +846,24 @@ def _surrogate_engine(model, normalizers, geometry, applied_signal, n_mc: int, n
     return _SurrogateForward(model, en, x0, xm, xs, pm, ps, int(n_steps), int(geometry["phys_dim"]))
 
 
-def _simulator_engine(meta: dict, geometry: dict, task: str):
+def _simulator_engine(meta: dict, geometry: dict, task: str, active: np.ndarray):
     from .. import sim
+    from ..data import ParamSpace as _Layout
     from ..data._generate import _task_runner
+    from ..data._space import GLOBAL_QUANTITIES, SPECIES_QUANTITIES
 
     simulator = meta.get("simulator")
     if simulator is None:
         raise ValueError("engine='simulator': the model metadata has no 'simulator' section (area, temperature, "
                          "solver); re-export the model with this ecsfm version")
     config = sim.SolverConfig(**simulator["solver_config"])
-    run = _task_runner(task, int(geometry["target_len"]), int(geometry["nx"]), int(geometry["max_species"]),
+    layout = _Layout(int(geometry["max_species"]))
+    couples = [int(k) for k in np.flatnonzero(active)]
+    take = tuple([layout.index(name, k) for name, _, _ in SPECIES_QUANTITIES for k in couples]
+                 + [layout.index(name) for name, _, _ in GLOBAL_QUANTITIES])
+    run = _task_runner(task, int(geometry["target_len"]), int(geometry["nx"]), len(couples),
                        float(simulator["area_cm2"]), float(simulator["temperature_K"]), config)
-    return _SimulatorForward(run, int(geometry["phys_dim_base"]))
+    return _SimulatorForward(run, take)
 
 
 def _discrepancy(meta: dict, task: str | None):
@@ -906,7 +932,7 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
                                     config.n_integration_steps, seed)
         a_d, b_d = _discrepancy(meta, space.task) if config.use_discrepancy else (0.0, 0.0)
     else:
-        forward = _simulator_engine(meta, geometry, space.task)
+        forward = _simulator_engine(meta, geometry, space.task, space.active)
         a_d, b_d = 0.0, 0.0
     noise2 = config.obs_noise_std**2
     o_sel = obs[sel]
@@ -919,14 +945,17 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
         mean, var = _forward_batch(forward, space.arrays, jnp.asarray(y, jnp.float32))
         return np.asarray(mean, np.float64), np.asarray(var, np.float64)
 
+    obs_j, sel_j = jnp.asarray(np.where(sel, obs, 0.0), jnp.float32), jnp.asarray(sel)
+    consts = tuple(jnp.float32(c) for c in (noise2, a_d, b_d))  # arrays, not static: no recompiles
+
     def log_likelihood(y):
         if log_likelihood_override is not None:
             return np.asarray(log_likelihood_override(space.to_raw(y)), np.float64)
-        mean, var = run_forward(y)
-        evaluated.append((mean, var))
-        v = model_var(mean, var)[:, sel] + noise2
-        r = o_sel[None, :] - mean[:, sel]
-        ll = -0.5 * np.sum(r**2 / v + np.log(2 * math.pi * v), axis=1)
+        ll, mean, var = _log_likelihood_batch(forward, space.arrays, jnp.asarray(y, jnp.float32), obs_j, sel_j,
+                                              *consts)
+        if config.method == "cem":  # CEM's predictive re-uses the forward values of its proposals
+            evaluated.append((mean, var))
+        ll = np.asarray(ll, np.float64)
         return np.where(np.isfinite(ll), ll, -np.inf)
 
     def newton_fn(y):
@@ -966,11 +995,11 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
     # call at the final particles.
     if log_likelihood_override is None:
         if config.method == "cem":
-            mean_i = np.concatenate([m[:k] for (m, _), k in zip(evaluated, res["batch_sizes"])])
-            var_i = np.concatenate([v[:k] for (_, v), k in zip(evaluated, res["batch_sizes"])])
+            mean_i = np.concatenate([np.asarray(m, np.float64)[:k] for (m, _), k in zip(evaluated, res["batch_sizes"])])
+            var_i = np.concatenate([np.asarray(v, np.float64)[:k] for (_, v), k in zip(evaluated, res["batch_sizes"])])
         else:
             mean_i, var_i = run_forward(y)
-        var_i = model_var(mean_i, var_i)
+            var_i = model_var(mean_i, var_i)
         pred_mean = w @ mean_i
         pred_var_nf = w @ (var_i + mean_i**2) - pred_mean**2
         pred_var_nf = np.maximum(pred_var_nf, 0.0)
