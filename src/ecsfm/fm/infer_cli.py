@@ -33,96 +33,20 @@ SUMMARY_SCHEMA_VERSION = 1
 PHYSICAL_NAMES = {"d_ox": ("ln_d_ox", True), "d_red": ("ln_d_red", True), "c_ox": ("c_ox", False),
                   "c_red": ("c_red", False), "e0": ("e0", False), "k0": ("ln_k0", True), "alpha": ("alpha", False),
                   "ru": ("ln_ru", True), "cdl": ("ln_cdl", True)}
-_UNITS = {"a": 1.0, "ma": 1e-3, "ua": 1e-6, "µa": 1e-6, "μa": 1e-6, "na": 1e-9}
-
-
-def _unit_of(header: str) -> str | None:
-    m = re.search(r"[/(\[]\s*([a-zA-Zµμ]+)\s*[)\]]?\s*$", header.strip())
-    return m.group(1).lower() if m else None
 
 
 def read_measurement(path, *, current_unit: str | None = None, sign_convention: str = "iupac") -> dict:
-    """``{"time": s or None, "potential": V, "current_A": A, "scan_rate": V/s or None}`` from a
-    CSV/TSV/CH Instruments text file. Raises ValueError naming the line and the problem."""
-    path = Path(path)
+    """``{"time": s, "potential": V, "current_A": A, "scan_rate": V/s or None}`` from a
+    CSV/TSV/CH Instruments (or any ``ecsfm.io``) text file. Raises ValueError naming the line and the problem."""
+    from .. import io
+
     if sign_convention not in ("iupac", "us"):
         raise ValueError(f"sign-convention: must be 'iupac' or 'us', got {sign_convention!r}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        try:
-            text = path.read_text(encoding="utf-16")
-        except UnicodeError as err:
-            raise ValueError(f"{path}: not a UTF-8 or UTF-16 text file") from err
-    lines = text.splitlines()
-    scan_rate = None
-    header, start = None, None
-    for n, line in enumerate(lines):
-        m = re.match(r"\s*scan rate\s*\(V/s\)\s*=\s*([-+0-9.eE]+)", line, re.I)
-        if m:
-            scan_rate = float(m.group(1))
-        cells = [c.strip() for c in re.split(r"[,\t;]", line) if c.strip()]
-        if len(cells) >= 2 and all(re.match(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$", c) for c in cells):
-            start = n
-            prev = [c.strip() for c in re.split(r"[,\t;]", lines[n - 1])] if n else []
-            header = prev if len(prev) == len(cells) and not any(re.match(r"^[-+]?\d", c) for c in prev if c) else None
-            break
-    if start is None:
-        raise ValueError(f"{path}: no numeric data rows found (expected columns separated by comma, tab or ';')")
-    rows = []
-    width = None
-    for n, line in enumerate(lines[start:], start=start + 1):
-        if not line.strip():
-            continue
-        cells = [c.strip() for c in re.split(r"[,\t;]", line) if c.strip()]
-        try:
-            vals = [float(c) for c in cells]
-        except ValueError:
-            raise ValueError(f"{path}: line {n}: not a number in {line.strip()[:60]!r}") from None
-        if width is None:
-            width = len(vals)
-        if len(vals) != width:
-            raise ValueError(f"{path}: line {n}: {len(vals)} columns, expected {width}")
-        rows.append(vals)
-    data = np.asarray(rows, np.float64)
-    if not np.all(np.isfinite(data)):
-        raise ValueError(f"{path}: contains NaN or Inf")
-    names = [h.lower() for h in header] if header else None
-
-    def col(*keys):
-        if names is None:
-            return None
-        for j, h in enumerate(names):
-            if any(h.startswith(k) for k in keys):
-                return j
-        return None
-
-    jt, je, ji = col("time", "t/", "t ("), col("potential", "e/", "e (", "e ", "ewe", "voltage"), col("current", "i/", "i (", "i ")
-    if names is None:
-        if width == 2:
-            je, ji = 0, 1
-        elif width >= 3:
-            jt, je, ji = 0, 1, 2
-    if je is None or ji is None:
-        raise ValueError(f"{path}: header {header} does not name a potential and a current column")
-    unit = current_unit or (_unit_of(header[ji]) if header else None) or "a"
-    if unit.lower() not in _UNITS:
-        raise ValueError(f"units: current unit {unit!r} not one of A, mA, uA, nA")
-    current = data[:, ji] * _UNITS[unit.lower()]
-    if sign_convention == "us":
-        current = -current
-    time = data[:, jt] if jt is not None else None
-    potential = data[:, je]
-    if time is None:
-        if scan_rate is None or scan_rate <= 0:
-            raise ValueError(f"{path}: no time column and no scan rate; give --scan-rate")
-        time = np.concatenate([[0.0], np.cumsum(np.abs(np.diff(potential)) / scan_rate)])
-    if np.any(np.diff(time) <= 0):
-        k = int(np.flatnonzero(np.diff(time) <= 0)[0])
-        raise ValueError(f"{path}: time is not increasing at data row {k + 2}")
-    if time.size < 8:
-        raise ValueError(f"{path}: only {time.size} data rows")
-    return {"time": time - time[0], "potential": potential, "current_A": current, "scan_rate": scan_rate}
+    m = io.read(path, current_unit=current_unit, sign_convention=sign_convention)
+    if m.n_points < 8:
+        raise ValueError(f"{path}: only {m.n_points} data rows")
+    return {"time": np.array(m.time), "potential": np.array(m.potential), "current_A": np.array(m.current),
+            "scan_rate": m.scan_rate}
 
 
 def _parse_known(items: list[str], space) -> dict[int, float]:
