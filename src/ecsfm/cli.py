@@ -9,6 +9,7 @@
     ecsfm export --model MODEL_DIR --data DIR --out ASSET_DIR
     ecsfm import FILE --out measurement.npz [--format auto] [--cycle K]
     ecsfm infer --model MODEL_DIR --measurement FILE [--task cv] [--known e0=0.1 ...] [--noise 0.02] --out DIR
+    ecsfm infer --measurement a.csv --measurement b.csv ... --area 0.0707 --known c_ox=1.0 [--separate] --out DIR
     ecsfm study calibration [--model DIR] [--data CHUNK] [--cases 8] --out DIR
     ecsfm demo --out DIR
 
@@ -204,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pn = sub.add_parser("infer", help="posterior of unknown parameters from a measured current")
     pn.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped default model)")
-    pn.add_argument("--measurement", type=Path, required=True, help="npz (seed layout), CSV or CH Instruments text")
+    pn.add_argument("--measurement", type=Path, action="append", required=True,
+                    help="npz (seed layout) or an instrument export (CSV, PalmSens, Autolab, CHI, BioLogic); repeat it "
+                         "for a joint fit of several traces (a scan-rate series)")
     pn.add_argument("--task", default="cv", help="protocol of the measurement (a task of the model; default cv)")
     pn.add_argument("--stage", default="intermediate", help="prior stage (default intermediate)")
     pn.add_argument("--known", action="append", default=[], metavar="NAME=VALUE",
@@ -222,6 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="of the file's current (us: cathodic positive; converted to IUPAC)")
     pn.add_argument("--seed", type=int, default=0)
     pn.add_argument("--out", type=Path, required=True)
+    pn.add_argument("--waveform", default="auto", choices=("auto", "model", "measured"),
+                    help="model: resample onto the model's protocol (one trace); measured: simulate each trace's own "
+                         "potential program (simulator engine, any number of traces); auto: model when one trace "
+                         "follows the model's protocol, else measured")
+    pn.add_argument("--scan-rate", type=float, action="append", default=[],
+                    help="V/s, one for all traces or one per --measurement (default: from the files)")
+    pn.add_argument("--reference", default=None, help="reference electrode the potentials are measured against")
+    pn.add_argument("--cycle", type=int, default=0, help="cycle of each file to fit (0-based; default 0)")
+    pn.add_argument("--per-trace", default="offset",
+                    help="nuisance parameters fitted per trace, comma list of offset,cdl,ru (default offset)")
+    pn.add_argument("--free-d-red", action="store_true", help="fit D_red separately (default D_red = D_ox)")
+    pn.add_argument("--separate", action="store_true", help="also fit each trace alone (parameters per scan rate)")
 
     pm = sub.add_parser("import", help="read a measured voltammogram (CSV, PalmSens, Autolab, CHI, BioLogic) into npz")
     pm.add_argument("file", type=Path, help="the instrument export")
@@ -384,11 +399,46 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_infer(args) -> int:
-    from .fm.infer_cli import run_infer
+    from .fm.infer_cli import run_infer, run_joint_infer, waveform_gap
     from .studies.calibration import default_assets
 
     model = args.model or default_assets()[0].parent
-    summary = run_infer(model_dir=model, measurement=args.measurement, out_dir=args.out, task=args.task,
+    measured = args.waveform == "measured" or len(args.measurement) > 1
+    notes = []
+    if args.waveform == "model" and len(args.measurement) > 1:
+        raise ValueError("waveform: 'model' takes one measurement; several traces need --waveform measured")
+    if args.waveform == "auto" and not measured and args.measurement[0].suffix != ".npz":
+        gap = waveform_gap(model, args.measurement[0], args.task, units=args.units)
+        if gap > 0.02:
+            measured = True
+            notes.append(f"the measured potential program departs from the model's {args.task} protocol by "
+                         f"{gap * 1e3:.0f} mV: fitted on its own waveform with the simulator engine")
+    if measured:
+        if args.engine == "surrogate":
+            notes.append("engine: the surrogate knows only its training waveforms; the measured traces are fitted with "
+                         "the simulator engine")
+        summary = run_joint_infer(measurements=args.measurement, out_dir=args.out, area=args.area, known=args.known,
+                                  scan_rates=args.scan_rate, reference=args.reference, separate=args.separate,
+                                  cycle=args.cycle, per_trace=[p.strip() for p in args.per_trace.split(",") if p.strip()],
+                                  tie_d_red=not args.free_d_red, noise=args.noise, n_particles=args.particles,
+                                  units=args.units, sign_convention="auto" if args.sign_convention == "iupac" else "us",
+                                  seed=args.seed, warnings=notes)
+        for name, v in summary["parameters"].items():
+            if "[" not in name:
+                print(f"  {name:6s} {v['q50']:.4g} [{v['q025']:.4g}, {v['q975']:.4g}] {v['unit']} (95 %)")
+        kb = summary["k0_bound"]
+        if kb and kb["lower_bound_only"]:
+            print(f"  k0 is only bounded from below: k0 > {kb['k0_q05']:.3g} cm/s (95 %)")
+        if summary["separate_fits"]:
+            for r in summary["separate_fits"]:
+                p = r["parameters"]
+                print(f"  alone {r['scan_rate']:8.4g} V/s: " + ", ".join(f"{n} {p[n]['q50']:.4g}" for n in p))
+        print(f"wrote {args.out}: simulator/smc on {len(summary['traces'])} measured trace(s), "
+              f"{summary['seconds']:.1f} s")
+        for w in summary["warnings"]:
+            print(f"  warning: {w}")
+        return 0
+    summary = run_infer(model_dir=model, measurement=args.measurement[0], out_dir=args.out, task=args.task,
                         stage=args.stage, known=args.known, noise=args.noise, engine=args.engine, method=args.method,
                         couples=args.couples, area=args.area, units=args.units, sign_convention=args.sign_convention,
                         n_particles=args.particles, seed=args.seed)

@@ -49,6 +49,24 @@ def read_measurement(path, *, current_unit: str | None = None, sign_convention: 
             "scan_rate": m.scan_rate}
 
 
+def waveform_gap(model_dir, measurement, task: str, *, units: str | None = None) -> float:
+    """Largest |measured potential - the model's ``task`` protocol| (V) over the measured trace,
+    both on their relative time axes (inf when the task has no single-sweep protocol)."""
+    from ..data._tasks import TASKS
+    from .train import MODEL_META_FILENAME
+
+    rec = read_measurement(measurement, current_unit=units)
+    meta_path = Path(model_dir) / MODEL_META_FILENAME
+    if not meta_path.exists():
+        raise ValueError(f"model: {meta_path} does not exist")
+    if task not in TASKS:
+        raise ValueError(f"task: {task!r} not one of {sorted(TASKS)}")
+    template = TASKS[task].template(int(json.loads(meta_path.read_text())["target_len"]))
+    tau = rec["time"] / float(rec["time"][-1])
+    return float(np.max(np.abs(np.interp(tau, np.asarray(template.grid.tau), np.asarray(template.potential))
+                               - rec["potential"])))
+
+
 def _parse_known(items: list[str], space) -> dict[int, float]:
     out = {}
     for item in items:
@@ -275,3 +293,174 @@ def _plot_marginals(path, post, space, p_true) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+# =================================================================================================
+# Joint inference on measured potential programs (several traces, simulator engine)
+
+#: --known names the joint fit takes as concentrations/cell values rather than fixed parameters
+_JOINT_CELL = ("c_ox", "c_red")
+_JOINT_PARAMS = ("e0", "k0", "alpha", "d_ox", "d_red", "ru", "cdl")
+
+
+def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=(), reference: str | None = None,
+                    separate: bool = False, cycle: int = 0, per_trace=("offset",), tie_d_red: bool = True,
+                    noise: float | None = None, n_particles: int | None = None, units: str | None = None,
+                    sign_convention: str = "auto", temperature: float | None = None, seed: int = 0,
+                    warnings=()) -> dict:
+    """Fit one couple to several measured traces (``ecsfm.fm.joint``) and write
+    ``posterior_summary.json``, ``posterior_artifacts.npz``, one ``trace_<k>.png`` overlay per trace,
+    ``posterior_marginals.png`` and, with ``separate``, ``separate_fits.png`` (each trace fitted
+    alone: the parameters per scan rate). Returns the summary."""
+    import time
+
+    from .. import io, sim
+    from .joint import JOINT_SCHEMA_VERSION, JointConfig, fit_joint, trace_from_measurement
+
+    measurements = [Path(m) for m in measurements]
+    if not measurements:
+        raise ValueError("measurement: give at least one file")
+    if len(scan_rates) not in (0, 1, len(measurements)):
+        raise ValueError(f"scan-rate: give one value for all traces or one per measurement ({len(measurements)}), "
+                         f"got {len(scan_rates)}")
+    if not (math.isfinite(area) and area > 0):
+        raise ValueError(f"area: must be > 0 cm^2, got {area}")
+    cell, fixed = {"c_ox": None, "c_red": 0.0}, {}
+    for item in known:
+        if "=" not in item:
+            raise ValueError(f"known: expected NAME=VALUE, got {item!r}")
+        name, value = (s.strip() for s in item.split("=", 1))
+        name = name.lower()
+        if name not in _JOINT_CELL + _JOINT_PARAMS:
+            raise ValueError(f"known: unknown parameter {name!r}; allowed: {', '.join(_JOINT_CELL + _JOINT_PARAMS)}")
+        try:
+            v = float(value)
+        except ValueError:
+            raise ValueError(f"known: {name} = {value!r} is not a number") from None
+        (cell if name in _JOINT_CELL else fixed)[name] = v
+    if cell["c_ox"] is None:
+        raise ValueError("known: give c_ox=<mM> (a voltammogram measures C sqrt(D): the bulk concentration must be "
+                         "known to infer D)")
+    traces = []
+    for k, path in enumerate(measurements):
+        if not path.exists():
+            raise ValueError(f"measurement: {path} does not exist")
+        v = scan_rates[0] if len(scan_rates) == 1 else (scan_rates[k] if scan_rates else None)
+        m = io.read(path, current_unit=units, scan_rate=v, sign_convention=sign_convention)
+        traces.append(trace_from_measurement(m, cycle=cycle, label=path.name))
+    cfg_kw = dict(per_trace=tuple(per_trace), tie_d_red=tie_d_red, noise=noise, known=fixed)
+    if n_particles is not None:
+        cfg_kw["n_particles"] = int(n_particles)
+    config = JointConfig(**cfg_kw)
+    temp = sim.DEFAULT_TEMPERATURE if temperature is None else float(temperature)
+    t0 = time.perf_counter()
+    res = fit_joint(traces, area=area, c_ox=cell["c_ox"], c_red=cell["c_red"], temperature=temp, config=config,
+                    seed=seed)
+    elapsed = time.perf_counter() - t0
+    per_rate = None
+    if separate and len(traces) > 1:
+        per_rate = []
+        for k, t in enumerate(traces):
+            r = fit_joint([t], area=area, c_ox=cell["c_ox"], c_red=cell["c_red"], temperature=temp, config=config,
+                          seed=seed + 1 + k)
+            per_rate.append({"label": t.label, "scan_rate": t.scan_rate,
+                             "parameters": {n: v for n, v in r["parameters"].items() if "[" not in n}})
+    out = Path(out_dir)
+    summary = {
+        "schema_version": SUMMARY_SCHEMA_VERSION, "kind": "joint", "joint_schema_version": JOINT_SCHEMA_VERSION,
+        "engine": "simulator", "method": "smc", "potential_reference": reference or "as measured",
+        "traces": res["traces"], "parameters": res["parameters"], "k0_bound": res["k0_bound"],
+        "residual_rms_A": res["residual_rms_A"], "known": res["known"], "fixed": res["fixed"],
+        "separate_fits": per_rate, "seconds": elapsed, "n_likelihood_evaluations": res["n_likelihood_evaluations"],
+        "log_evidence": res["log_evidence"], "sampler": res["sampler"], "config": res["config"],
+        "warnings": list(warnings) + res["warnings"],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "posterior_summary.json", json.dumps(summary, indent=1, default=float))
+    with atomic_path(out / "posterior_artifacts.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, schema_version=np.int64(JOINT_SCHEMA_VERSION), names=np.asarray(list(res["samples"])),
+                     **{f"sample_{n}": v for n, v in res["samples"].items()})
+    for k, pred in enumerate(res["predictive"]):
+        _plot_trace(out / f"trace_{k}.png", pred, reference)
+    _plot_joint_marginals(out / "posterior_marginals.png", res["samples"], res["parameters"])
+    if per_rate:
+        _plot_separate(out / "separate_fits.png", per_rate, res["parameters"], reference)
+    return summary
+
+
+def _save(fig, path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def _plot_trace(path, pred: dict, reference) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ar) = plt.subplots(2, 1, figsize=(6, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    e = pred["potential"]
+    ax.plot(e, pred["observed"] * 1e6, color="k", lw=0.8, label="measured")
+    ax.plot(e, pred["mean"] * 1e6, color="tab:red", lw=1.0, label="posterior predictive mean")
+    ax.fill_between(e, pred["q025"] * 1e6, pred["q975"] * 1e6, color="tab:red", alpha=0.3, lw=0,
+                    label="95 % band (parameter uncertainty)")
+    ax.set_ylabel("current (µA, oxidation +)")
+    ax.set_title(f"{pred['label']}: {pred['scan_rate']:g} V/s", fontsize=9)
+    ax.legend(fontsize=7)
+    ar.plot(e, (pred["observed"] - pred["mean"]) * 1e6, color="k", lw=0.6)
+    ar.axhline(0, color="tab:red", lw=0.8)
+    ar.set_ylabel("residual (µA)")
+    ar.set_xlabel(f"E (V vs {reference})" if reference else "E (V)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _plot_joint_marginals(path, samples: dict, params: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in samples if "[" not in n]
+    fig, axes = plt.subplots(1, len(names), figsize=(2.3 * len(names), 2.4), squeeze=False)
+    for ax, n in zip(axes[0], names):
+        ax.hist(samples[n], bins=40, color="tab:blue", alpha=0.8)
+        ax.axvline(params[n]["q025"], color="k", ls=":", lw=0.8)
+        ax.axvline(params[n]["q975"], color="k", ls=":", lw=0.8)
+        ax.set_xlabel(f"{n} ({params[n]['unit']})", fontsize=8)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _plot_separate(path, per_rate: list, joint: dict, reference) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in ("e0", "d_ox", "k0", "ru") if n in per_rate[0]["parameters"]]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False)
+    v = np.asarray([r["scan_rate"] for r in per_rate])
+    for ax, n in zip(axes[0], names):
+        p = [r["parameters"][n] for r in per_rate]
+        mid = np.asarray([q["q50"] for q in p])
+        err = np.asarray([[q["q50"] - q["q025"] for q in p], [q["q975"] - q["q50"] for q in p]])
+        ax.errorbar(v, mid, yerr=err, fmt="o", color="tab:blue", ms=4, capsize=2, label="each trace alone")
+        if n in joint:
+            ax.axhspan(joint[n]["q025"], joint[n]["q975"], color="tab:red", alpha=0.25, label="joint 95 %")
+            ax.axhline(joint[n]["q50"], color="tab:red", lw=1)
+        ax.set_xscale("log")
+        if n in ("d_ox", "k0", "ru"):
+            ax.set_yscale("log")
+        unit = per_rate[0]["parameters"][n]["unit"]
+        ax.set_ylabel(f"{n} ({unit}{', vs ' + reference if n == 'e0' and reference else ''})", fontsize=8)
+        ax.set_xlabel("scan rate (V/s)", fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)

@@ -128,20 +128,31 @@ class CEMPosteriorConfig:
 
 @dataclass(frozen=True)
 class SMCPosteriorConfig:
-    """Tempered SMC: ``n_particles``, ``n_moves`` Metropolis moves per temperature (plus
-    ``final_moves`` at temperature 1, to decorrelate the duplicates of the last resampling), at
-    most ``max_stages`` temperatures."""
+    """Tempered SMC: ``n_particles``; after each resampling, Metropolis moves alternating an
+    independence proposal (a Student-t fitted to the particles) and a random walk, at least
+    ``n_moves`` (``n_moves + final_moves`` at temperature 1) and then until the particles have
+    moved a mean whitened squared distance of ``jump_target x dim`` from where the resampling left
+    them, for at least half of them (median; 2 x dim = independent draws), at most ``max_moves``;
+    at most ``max_stages`` temperatures. (A mean would be met by a few long independence jumps
+    while most particles still sit on their duplicates.)"""
 
     n_particles: int = 2048
-    n_moves: int = 3
+    n_moves: int = 2
     max_stages: int = 60
     target_ess_fraction: float = 0.5
-    final_moves: int = 5
+    final_moves: int = 2
+    max_moves: int = 16
+    jump_target: float = 0.5
 
     def __post_init__(self):
-        _require_ints(self, n_particles=16, n_moves=1, max_stages=1, final_moves=0)
+        _require_ints(self, n_particles=16, n_moves=1, max_stages=1, final_moves=0, max_moves=1)
         if not 0.05 <= self.target_ess_fraction < 1.0:
             raise ValueError(f"target_ess_fraction: must be in [0.05, 1), got {self.target_ess_fraction}")
+        if self.max_moves < self.n_moves + self.final_moves:
+            raise ValueError(f"max_moves: must be >= n_moves + final_moves = {self.n_moves + self.final_moves}, "
+                             f"got {self.max_moves}")
+        if not (math.isfinite(self.jump_target) and 0.0 <= self.jump_target <= 2.0):
+            raise ValueError(f"jump_target: must be in [0, 2], got {self.jump_target}")
 
 
 @dataclass(frozen=True)
@@ -382,6 +393,13 @@ def run_cem_posterior(log_prior, log_likelihood, dim: int, config: CEMPosteriorC
             "mode": mode, "laplace_cov": laplace_cov, "batch_sizes": [int(y.shape[0]) for y in ys]}
 
 
+# The SMC moves' independence proposal: a Student-t with these degrees of freedom and the
+# particle covariance widened by this factor (heavier tails than the target keep the weights
+# pi / q bounded, so the independence sampler mixes well).
+_SMC_T_DOF = 7.0
+_SMC_T_SCALE = 1.2
+
+
 def _systematic_resample(rng, w: np.ndarray) -> np.ndarray:
     n = w.size
     u = (rng.random() + np.arange(n)) / n
@@ -396,10 +414,13 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
     ``sample_prior(rng, n)`` draws (n, dim) from the prior (default: the logistic prior of the
     unit-box coordinates). Temperatures are chosen by bisection so the incremental weights keep
     an ESS of ``target_ess_fraction * n``; after each reweighting the particles are resampled
-    (systematic) and moved by ``n_moves`` random-walk Metropolis steps targeting
-    ``prior x likelihood^beta`` with proposal covariance ``(s^2 / dim) x`` the particle
-    covariance (in ``coords``' z coordinates when given), s adapted towards 25 % acceptance. Returns equally weighted ``samples``, ``log_evidence``, the temperatures, the
-    acceptance rates and the ESS / Pareto k-hat of the last reweighting.
+    (systematic) and moved by Metropolis steps targeting ``prior x likelihood^beta`` (in
+    ``coords``' z coordinates when given): independence proposals from a Student-t fitted to the
+    particles alternate with random walks of covariance ``(s^2 / dim) x`` the particle covariance
+    (s adapted towards 25 % acceptance), as many as it takes the particles to move away from the
+    resampling's duplicates (see ``SMCPosteriorConfig``). Returns equally weighted ``samples``,
+    ``log_evidence``, the temperatures, the moves and acceptance rates per stage and the ESS /
+    Pareto k-hat of the last reweighting.
     """
     rng = np.random.default_rng(seed)
     n = config.n_particles
@@ -421,7 +442,7 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
     ll = np.asarray(log_likelihood(y), np.float64)
     ll = np.where(np.isfinite(ll), ll, -np.inf)
     beta, log_z = 0.0, 0.0
-    betas, accepts = [0.0], []
+    betas, accepts, moves = [0.0], [], []
     scale = 2.38
     last_lw = np.zeros(n)
     n_eval = n
@@ -450,17 +471,30 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
         betas.append(beta)
         idx = _systematic_resample(rng, w)
         y, lp, ll = y[idx], lp[idx], ll[idx]
-        # Random-walk Metropolis in the move coordinates (z = coords.to_z(y), where posterior
-        # ridges are straighter; the Jacobian enters the acceptance ratio), scale adapted
-        # towards an acceptance rate of 0.25 from one move to the next.
+        # Metropolis moves in the move coordinates z = coords.to_z(y) (where posterior ridges are
+        # straighter; the Jacobian enters the acceptance ratio). Even moves: independence proposals
+        # from a Student-t fitted to the particles (near the posterior one accepted move
+        # decorrelates a particle); odd moves: a random walk with the particle covariance, its
+        # scale adapted towards 25 % acceptance. Moves continue until the particles have left the
+        # resampling's duplicates behind (median whitened squared jump >= jump_target x dim).
         zz = y if coords is None else coords.to_z(y)
+        centre = zz.mean(0)
         cov = np.cov(zz.T).reshape(dim, dim) + 1e-10 * np.eye(dim)
         chol = np.linalg.cholesky(cov)
+        chol_t = np.linalg.cholesky(cov * _SMC_T_SCALE**2)
         ljac = 0.0 if coords is None else -coords.log_det_dz_dy(y)
-        acc = 0.0
-        n_moves = config.n_moves + (config.final_moves if beta >= 1.0 else 0)
-        for _ in range(n_moves):
-            z_new = zz + scale * (rng.standard_normal((n, dim)) @ chol.T) / math.sqrt(dim)
+        z_start = zz.copy()
+        lq = _mvt_logpdf(zz, centre, chol_t, _SMC_T_DOF)
+        n_min = config.n_moves + (config.final_moves if beta >= 1.0 else 0)
+        rates = []
+        for move in range(config.max_moves):
+            independent = move % 2 == 0
+            if independent:
+                g = rng.standard_normal((n, dim)) @ chol_t.T
+                z_new = centre + g / np.sqrt(rng.chisquare(_SMC_T_DOF, size=(n, 1)) / _SMC_T_DOF)
+                lq_new = _mvt_logpdf(z_new, centre, chol_t, _SMC_T_DOF)
+            else:
+                z_new = zz + scale * (rng.standard_normal((n, dim)) @ chol.T) / math.sqrt(dim)
             y_new = z_new if coords is None else coords.from_z(z_new)
             valid = np.all(np.isfinite(y_new), axis=1)
             y_eval = np.where(valid[:, None], y_new, y)
@@ -470,6 +504,8 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
             ljac_new = 0.0 if coords is None else -coords.log_det_dz_dy(y_eval)
             n_eval += n
             log_a = (lp_new + beta * ll_new + ljac_new) - (lp + beta * ll + ljac)
+            if independent:
+                log_a = log_a - lq_new + lq
             ok = valid & (np.log(rng.random(n)) < np.where(np.isnan(log_a), -np.inf, log_a))
             y = np.where(ok[:, None], y_eval, y)
             zz = np.where(ok[:, None], z_new, zz)
@@ -478,14 +514,22 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
             if coords is not None:
                 ljac = np.where(ok, ljac_new, ljac)
             rate = float(ok.mean())
-            scale *= math.exp(rate - 0.25)  # gentle Robbins-Monro step on log scale
-            scale = min(max(scale, 0.05), 5.0)
-            acc += rate / n_moves
+            if independent:
+                lq = np.where(ok, lq_new, _mvt_logpdf(zz, centre, chol_t, _SMC_T_DOF))
+            else:
+                scale *= math.exp(rate - 0.25)  # gentle Robbins-Monro step on log scale
+                scale = min(max(scale, 0.05), 5.0)
+            rates.append(rate)
+            white = np.linalg.solve(chol, (zz - z_start).T)
+            if move + 1 >= n_min and float(np.median(np.sum(white**2, axis=0))) >= config.jump_target * dim:
+                break
+        acc = float(np.mean(rates))
+        moves.append(len(rates))
         accepts.append(float(acc))
     w_final, ess = _normalise_log_weights(last_lw)
     return {"samples": y, "weights": np.full(n, 1.0 / n), "ess": ess, "pareto_k": pareto_khat(last_lw),
             "log_likelihood": ll, "log_evidence": log_z, "temperatures": np.asarray(betas),
-            "acceptance": np.asarray(accepts), "reached_posterior": bool(beta >= 1.0), "n_evaluations": int(n_eval)}
+            "acceptance": np.asarray(accepts), "moves": np.asarray(moves), "reached_posterior": bool(beta >= 1.0), "n_evaluations": int(n_eval)}
 
 
 # =================================================================================================
@@ -1039,6 +1083,9 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
         "warnings": warnings,
         "method": config.method,
         "engine": config.engine,
+        "sampler": ({"temperatures": res["temperatures"].tolist(), "moves": res["moves"].tolist(),
+                     "acceptance": res["acceptance"].tolist()} if config.method == "smc" else
+                    {"batch_sizes": res["batch_sizes"]}),
         "task": space.task,
         "stage": space.stage,
     }

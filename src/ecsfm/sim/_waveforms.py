@@ -284,6 +284,24 @@ def linear_sweep(e_start: float, e_end: float, scan_rate: float, *, step: float 
     return b.build("lsv", dict(e_start=e_start, e_end=e_end, scan_rate=scan_rate, step=step))
 
 
+def piecewise_sweep(vertices, scan_rate: float, *, step: float = 1e-3) -> Waveform:
+    """Linear sweeps through ``vertices`` (V, at least two, consecutive ones different) at one
+    ``scan_rate`` V/s, ``step`` V per point: any measured CV program (a start between the
+    vertices, extra half-cycles, an end short of the start)."""
+    scan_rate = _positive("scan_rate", scan_rate)
+    step = _positive("step", step)
+    v = [_finite("vertices", x) for x in np.asarray(vertices, np.float64).reshape(-1)]
+    if len(v) < 2:
+        raise ValueError(f"vertices: need at least two potentials, got {len(v)}")
+    b = _Builder(v[0])
+    for target in v[1:]:
+        span = target - b.e[-1]
+        if span == 0:
+            raise ValueError("vertices: consecutive potentials must differ")
+        b.ramp(target, abs(span) / scan_rate, max(1, int(round(abs(span) / step))))
+    return b.build("cv", dict(vertices=np.asarray(v), scan_rate=scan_rate, step=step))
+
+
 def staircase_voltammetry(
     e_start: float,
     e_vertex: float,
