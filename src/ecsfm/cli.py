@@ -11,6 +11,8 @@
     ecsfm infer --model MODEL_DIR --measurement FILE [--task cv] [--known e0=0.1 ...] [--noise 0.02] --out DIR
     ecsfm infer --measurement a.csv --measurement b.csv ... --area 0.0707 --known c_ox=1.0 [--separate] --out DIR
     ecsfm study calibration [--model DIR] [--data CHUNK] [--cases 8] --out DIR
+    ecsfm study sweep --keep 1,0.35,0.1 --noise 0.01,0.02,0.08 --cases 10 --out DIR
+    ecsfm study sbc --n 1000 --out DIR
     ecsfm demo --out DIR
 
 Every subcommand calls only the public API of ``ecsfm.sim``. A bad value is reported as one
@@ -275,6 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--out", type=Path, default=Path("ecsfm_sbc"))
     pb.add_argument("--no-progress", action="store_true")
 
+    pw = ssub.add_parser("sweep", help="recovery vs information: keep fraction x noise grid, heat maps")
+    pw.add_argument("--model", type=Path, default=None, help="model folder (default: shipped default model)")
+    pw.add_argument("--data", type=Path, default=None, help="held-out chunk .npz (default: shipped chunk)")
+    pw.add_argument("--keep", default="1,0.35,0.1", help="comma list of observed fractions (default 1,0.35,0.1)")
+    pw.add_argument("--noise", default="0.01,0.02,0.08", help="comma list of noise sd, mA (default 0.01,0.02,0.08)")
+    pw.add_argument("--cases", type=int, default=10, help="held-out cases per cell (default 10)")
+    pw.add_argument("--engine", default="simulator", choices=("surrogate", "simulator"))
+    pw.add_argument("--method", default="smc", choices=("cem", "smc"))
+    pw.add_argument("--scheduler", default=None, help="Dask scheduler address to spread cases over")
+    pw.add_argument("--out", type=Path, default=Path("ecsfm_sweep"))
+    pw.add_argument("--no-progress", action="store_true")
+
     pd = sub.add_parser("demo", help="the simulator demo: CVs across kinetic regimes, CSV + PNG")
     pd.add_argument("--out", type=Path, default=Path("ecsfm_demo"), help="output folder (default ecsfm_demo)")
     return ap
@@ -487,6 +501,24 @@ def _cmd_study(args) -> int:
         for name, v in res["parameters"].items():
             print(f"  {name:12s} KS p = {v['ks_pvalue']:.3f}   90 % interval coverage {v['coverage']['0.9']:.3f}")
         print(f"wrote {args.out}/sbc.json, sbc_ranks.png, sbc_coverage.png")
+        return 0
+    if args.study == "sweep":
+        from .studies.sweep import run_information_sweep
+
+        def floats(name, text):
+            try:
+                return [float(x) for x in text.split(",") if x.strip()]
+            except ValueError:
+                raise ValueError(f"{name}: expected a comma list of numbers, got {text!r}") from None
+
+        res = run_information_sweep(args.out, keep=floats("keep", args.keep), noise=floats("noise", args.noise),
+                                    n_cases=args.cases, engine=args.engine, method=args.method,
+                                    checkpoint=args.model / "surrogate_model.eqx" if args.model else None,
+                                    chunk=args.data, scheduler=args.scheduler, progress=not args.no_progress)
+        for g in res["grid"]:
+            print(f"  keep {g['keep']:<5g} noise {g['noise_std']:<6g} error {g['active_param_nrmse_prior_units_mean']:.3f}"
+                  f"  coverage {g['active_param_cov_1sigma_pooled']:.2f} / {g['active_param_cov_2sigma_pooled']:.2f}")
+        print(f"wrote {args.out}/sweep.json, sweep_heatmaps.png")
         return 0
     regimes = None
     if args.regimes:

@@ -323,6 +323,18 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
     warnings = []
     if not res["reached_posterior"]:
         warnings.append(f"SMC stopped at temperature {res['temperatures'][-1]:.3g} < 1: not the posterior")
+    for j, name in enumerate(layout.names):
+        if name == "k0" or "[" in name:
+            continue
+        width = layout.highs[j] - layout.lows[j]
+        q = np.quantile(slots[:, j], [0.025, 0.975])
+        for side, edge, near in (("lower", layout.lows[j], q[0] - layout.lows[j] < 0.02 * width),
+                                 ("upper", layout.highs[j], layout.highs[j] - q[1] < 0.02 * width)):
+            if near:
+                shown = math.exp(edge) if layout.is_log[j] else edge
+                warnings.append(f"{name}: the posterior runs into the prior's {side} bound {shown:.3g}; the data do "
+                                "not bound it there, or the model compensates a misfit with it (widen the bound "
+                                "or look at the residuals)")
     k0_bound = None
     if "k0" in layout.names:
         j = layout.names.index("k0")
