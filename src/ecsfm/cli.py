@@ -30,6 +30,9 @@ import numpy as np
 
 __all__ = ["main", "build_parser"]
 
+#: Most frequencies of one impedance spectrum (a spectrum is a few points per decade).
+MAX_FREQUENCIES = 100_000
+
 
 def _add_couple_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("redox couple (O + n e- <=> R)")
@@ -277,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--out", type=Path, default=Path("ecsfm_sbc"))
     pb.add_argument("--no-progress", action="store_true")
 
+    pe = ssub.add_parser("engines", help="surrogate vs simulator posterior on the same held-out cases")
+    pe.add_argument("--model", type=Path, default=None, help="model folder (default: shipped default model)")
+    pe.add_argument("--data", type=Path, default=None, help="held-out chunk .npz (default: shipped chunk)")
+    pe.add_argument("--cases", type=int, default=6, help="held-out cases (default 6)")
+    pe.add_argument("--regime", default="dense_clean", help="one of the seed's regimes (default dense_clean)")
+    pe.add_argument("--out", type=Path, default=Path("ecsfm_engines"))
+    pe.add_argument("--no-progress", action="store_true")
     pw = ssub.add_parser("sweep", help="recovery vs information: keep fraction x noise grid, heat maps")
     pw.add_argument("--model", type=Path, default=None, help="model folder (default: shipped default model)")
     pw.add_argument("--data", type=Path, default=None, help="held-out chunk .npz (default: shipped chunk)")
@@ -313,6 +323,8 @@ def _cmd_simulate(args) -> int:
             args.e_dc = float(sim.analytic.nernst_potential(c0.e0, c0.n, c0.c_ox, c0.c_red, args.temperature))
         if not 0 < args.f_min < args.f_max:
             raise ValueError(f"--f-min: must be in (0, f_max = {args.f_max}), got {args.f_min}")
+        if not 1 <= args.n_freq <= MAX_FREQUENCIES:
+            raise ValueError(f"--n-freq: must be an integer in [1, {MAX_FREQUENCIES}], got {args.n_freq}")
         freq = np.logspace(np.log10(args.f_min), np.log10(args.f_max), args.n_freq)
         z = np.asarray(sim.impedance(couples, cell, args.e_dc, freq))
         meta["e_dc"] = args.e_dc
@@ -501,6 +513,19 @@ def _cmd_study(args) -> int:
         for name, v in res["parameters"].items():
             print(f"  {name:12s} KS p = {v['ks_pvalue']:.3f}   90 % interval coverage {v['coverage']['0.9']:.3f}")
         print(f"wrote {args.out}/sbc.json, sbc_ranks.png, sbc_coverage.png")
+        return 0
+    if args.study == "engines":
+        from .studies.engines import run_engine_comparison
+
+        res = run_engine_comparison(args.out, n_cases=args.cases, regime=args.regime,
+                                    checkpoint=args.model / "surrogate_model.eqx" if args.model else None,
+                                    chunk=args.data, progress=not args.no_progress)
+        for engine in ("surrogate", "simulator"):
+            v = res["summary"][engine]
+            print(f"  {engine:10s} coverage {v['coverage_1sigma']:.2f} / {v['coverage_2sigma']:.2f} "
+                  f"over {v['n_slots']} parameter slots")
+        print(f"  posterior sd, surrogate / simulator (median): {res['summary']['sd_ratio_surrogate_over_simulator_median']:.2f}")
+        print(f"wrote {args.out}/engines.json, engines.png")
         return 0
     if args.study == "sweep":
         from .studies.sweep import run_information_sweep
