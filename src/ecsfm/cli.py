@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--seed", type=int, default=0)
     pb.add_argument("--scheduler", default=None)
     pb.add_argument("--out", type=Path, default=Path("ecsfm_sbc"))
+    pb.add_argument("--compare", type=Path, nargs="+", default=None, metavar="SBC_JSON",
+                    help="instead of running: plot these sbc.json results' coverage curves side by side into --out")
     pb.add_argument("--no-progress", action="store_true")
 
     pe = ssub.add_parser("engines", help="surrogate vs simulator posterior on the same held-out cases")
@@ -505,8 +507,15 @@ def _cmd_study(args) -> int:
     from .studies.calibration import SEED_REGIMES, run_calibration_study
 
     if args.study == "sbc":
-        from .studies.sbc import run_sbc
+        from .studies.sbc import compare_sbc, run_sbc
 
+        if args.compare:
+            res = compare_sbc(args.compare, args.out / "sbc_compare.png")
+            for label, curve in res["pooled_coverage"].items():
+                print(f"  {label}: coverage at 50/90 % = {curve[res['levels'].index(0.5)]:.2f} / "
+                      f"{curve[res['levels'].index(0.9)]:.2f}")
+            print(f"wrote {args.out}/sbc_compare.png")
+            return 0
         res = run_sbc(args.out, model_dir=args.model, n=args.n, task=args.task, stage=args.stage, engine=args.engine,
                       method=args.method, noise=args.noise, n_particles=args.particles, seed=args.seed,
                       scheduler=args.scheduler, progress=not args.no_progress)

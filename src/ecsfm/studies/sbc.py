@@ -170,3 +170,46 @@ def _plot(out: Path, per: dict, n: int) -> None:
     with atomic_path(out / "sbc_coverage.png") as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
+
+def compare_sbc(results, out_png) -> dict:
+    """Two or more SBC results (``sbc.json`` paths or dicts) side by side: per run, the coverage
+    curve pooled over parameters, with the binomial band of the smallest run; returns the pooled
+    curves. The gap between a surrogate-engine and a simulator-engine curve is the price of the
+    surrogate (and of its sampler)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    runs = []
+    for r in results:
+        r = json.loads(Path(r).read_text()) if not isinstance(r, dict) else r
+        if r.get("schema_version") != SBC_SCHEMA_VERSION:
+            raise ValueError(f"sbc: schema_version {r.get('schema_version')!r}, expected {SBC_SCHEMA_VERSION}")
+        runs.append(r)
+    if len(runs) < 2:
+        raise ValueError("sbc: give at least two results to compare")
+    levels = np.asarray(LEVELS)
+    pooled = {}
+    fig, ax = plt.subplots(figsize=(6, 5))
+    n_min = min(r["config"]["n"] for r in runs)
+    lo, hi = stats.binom.ppf(0.005, n_min, levels) / n_min, stats.binom.ppf(0.995, n_min, levels) / n_min
+    ax.fill_between(levels, lo, hi, color="0.85", label=f"99 % binomial band ({n_min} draws, one parameter)")
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    for r in runs:
+        c = r["config"]
+        label = f"{c['engine']}/{c['method']} ({c['n']} draws, {c['task']})"
+        curve = np.mean([list(p["coverage"].values()) for p in r["parameters"].values()], axis=0)
+        pooled[label] = curve.tolist()
+        ax.plot(levels, curve, "o-", ms=3, lw=1.5, label=label)
+    ax.set_xlabel("credibility level")
+    ax.set_ylabel("empirical coverage (mean over parameters)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return {"levels": list(LEVELS), "pooled_coverage": pooled}
