@@ -1,6 +1,6 @@
 """ecsfm.data: priors and recipes as data, seed-compatible dataset chunks, generation, inspection."""
 
-from ._chunks import read_npz, sha256_file, write_npz
+from ._chunks import dataset_file, read_chunk, read_npz, sha256_file, write_npz
 from ._inspect import dataset_report, inspect_dataset, plot_gallery, plot_summary
 from ._generate import SCHEMA_VERSION, Plan, chunk_path, generate, make_chunk, split_of
 from ._prior import Dist, PriorSpec
@@ -29,12 +29,14 @@ __all__ = [
     "TASK_NAMES",
     "TaskSpec",
     "chunk_path",
+    "dataset_file",
     "dataset_report",
     "inspect_dataset",
     "plot_gallery",
     "plot_summary",
     "generate",
     "make_chunk",
+    "read_chunk",
     "read_npz",
     "sha256_file",
     "split_of",

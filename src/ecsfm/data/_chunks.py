@@ -12,13 +12,14 @@ import hashlib
 import io
 import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from .._atomic import atomic_path
 
-__all__ = ["write_npz", "read_npz", "sha256_file"]
+__all__ = ["write_npz", "read_npz", "sha256_file", "dataset_file", "read_chunk"]
 
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -41,9 +42,60 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> str:
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` (``allow_pickle=False``)."""
-    with np.load(Path(path), allow_pickle=False) as z:
+    """All arrays of an ``.npz`` (``allow_pickle=False``); a file that is not a plain npz (object
+    arrays, a pickle, a truncated archive) raises a one-line ValueError naming it."""
+    path = Path(path)
+    try:
+        return _npz_arrays(np.load(path, allow_pickle=False))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (ValueError, zipfile.BadZipFile, EOFError, OSError) as err:
+        raise ValueError(f"{path}: not a readable npz of plain arrays ({_first_line(err)})") from None
+
+
+def _npz_arrays(z) -> dict[str, np.ndarray]:
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError("a single .npy array, not an npz archive")
+    with z:
         return {k: z[k] for k in z.files}
+
+
+def _first_line(err: BaseException) -> str:
+    msg = str(err).strip()
+    if "pickle" in msg.lower():  # numpy's own wording ends with advice to load it unsafely
+        return "it holds pickled (object) data, which ecsfm never loads"
+    lines = msg.splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def dataset_file(folder: str | os.PathLike, name: str) -> Path:
+    """The path of a file a dataset manifest names; a name that is not a plain file name inside
+    ``folder`` (an absolute path, ``..``, a sub-folder, a link leading out) raises ValueError."""
+    folder = Path(folder)
+    if not (isinstance(name, str) and name and Path(name).name == name and name not in (".", "..")
+            and "/" not in name and "\\" not in name):
+        raise ValueError(f"manifest: chunk file {name!r} is not a plain file name inside the dataset folder {folder}")
+    path = folder / name
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise ValueError(f"manifest: chunk file {name!r} leads outside the dataset folder {folder}")
+    return path
+
+
+def read_chunk(folder: str | os.PathLike, entry: Mapping) -> dict[str, np.ndarray]:
+    """The arrays of the chunk a manifest entry (``file``, ``sha256``) names, after checking that
+    it lies in ``folder`` and that its bytes match the recorded sha256."""
+    path = dataset_file(folder, entry.get("file"))
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{path.name}: chunk file is missing from {folder}") from None
+    if hashlib.sha256(raw).hexdigest() != entry.get("sha256"):
+        raise ValueError(f"{path.name}: sha256 does not match the manifest (corrupt or modified chunk); "
+                         "rerun the ecsfm generate that made it to rebuild it")
+    try:
+        return _npz_arrays(np.load(io.BytesIO(raw), allow_pickle=False))
+    except (ValueError, zipfile.BadZipFile, EOFError, OSError) as err:
+        raise ValueError(f"{path}: not a readable npz of plain arrays ({_first_line(err)})") from None
 
 
 def sha256_file(path: str | os.PathLike) -> str:

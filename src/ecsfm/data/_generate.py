@@ -42,6 +42,14 @@ SPLIT_NAMES = ("train", "val", "test")
 CURRENT_UNIT = "mA"
 
 
+#: Allowed ranges of the plan's sizes, so an absurd request is refused up front with its reason
+#: instead of meeting an out-of-memory crash (or a loop over 10^9 chunk files) later.
+_PLAN_RANGES = {"n_samples": (1, 10**9), "chunk_size": (1, 10**6), "target_len": (20, 16384), "nx": (2, 1024)}
+#: One chunk's traces (chunk_size * target_len float32 values; 2^26 = 256 MB per array) are built
+#: in memory together with the simulator's own states.
+MAX_CHUNK_VALUES = 2**26
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything that determines a dataset's bytes."""
@@ -58,10 +66,14 @@ class Plan:
     def __post_init__(self):
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe: unknown {self.recipe!r}; allowed: {', '.join(RECIPES)}")
-        for name, lo in (("n_samples", 1), ("chunk_size", 1), ("target_len", 20), ("nx", 2)):
+        for name, (lo, hi) in _PLAN_RANGES.items():
             v = getattr(self, name)
-            if not (isinstance(v, int) and v >= lo):
-                raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
+            if not (isinstance(v, int) and lo <= v <= hi):
+                raise ValueError(f"{name}: must be an integer in [{lo}, {hi}], got {v!r}")
+        rows = min(self.chunk_size, self.n_samples)
+        if rows * self.target_len > MAX_CHUNK_VALUES:
+            raise ValueError(f"chunk_size: rows per chunk * target_len must be <= {MAX_CHUNK_VALUES} (a chunk is built "
+                             f"in memory), got {rows} * {self.target_len}; use smaller chunks")
         ParamSpace(self.max_species)
         if not (isinstance(self.seed, int) and 0 <= self.seed < 2**63):
             raise ValueError(f"seed: must be an integer in [0, 2^63), got {self.seed!r}")

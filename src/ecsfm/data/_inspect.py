@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, write_text
-from ._chunks import read_npz, sha256_file
+from ._chunks import dataset_file, read_npz, sha256_file
 from ._prior import PriorSpec
 from ._recipes import STAGE_NAMES
 from ._space import ParamSpace
@@ -80,7 +80,7 @@ def dataset_report(dataset: str | os.PathLike, *, gallery: int = 12, seed: int =
     rng = np.random.default_rng(seed)
     keep = {}  # reservoir of gallery rows keyed by a random priority
     for c in manifest["chunks"]:
-        path = dataset / c["file"]
+        path = dataset_file(dataset, c["file"])
         if not path.exists() or sha256_file(path) != c["sha256"]:
             checksum_bad.append(c["file"])
             continue

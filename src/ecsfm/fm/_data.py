@@ -19,7 +19,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from ..data import ParamSpace, read_npz
+from ..data import ParamSpace, read_chunk
 
 __all__ = ["CURRENT_SCALE_MA", "STD_FLOOR", "SurrogateData", "load_rows", "current_to_state",
            "state_to_current", "fit_normalizers", "manifest_hash"]
@@ -68,13 +68,14 @@ def manifest_hash(folder: str | os.PathLike) -> str:
 
 
 def load_rows(folder: str | os.PathLike) -> SurrogateData:
-    """Read every chunk of a dataset folder into surrogate arrays."""
+    """Read every chunk of a dataset folder into surrogate arrays (each checked against the
+    manifest's sha256; a chunk path leading outside the folder is refused)."""
     folder = Path(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     n_tasks, n_stages = len(manifest["task_names"]), len(manifest["stage_names"])
     xs, es, ps, splits, tasks = [], [], [], [], []
     for c in manifest["chunks"]:
-        z = read_npz(folder / c["file"])
+        z = read_chunk(folder, c)
         xs.append(np.concatenate([z["ox"], z["red"], current_to_state(z["i"].astype(np.float64))], 1))
         es.append(z["e"][:, None, :])
         onehot_t = np.eye(n_tasks, dtype=np.float32)[z["task_id"]]

@@ -36,7 +36,7 @@ REBUILD_COMMANDS = (
 
 def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int = 0) -> dict:
     """Copy a trained model and a held-out test chunk into ``out_dir``; returns the new metadata."""
-    from ..data import read_npz
+    from ..data import read_chunk
     from ._data import load_rows
     from .eval_classical import calibrate_discrepancy, load_surrogate
     from .train import CHECKPOINT_FILENAME, MODEL_META_FILENAME, NORMALIZERS_FILENAME, save_model_metadata
@@ -62,7 +62,7 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
     # The held-out chunk: test rows, evenly over tasks, with every key of the dataset's chunks.
     rows_by_chunk = []
     for c in manifest["chunks"]:
-        z = read_npz(data_dir / c["file"])
+        z = read_chunk(data_dir, c)
         keep = np.flatnonzero(z["split"] == 2)
         rows_by_chunk.append({k: v[keep] for k, v in z.items() if v.ndim >= 1 and v.shape[0] == z["split"].shape[0]})
         vocab = {k: v for k, v in z.items() if not (v.ndim >= 1 and v.shape[0] == z["split"].shape[0])}

@@ -95,7 +95,7 @@ def run_infer(*, model_dir, measurement, out_dir, task: str = "cv", stage: str =
               n_particles: int | None = None, seed: int = 0) -> dict:
     """Run one inference from a file and write ``posterior_summary.json``, ``posterior_artifacts.npz``,
     ``posterior_predictive.png``, ``posterior_marginals.png``. Returns the summary."""
-    from ..data import ParamSpace
+    from ..data import ParamSpace, read_npz
     from ..data._tasks import TASKS
     from .eval_classical import load_surrogate
     from .posterior import (CEMPosteriorConfig, PosteriorInferenceConfig, SMCPosteriorConfig,
@@ -118,16 +118,16 @@ def run_infer(*, model_dir, measurement, out_dir, task: str = "cv", stage: str =
         raise ValueError(f"area: must be > 0 cm^2, got {area}")
     p_true = None
     if measurement.suffix == ".npz":
-        with np.load(measurement, allow_pickle=False) as z:
-            for key in ("e", "i_obs"):
-                if key not in z.files:
-                    raise ValueError(f"{measurement}: missing key {key!r} (need e, i_obs; optional i_mask, "
-                                     "known_p_core, known_p_mask)")
-            e, i_obs = np.asarray(z["e"], np.float64), np.asarray(z["i_obs"], np.float64)
-            mask = np.asarray(z["i_mask"], np.float64) if "i_mask" in z.files else np.ones_like(i_obs)
-            core = np.asarray(z["known_p_core"], np.float64) if "known_p_core" in z.files else None
-            kmask = np.asarray(z["known_p_mask"]).astype(bool) if "known_p_mask" in z.files else None
-            p_true = np.asarray(z["p_true"], np.float64) if "p_true" in z.files else None
+        z = read_npz(measurement)  # allow_pickle=False; an unreadable file raises a ValueError naming it
+        for key in ("e", "i_obs"):
+            if key not in z:
+                raise ValueError(f"{measurement}: missing key {key!r} (need e, i_obs; optional i_mask, "
+                                 "known_p_core, known_p_mask)")
+        e, i_obs = np.asarray(z["e"], np.float64), np.asarray(z["i_obs"], np.float64)
+        mask = np.asarray(z["i_mask"], np.float64) if "i_mask" in z else np.ones_like(i_obs)
+        core = np.asarray(z["known_p_core"], np.float64) if "known_p_core" in z else None
+        kmask = np.asarray(z["known_p_mask"]).astype(bool) if "known_p_mask" in z else None
+        p_true = np.asarray(z["p_true"], np.float64) if "p_true" in z else None
         if e.shape != (length,) or i_obs.shape != (length,) or mask.shape != (length,):
             raise ValueError(f"{measurement}: e, i_obs, i_mask must each have {length} points (the model's "
                              f"target_len), got {e.shape}, {i_obs.shape}, {mask.shape}")

@@ -57,11 +57,13 @@ def save_normalizers(path: str | os.PathLike, normalizers) -> None:
 
 def load_saved_normalizers(path: str | os.PathLike) -> tuple[np.ndarray, ...]:
     """``(x_mean, x_std, e_mean, e_std, p_mean, p_std)`` as float32 arrays."""
-    with np.load(Path(path), allow_pickle=False) as z:
-        missing = [k for k in NORMALIZER_KEYS if k not in z.files]
-        if missing:
-            raise ValueError(f"{path}: missing normaliser arrays {missing}")
-        return tuple(np.asarray(z[k], np.float32) for k in NORMALIZER_KEYS)
+    from ..data import read_npz
+
+    z = read_npz(path)  # allow_pickle=False; an unreadable file raises a ValueError naming it
+    missing = [k for k in NORMALIZER_KEYS if k not in z]
+    if missing:
+        raise ValueError(f"{path}: missing normaliser arrays {missing}")
+    return tuple(np.asarray(z[k], np.float32) for k in NORMALIZER_KEYS)
 
 
 def save_model_metadata(path: str | os.PathLike, meta: dict) -> None:
@@ -86,9 +88,16 @@ def load_model_metadata(path: str | os.PathLike) -> dict:
 # Training
 
 
-TRAIN_STATE_FILENAME = "train_state.eqx"
+TRAIN_STATE_FILENAME = "train_state.eqx"  # name used before the state file carried its step
 TRAIN_STATE_META_FILENAME = "train_state.json"
 HISTORY_FILENAME = "training_history.json"
+
+
+#: Upper bounds of the integer settings: refused up front rather than met as an out-of-memory
+#: crash. A batch of 2^16 rows of the largest dataset geometry is already ~2 GB of activations
+#: per layer; 2^12 channels and 64 layers are far beyond what the surrogate needs.
+_CONFIG_MAX = {"hidden_size": 4096, "depth": 64, "cond_dim": 4096, "batch_size": 65536, "steps": 10**9,
+               "eval_every": 10**9, "steps_per_call": 10**4, "n_val_rows": 10**6}
 
 
 @dataclass(frozen=True)
@@ -122,10 +131,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.arch not in ("conv", "mlp"):
             raise ValueError(f"arch: must be 'conv' or 'mlp', got {self.arch!r}")
-        for name in ("hidden_size", "depth", "cond_dim", "batch_size", "steps", "eval_every", "steps_per_call"):
+        for name, hi in _CONFIG_MAX.items():
             v = getattr(self, name)
-            if not (isinstance(v, int) and v >= 1):
-                raise ValueError(f"{name}: must be an integer >= 1, got {v!r}")
+            if not (isinstance(v, int) and 1 <= v <= hi):
+                raise ValueError(f"{name}: must be an integer in [1, {hi}], got {v!r}")
         if self.eval_every % self.steps_per_call:
             raise ValueError(f"eval_every: must be a multiple of steps_per_call ({self.steps_per_call})")
         if not 0.0 < self.lr < 1.0:
@@ -221,7 +230,8 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Train
         smeta = json.loads(state_meta_path.read_text())
         if smeta["config"] != asdict(config) or smeta["dataset_manifest_sha256"] != data_hash:
             raise ValueError(f"out: {out} holds a run with another config or dataset; use a new --out")
-        params, ema, opt_state = eqx.tree_deserialise_leaves(out / TRAIN_STATE_FILENAME, (params, ema, opt_state))
+        state_file = smeta.get("state_file", TRAIN_STATE_FILENAME)
+        params, ema, opt_state = eqx.tree_deserialise_leaves(out / state_file, (params, ema, opt_state))
         step, best_val, history = smeta["step"], smeta["best_val"], smeta["history"]
         elapsed0 = history["elapsed_s"][-1] if history["elapsed_s"] else 0.0
 
@@ -283,10 +293,19 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Train
         history["val_loss"].append(v)
         history["lr"].append(float(schedule_lr(step)))
         history["elapsed_s"].append(elapsed0 + time.perf_counter() - t_start)
-        eqx.tree_serialise_leaves(out / (TRAIN_STATE_FILENAME + ".tmp"), (params, ema, opt_state))
-        os.replace(out / (TRAIN_STATE_FILENAME + ".tmp"), out / TRAIN_STATE_FILENAME)
+        # The state goes to a new file named by its step, then the metadata naming it replaces the
+        # old metadata, then the previous state file goes: a kill at any point leaves a metadata
+        # file and the state file it describes (overwriting one state file in place would leave a
+        # window where the state is a block ahead of its metadata, and a resume would replay it).
+        state_file = f"train_state_{step}.eqx"
+        with atomic_path(out / state_file) as tmp:
+            eqx.tree_serialise_leaves(tmp, (params, ema, opt_state))
         write_text(state_meta_path, json.dumps({"step": step, "best_val": best_val, "history": history,
-                                                "config": asdict(config), "dataset_manifest_sha256": data_hash}))
+                                                "config": asdict(config), "dataset_manifest_sha256": data_hash,
+                                                "state_file": state_file}))
+        for old in [out / TRAIN_STATE_FILENAME, *out.glob("train_state_*.eqx")]:
+            if old.name != state_file:
+                old.unlink(missing_ok=True)
     bar.close()
 
     ema_model = eqx.combine(ema, static)

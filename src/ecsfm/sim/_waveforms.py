@@ -156,6 +156,9 @@ def _positive(name: str, value) -> float:
 def _count(name: str, value, minimum: int = 1) -> int:
     if int(value) != value or int(value) < minimum:
         raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+    if int(value) > MAX_POINTS:
+        raise ValueError(f"{name}: must be an integer in [{minimum}, {MAX_POINTS}] (the most time points a "
+                         f"waveform may have), got {value!r}")
     return int(value)
 
 
@@ -184,7 +187,15 @@ class _Builder:
         self.jump: list[bool] = []
         self.samples: dict[str, list[int]] = {}
 
+    def _room(self, n_steps: int) -> None:
+        # Checked before anything is allocated: repeated cycles or stairs could otherwise grow
+        # the point lists far past MAX_POINTS before build() sees them.
+        if len(self.t) + n_steps > MAX_POINTS:
+            raise ValueError(f"waveform: more than {MAX_POINTS} time points; use a coarser step, fewer "
+                             "cycles or fewer sub-steps")
+
     def ramp(self, e_to: float, duration: float, n_steps: int) -> None:
+        self._room(n_steps)
         t0, e0 = self.t[-1], self.e[-1]
         frac = np.arange(1, n_steps + 1) / n_steps
         self.t.extend(t0 + duration * frac)
@@ -193,6 +204,7 @@ class _Builder:
 
     def hold(self, e: float, duration: float, n_steps: int, growth: float) -> None:
         """Jump to ``e`` at the current time and hold it for ``duration`` (graded sub-steps)."""
+        self._room(n_steps)
         t0 = self.t[-1]
         self.t.extend(t0 + duration * _graded_fractions(n_steps, growth))
         self.e.extend([e] * n_steps)
@@ -507,6 +519,9 @@ def sinusoid(
     n_periods = _count("n_periods", n_periods)
     points_per_period = _count("points_per_period", points_per_period, 20)
     n = n_periods * points_per_period
+    if n + 1 > MAX_POINTS:
+        raise ValueError(f"n_periods: n_periods * points_per_period must be < {MAX_POINTS}, got "
+                         f"{n_periods} * {points_per_period}")
     t = np.arange(n + 1) / (points_per_period * frequency)
     b = _Builder(e_dc)
     b.t = list(t)

@@ -1,8 +1,8 @@
 """An append-only journal of finished work items, so an interrupted study loses nothing.
 
 Line 1 is the study's configuration (a rerun with another configuration starts afresh); each
-further line is one finished item, written with flush + fsync. A line cut by a kill is ignored
-on reading, and its item is simply redone.
+further line is one finished item, written with flush + fsync. A line cut by a kill is dropped
+on opening (so the next item starts on a line of its own), and its item is simply redone.
 """
 
 from __future__ import annotations
@@ -23,8 +23,14 @@ class Journal:
         self.done: dict = {}
         stamp = json.dumps(config, sort_keys=True)
         if self.path.exists():
-            lines = self.path.read_text().splitlines()
+            text = self.path.read_text()
+            lines = text.splitlines()
             if lines and lines[0] == stamp:
+                if not text.endswith("\n"):
+                    # A kill cut the last line: drop it, or the next item would be appended to it
+                    # and both lost on the next reading.
+                    lines = lines[:-1]
+                    write_text(self.path, "".join(line + "\n" for line in lines))
                 for line in lines[1:]:
                     try:
                         item = json.loads(line)

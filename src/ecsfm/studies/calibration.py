@@ -168,15 +168,17 @@ def _record(job, post, truth_core, normalizers, geometry, elapsed) -> dict:
 
 def _jobs(chunk_path: Path, geometry: dict, n_cases: int, regimes: dict, inference: dict, engine: str,
           method: str) -> list[dict]:
-    with np.load(chunk_path, allow_pickle=False) as chunk:
-        for key in ("i", "e", "p", "task_id", "stage_id"):
-            if key not in chunk.files:
-                raise ValueError(f"{chunk_path}: missing key {key!r} (a dataset chunk has i, e, p, task_id, stage_id)")
-        currents = np.asarray(chunk["i"], np.float32)
-        signals = np.asarray(chunk["e"], np.float32)
-        params = np.asarray(chunk["p"], np.float32)
-        task_ids = np.asarray(chunk["task_id"], np.int32)
-        stage_ids = np.asarray(chunk["stage_id"], np.int32)
+    from ..data import read_npz
+
+    chunk = read_npz(chunk_path)  # allow_pickle=False; an unreadable file raises a ValueError naming it
+    for key in ("i", "e", "p", "task_id", "stage_id"):
+        if key not in chunk:
+            raise ValueError(f"{chunk_path}: missing key {key!r} (a dataset chunk has i, e, p, task_id, stage_id)")
+    currents = np.asarray(chunk["i"], np.float32)
+    signals = np.asarray(chunk["e"], np.float32)
+    params = np.asarray(chunk["p"], np.float32)
+    task_ids = np.asarray(chunk["task_id"], np.int32)
+    stage_ids = np.asarray(chunk["stage_id"], np.int32)
     if currents.shape[1] != int(geometry["target_len"]):
         raise ValueError(f"{chunk_path}: traces have {currents.shape[1]} points, the model expects "
                          f"{geometry['target_len']}")
