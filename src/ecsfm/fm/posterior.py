@@ -393,11 +393,46 @@ def run_cem_posterior(log_prior, log_likelihood, dim: int, config: CEMPosteriorC
             "mode": mode, "laplace_cov": laplace_cov, "batch_sizes": [int(y.shape[0]) for y in ys]}
 
 
-# The SMC moves' independence proposal: a Student-t with these degrees of freedom and the
-# particle covariance widened by this factor (heavier tails than the target keep the weights
-# pi / q bounded, so the independence sampler mixes well).
+# The SMC moves' independence proposal: a mixture of Student-t (these degrees of freedom) fitted
+# to the particles by EM, each component's covariance widened by this factor (heavier tails than
+# the target keep the weights pi / q bounded, so the independence sampler mixes well).
 _SMC_T_DOF = 7.0
 _SMC_T_SCALE = 1.2
+_SMC_MIX_MAX = 4  # components of the independence proposal (a multimodal cloud gets one per mode)
+
+
+def _fit_mixture(z: np.ndarray, k: int, rng, n_iter: int = 15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A k-component Gaussian mixture fitted to the points z (n, d) by EM from a k-means++ start:
+    (weights (k,), means (k, d), Cholesky factors (k, d, d)). Components left with too few points
+    are dropped, so a unimodal cloud comes back as one or two components."""
+    n, d = z.shape
+    ridge = 1e-6 * np.eye(d) * max(float(np.mean(np.var(z, 0))), 1e-12)
+    means = [z[rng.integers(n)]]
+    for _ in range(1, k):
+        d2 = np.min(((z[:, None, :] - np.asarray(means)[None]) ** 2).sum(-1), axis=1)
+        means.append(z[rng.choice(n, p=d2 / d2.sum())] if d2.sum() > 0 else z[rng.integers(n)])
+    means = np.asarray(means)
+    covs = np.repeat((np.cov(z.T).reshape(d, d) + ridge)[None], k, axis=0)
+    weights = np.full(k, 1.0 / k)
+    for _ in range(n_iter):
+        chols = np.linalg.cholesky(covs)
+        logp = np.stack([np.log(w) + _mvn_logpdf(z, m, c) for w, m, c in zip(weights, means, chols)], 1)
+        resp = np.exp(logp - np.logaddexp.reduce(logp, axis=1, keepdims=True))
+        nk = resp.sum(0)
+        keep = nk > 2 * d + 2
+        if not keep.all():
+            resp, nk = resp[:, keep], nk[keep]
+            resp = resp / resp.sum(1, keepdims=True)
+            nk = resp.sum(0)
+        weights = nk / n
+        means = (resp.T @ z) / nk[:, None]
+        covs = np.stack([((z - m).T * r) @ (z - m) / nk_ + ridge for m, r, nk_ in zip(means, resp.T, nk)])
+    return weights, means, np.linalg.cholesky(covs)
+
+
+def _mixture_t_logpdf(z, weights, means, chols, dof):
+    return np.logaddexp.reduce(np.stack([math.log(w) + _mvt_logpdf(z, m, c, dof)
+                                         for w, m, c in zip(weights, means, chols)]), axis=0)
 
 
 def _systematic_resample(rng, w: np.ndarray) -> np.ndarray:
@@ -415,8 +450,8 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
     unit-box coordinates). Temperatures are chosen by bisection so the incremental weights keep
     an ESS of ``target_ess_fraction * n``; after each reweighting the particles are resampled
     (systematic) and moved by Metropolis steps targeting ``prior x likelihood^beta`` (in
-    ``coords``' z coordinates when given): independence proposals from a Student-t fitted to the
-    particles alternate with random walks of covariance ``(s^2 / dim) x`` the particle covariance
+    ``coords``' z coordinates when given): independence proposals from a mixture of Student-t
+    fitted to the particles (EM, up to 4 components) alternate with random walks of covariance ``(s^2 / dim) x`` the particle covariance
     (s adapted towards 25 % acceptance), as many as it takes the particles to move away from the
     resampling's duplicates (see ``SMCPosteriorConfig``). Returns equally weighted ``samples``,
     ``log_evidence``, the temperatures, the moves and acceptance rates per stage and the ESS /
@@ -473,26 +508,28 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
         y, lp, ll = y[idx], lp[idx], ll[idx]
         # Metropolis moves in the move coordinates z = coords.to_z(y) (where posterior ridges are
         # straighter; the Jacobian enters the acceptance ratio). Even moves: independence proposals
-        # from a Student-t fitted to the particles (near the posterior one accepted move
-        # decorrelates a particle); odd moves: a random walk with the particle covariance, its
+        # from a mixture of Student-t fitted to the particles (near the posterior one accepted move
+        # decorrelates a particle; the proposal density is evaluated at the current points, which
+        # the random walk has moved since); odd moves: a random walk with the particle covariance, its
         # scale adapted towards 25 % acceptance. Moves continue until the particles have left the
         # resampling's duplicates behind (median whitened squared jump >= jump_target x dim).
         zz = y if coords is None else coords.to_z(y)
-        centre = zz.mean(0)
         cov = np.cov(zz.T).reshape(dim, dim) + 1e-10 * np.eye(dim)
         chol = np.linalg.cholesky(cov)
-        chol_t = np.linalg.cholesky(cov * _SMC_T_SCALE**2)
+        mix_w, mix_m, mix_c = _fit_mixture(zz, max(1, min(_SMC_MIX_MAX, n // (10 * dim))), rng)
+        mix_c = mix_c * _SMC_T_SCALE
         ljac = 0.0 if coords is None else -coords.log_det_dz_dy(y)
         z_start = zz.copy()
-        lq = _mvt_logpdf(zz, centre, chol_t, _SMC_T_DOF)
         n_min = config.n_moves + (config.final_moves if beta >= 1.0 else 0)
         rates = []
         for move in range(config.max_moves):
             independent = move % 2 == 0
             if independent:
-                g = rng.standard_normal((n, dim)) @ chol_t.T
-                z_new = centre + g / np.sqrt(rng.chisquare(_SMC_T_DOF, size=(n, 1)) / _SMC_T_DOF)
-                lq_new = _mvt_logpdf(z_new, centre, chol_t, _SMC_T_DOF)
+                comp = rng.choice(mix_w.size, size=n, p=mix_w)
+                g = np.einsum("nij,nj->ni", mix_c[comp], rng.standard_normal((n, dim)))
+                z_new = mix_m[comp] + g / np.sqrt(rng.chisquare(_SMC_T_DOF, size=(n, 1)) / _SMC_T_DOF)
+                lq_new = _mixture_t_logpdf(z_new, mix_w, mix_m, mix_c, _SMC_T_DOF)
+                lq = _mixture_t_logpdf(zz, mix_w, mix_m, mix_c, _SMC_T_DOF)  # at the current points
             else:
                 z_new = zz + scale * (rng.standard_normal((n, dim)) @ chol.T) / math.sqrt(dim)
             y_new = z_new if coords is None else coords.from_z(z_new)
@@ -514,9 +551,7 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
             if coords is not None:
                 ljac = np.where(ok, ljac_new, ljac)
             rate = float(ok.mean())
-            if independent:
-                lq = np.where(ok, lq_new, _mvt_logpdf(zz, centre, chol_t, _SMC_T_DOF))
-            else:
+            if not independent:
                 scale *= math.exp(rate - 0.25)  # gentle Robbins-Monro step on log scale
                 scale = min(max(scale, 0.05), 5.0)
             rates.append(rate)
