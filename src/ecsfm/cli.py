@@ -295,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--keep", default="1,0.35,0.1", help="comma list of observed fractions (default 1,0.35,0.1)")
     pw.add_argument("--noise", default="0.01,0.02,0.08", help="comma list of noise sd, mA (default 0.01,0.02,0.08)")
     pw.add_argument("--cases", type=int, default=10, help="held-out cases per cell (default 10)")
+    pw.add_argument("--tasks", default=None, help="comma list: draw cases only from these tasks (default: all)")
     pw.add_argument("--engine", default="simulator", choices=("surrogate", "simulator"))
     pw.add_argument("--method", default="smc", choices=("cem", "smc"))
     pw.add_argument("--scheduler", default=None, help="Dask scheduler address to spread cases over")
@@ -548,7 +549,8 @@ def _cmd_study(args) -> int:
         res = run_information_sweep(args.out, keep=floats("keep", args.keep), noise=floats("noise", args.noise),
                                     n_cases=args.cases, engine=args.engine, method=args.method,
                                     checkpoint=args.model / "surrogate_model.eqx" if args.model else None,
-                                    chunk=args.data, scheduler=args.scheduler, progress=not args.no_progress)
+                                    chunk=args.data, scheduler=args.scheduler, progress=not args.no_progress,
+                                    tasks=[t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None)
         for g in res["grid"]:
             print(f"  keep {g['keep']:<5g} noise {g['noise_std']:<6g} error {g['active_param_nrmse_prior_units_mean']:.3f}"
                   f"  coverage {g['active_param_cov_1sigma_pooled']:.2f} / {g['active_param_cov_2sigma_pooled']:.2f}")

@@ -11,8 +11,10 @@ from ecsfm.studies.sweep import run_information_sweep
 
 def test_sweep_cells_carry_the_asked_information(tmp_path):
     res = run_information_sweep(tmp_path, keep=(1.0, 0.3), noise=(0.02, 0.2), n_cases=2, engine="simulator",
-                                method="cem", progress=False)
+                                method="cem", progress=False, tasks=["cv"])
     assert len(res["grid"]) == 4
+    study = json.loads((tmp_path / "study" / "posterior_identifiability_calibration.json").read_text())
+    assert {r["task"] for r in study["records"]} == {"cv"} and len(study["records"]) == 8
     on_disk = json.loads((tmp_path / "sweep.json").read_text())
     assert on_disk["schema_version"] == 1 and on_disk["grid"] == json.loads(json.dumps(res["grid"]))
     assert (tmp_path / "sweep_heatmaps.png").stat().st_size > 20_000

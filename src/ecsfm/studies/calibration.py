@@ -167,7 +167,7 @@ def _record(job, post, truth_core, normalizers, geometry, elapsed) -> dict:
 
 
 def _jobs(chunk_path: Path, geometry: dict, n_cases: int, regimes: dict, inference: dict, engine: str,
-          method: str) -> list[dict]:
+          method: str, only_tasks=None) -> list[dict]:
     from ..data import read_npz
 
     chunk = read_npz(chunk_path)  # allow_pickle=False; an unreadable file raises a ValueError naming it
@@ -182,9 +182,12 @@ def _jobs(chunk_path: Path, geometry: dict, n_cases: int, regimes: dict, inferen
     if currents.shape[1] != int(geometry["target_len"]):
         raise ValueError(f"{chunk_path}: traces have {currents.shape[1]} points, the model expects "
                          f"{geometry['target_len']}")
-    n_rows = currents.shape[0]
+    # Without a task filter the pool is every row and the draw is exactly the seed's.
+    pool = np.arange(currents.shape[0]) if only_tasks is None else np.flatnonzero(np.isin(task_ids, only_tasks))
+    if pool.size == 0:
+        raise ValueError(f"tasks: the chunk {chunk_path} has no row of the asked tasks")
     rng = np.random.default_rng(2026)
-    case_indices = np.asarray(rng.choice(n_rows, size=min(n_cases, n_rows), replace=False), dtype=np.int32)
+    case_indices = np.asarray(pool[rng.choice(pool.size, size=min(n_cases, pool.size), replace=False)], dtype=np.int32)
     jobs = []
     for regime_idx, (name, cfg) in enumerate(regimes.items()):
         for local, row in enumerate(case_indices):
@@ -233,11 +236,12 @@ def summarize(rows: list[dict]) -> dict:
 
 def run_calibration_study(out_dir, *, checkpoint=None, chunk=None, n_cases: int = 8, regimes: dict | None = None,
                           inference: dict | None = None, engine: str = "surrogate", method: str = "cem",
-                          scheduler: str | None = None, progress: bool = True) -> dict:
+                          scheduler: str | None = None, progress: bool = True, tasks=None) -> dict:
     """Run the seed's study and write its JSON, its three PNGs and ``report.md`` into ``out_dir``.
 
     ``checkpoint``/``chunk`` default to the assets shipped in the package. ``scheduler``: address of
-    a Dask scheduler (or a ``distributed.Client``/``LocalCluster``) to spread cases over.
+    a Dask scheduler (or a ``distributed.Client``/``LocalCluster``) to spread cases over. ``tasks``:
+    draw the cases only from rows of these tasks (default: every row, exactly the seed's draw).
     """
     from tqdm.auto import tqdm
 
@@ -259,11 +263,18 @@ def run_calibration_study(out_dir, *, checkpoint=None, chunk=None, n_cases: int 
     meta = load_model_metadata(checkpoint.parent / MODEL_META_FILENAME)
     normalizers = load_saved_normalizers(checkpoint.parent / NORMALIZERS_FILENAME)
     geometry = resolve_model_geometry(normalizers, meta)
-    jobs = _jobs(chunk, geometry, n_cases, regimes, inference, engine, method)
+    only = None
+    if tasks:
+        unknown = [t for t in tasks if t not in meta["task_names"]]
+        if unknown:
+            raise ValueError(f"tasks: unknown {unknown}; the model knows {meta['task_names']}")
+        only = [meta["task_names"].index(t) for t in tasks]
+    jobs = _jobs(chunk, geometry, n_cases, regimes, inference, engine, method, only)
 
     config = {"checkpoint": str(checkpoint), "dataset_chunk": str(chunk),
               "case_indices": sorted({j["case_index"] for j in jobs}, key=[j["case_index"] for j in jobs].index),
-              "observation_regimes": regimes, "inference_base": inference, "engine": engine, "method": method}
+              "observation_regimes": regimes, "inference_base": inference, "engine": engine, "method": method,
+              **({"tasks": list(tasks)} if tasks else {})}
     # Resume: records of finished cases (same configuration) are kept in records.jsonl.
     journal = Journal(out / "records.jsonl", config, key=lambda it: (it["record"]["regime"], it["record"]["case_index"]))
     done = journal.done

@@ -37,9 +37,10 @@ def _regime_name(keep: float, noise: float) -> str:
 
 def run_information_sweep(out_dir, *, keep=(1.0, 0.35, 0.1), noise=(0.01, 0.02, 0.08), n_cases: int = 10,
                           engine: str = "simulator", method: str = "smc", checkpoint=None, chunk=None,
-                          scheduler=None, progress: bool = True) -> dict:
+                          scheduler=None, progress: bool = True, tasks=None) -> dict:
     """Run the grid and write ``sweep.json`` + ``sweep_heatmaps.png`` into ``out_dir``; returns the
-    JSON payload (``grid``: per cell the metrics above; ``keep``, ``noise``, ``config``)."""
+    JSON payload (``grid``: per cell the metrics above; ``keep``, ``noise``, ``config``). ``tasks``
+    restricts the cases to rows of those tasks."""
     keep = [float(k) for k in keep]
     noise = [float(s) for s in noise]
     if not keep or not all(0.0 < k <= 1.0 for k in keep):
@@ -49,7 +50,8 @@ def run_information_sweep(out_dir, *, keep=(1.0, 0.35, 0.1), noise=(0.01, 0.02, 
     regimes = {_regime_name(k, s): {"keep_prob": k, "noise_std": s} for s in noise for k in keep}
     out = Path(out_dir)
     study = run_calibration_study(out / "study", checkpoint=checkpoint, chunk=chunk, n_cases=n_cases, regimes=regimes,
-                                  engine=engine, method=method, scheduler=scheduler, progress=progress)
+                                  engine=engine, method=method, scheduler=scheduler, progress=progress,
+                                  tasks=tasks)
     grid = []
     for s in noise:
         for k in keep:
@@ -98,7 +100,9 @@ def _heatmaps(path: Path, payload: dict) -> None:
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046)
     cfg = payload["config"]
-    fig.suptitle(f"Recovery vs information: {cfg['engine']}/{cfg['method']}, {cfg['n_cases']} held-out cases per cell",
+    tasks = ", ".join(cfg.get("tasks", [])) or "all tasks"
+    fig.suptitle(f"Recovery vs information: {cfg['engine']}/{cfg['method']}, {cfg['n_cases']} held-out cases per cell "
+                 f"({tasks})",
                  fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
