@@ -74,7 +74,10 @@ def _couples(args, sim):
             key = key.strip().replace("-", "_")
             if not sep or key not in _COUPLE_KEYS:
                 raise ValueError(f"--couple: '{item}' is not KEY=VALUE with KEY in {', '.join(_COUPLE_KEYS)}")
-            values[key] = float(val)
+            try:
+                values[key] = float(val)
+            except ValueError:
+                raise ValueError(f"--couple: {key} = {val.strip()!r} is not a number") from None
         couples.append(sim.Couple(**values))
     return couples
 
@@ -130,8 +133,16 @@ _WAVEFORMS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors (a missing option, a choice outside the vocabulary, a value
+    that is not a number) on one line, like every other error of the command."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="ecsfm", description="Voltammetry simulation and inference.")
+    ap = _Parser(prog="ecsfm", description="Voltammetry simulation and inference.")
     sub = ap.add_subparsers(dest="command", required=True)
     ps = sub.add_parser("simulate", help="simulate one experiment and write CSV (+ PNG)")
     wsub = ps.add_subparsers(dest="technique", required=True)
@@ -576,9 +587,24 @@ def _cmd_study(args) -> int:
     return 0
 
 
+def _check_outputs(args) -> None:
+    """Refuse, before any work, an output that is a folder where a file is written or a file where a
+    folder is (``simulate``/``import`` write files, every other command a folder)."""
+    for flag in ("out", "plot"):
+        path = getattr(args, flag, None)
+        if path is None:
+            continue
+        if args.command in ("simulate", "import") or flag == "plot":
+            if path.is_dir():
+                raise ValueError(f"--{flag}: {path} is a folder; give a file name")
+        elif path.exists() and not path.is_dir():
+            raise ValueError(f"--{flag}: {path} is a file; give a folder (created if missing)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_outputs(args)
         if args.command == "simulate":
             return _cmd_simulate(args)
         if args.command == "demo":

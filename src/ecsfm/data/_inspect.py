@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, write_text
-from ._chunks import dataset_file, read_npz, sha256_file
+from ._chunks import _check_chunk_keys, dataset_file, read_manifest, read_npz, sha256_file
 from ._prior import PriorSpec
 from ._recipes import STAGE_NAMES
 from ._space import ParamSpace
@@ -32,6 +32,8 @@ __all__ = ["inspect_dataset", "dataset_report", "plot_summary", "plot_gallery", 
 #: A trace whose current spans less than this (mA for 1 cm^2, i.e. 1 nA/cm^2) is flat.
 FLAT_MA = 1e-6
 REPORT_SCHEMA_VERSION = 1
+#: Most traces drawn in the gallery (one small panel each).
+MAX_GALLERY = 1000
 
 
 def _entropy(counts: np.ndarray) -> float:
@@ -61,7 +63,7 @@ def _samples_per_period(e: np.ndarray) -> np.ndarray:
 def dataset_report(dataset: str | os.PathLike, *, gallery: int = 12, seed: int = 0) -> tuple[dict, dict]:
     """The QC report (JSON-ready) and the gallery rows (arrays) of a dataset folder."""
     dataset = Path(dataset)
-    manifest = json.loads((dataset / "manifest.json").read_text())
+    manifest = read_manifest(dataset)
     space = ParamSpace(int(manifest["max_species"]))
     rdict = manifest["recipe"]
     # The priors recorded in the manifest are the source of truth, not today's code.
@@ -84,7 +86,7 @@ def dataset_report(dataset: str | os.PathLike, *, gallery: int = 12, seed: int =
         if not path.exists() or sha256_file(path) != c["sha256"]:
             checksum_bad.append(c["file"])
             continue
-        z = read_npz(path)
+        z = _check_chunk_keys(path, read_npz(path))
         for key, arr in z.items():
             if arr.dtype.kind == "f":
                 nonfinite[key] = nonfinite.get(key, 0) + int((~np.isfinite(arr)).sum())
@@ -247,9 +249,13 @@ def plot_gallery(path, rows: dict) -> None:
 def inspect_dataset(dataset, out, *, gallery: int = 12, seed: int = 0) -> dict:
     """Write ``report.json``, ``summary.png`` and ``gallery.png`` for a dataset; returns the report."""
     out = Path(out)
+    if not (isinstance(gallery, int) and 1 <= gallery <= MAX_GALLERY):
+        raise ValueError(f"gallery: must be an integer in [1, {MAX_GALLERY}], got {gallery!r}")
+    manifest = read_manifest(dataset)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {out} is a file; the report needs a folder")
     out.mkdir(parents=True, exist_ok=True)
     report, rows = dataset_report(dataset, gallery=gallery, seed=seed)
-    manifest = json.loads((Path(dataset) / "manifest.json").read_text())
     space = ParamSpace(int(manifest["max_species"]))
     write_text(out / "report.json", json.dumps(report, indent=1, sort_keys=True))
     plot_summary(out / "summary.png", report, rows, space)

@@ -11,7 +11,6 @@ one-hot of an absent task) gets std 1, any other at least ``STD_FLOOR``.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from ..data import ParamSpace, read_chunk
+from ..data import ParamSpace, read_chunk, read_manifest
 
 __all__ = ["CURRENT_SCALE_MA", "STD_FLOOR", "SurrogateData", "load_rows", "current_to_state",
            "state_to_current", "fit_normalizers", "manifest_hash"]
@@ -71,11 +70,14 @@ def load_rows(folder: str | os.PathLike) -> SurrogateData:
     """Read every chunk of a dataset folder into surrogate arrays (each checked against the
     manifest's sha256; a chunk path leading outside the folder is refused)."""
     folder = Path(folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = read_manifest(folder)
     n_tasks, n_stages = len(manifest["task_names"]), len(manifest["stage_names"])
     xs, es, ps, splits, tasks = [], [], [], [], []
     for c in manifest["chunks"]:
         z = read_chunk(folder, c)
+        for key in ("i", "e", "p", "ox", "red"):
+            if not np.all(np.isfinite(z[key])):
+                raise ValueError(f"{c['file']}: array {key!r} contains NaN or Inf (ecsfm data inspect lists such rows)")
         xs.append(np.concatenate([z["ox"], z["red"], current_to_state(z["i"].astype(np.float64))], 1))
         es.append(z["e"][:, None, :])
         onehot_t = np.eye(n_tasks, dtype=np.float32)[z["task_id"]]

@@ -69,6 +69,10 @@ def load_surrogate(model_dir):
                         load_model_metadata, load_saved_normalizers)
 
     model_dir = Path(model_dir)
+    for name in (MODEL_META_FILENAME, NORMALIZERS_FILENAME, CHECKPOINT_FILENAME):
+        if not (model_dir / name).is_file():
+            raise ValueError(f"model: {model_dir} is not a model folder (no {name}; a model folder is made by "
+                             "ecsfm train)")
     meta = load_model_metadata(model_dir / MODEL_META_FILENAME)
     normalizers = load_saved_normalizers(model_dir / NORMALIZERS_FILENAME)
     geometry = resolve_model_geometry(normalizers, meta)
@@ -280,9 +284,14 @@ def evaluate_surrogate(model_dir, data_dir, out_dir, *, n_rows: int = 384, n_dra
     from .train import sample_current
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    for name, value, hi in (("rows", n_rows, 100_000), ("draws", n_draws, 1024), ("steps", n_steps, 10_000)):
+        if not (isinstance(value, int) and 1 <= value <= hi):
+            raise ValueError(f"{name}: must be an integer in [1, {hi}], got {value!r}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {out} is a file; the scorecard needs a folder")
     model, normalizers, meta, geometry = load_surrogate(model_dir)
     data = load_rows(data_dir)
+    out.mkdir(parents=True, exist_ok=True)
     names = data.manifest["task_names"]
     length = data.e.shape[-1]
     rng = np.random.default_rng(seed)

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -36,7 +35,7 @@ REBUILD_COMMANDS = (
 
 def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int = 0) -> dict:
     """Copy a trained model and a held-out test chunk into ``out_dir``; returns the new metadata."""
-    from ..data import read_chunk
+    from ..data import read_chunk, read_manifest
     from ._data import load_rows
     from .eval_classical import calibrate_discrepancy, load_surrogate
     from .train import CHECKPOINT_FILENAME, MODEL_META_FILENAME, NORMALIZERS_FILENAME, save_model_metadata
@@ -45,7 +44,7 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
     if not n_rows >= 8:
         raise ValueError(f"n_rows: must be >= 8, got {n_rows}")
     model, normalizers, meta, geometry = load_surrogate(model_dir)
-    manifest = json.loads((data_dir / "manifest.json").read_text())
+    manifest = read_manifest(data_dir)
     data = load_rows(data_dir)
     val_rows = np.flatnonzero(data.split == 1)
     val_rows = np.random.default_rng(seed).permutation(val_rows)[:384]

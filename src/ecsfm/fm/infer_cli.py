@@ -123,11 +123,16 @@ def run_infer(*, model_dir, measurement, out_dir, task: str = "cv", stage: str =
             if key not in z:
                 raise ValueError(f"{measurement}: missing key {key!r} (need e, i_obs; optional i_mask, "
                                  "known_p_core, known_p_mask)")
+        for key in ("e", "i_obs", "i_mask", "known_p_core", "known_p_mask", "p_true"):
+            if key in z and z[key].dtype.kind not in "biuf":
+                raise ValueError(f"{measurement}: array {key!r} must be numeric, got dtype {z[key].dtype}")
         e, i_obs = np.asarray(z["e"], np.float64), np.asarray(z["i_obs"], np.float64)
         mask = np.asarray(z["i_mask"], np.float64) if "i_mask" in z else np.ones_like(i_obs)
         core = np.asarray(z["known_p_core"], np.float64) if "known_p_core" in z else None
         kmask = np.asarray(z["known_p_mask"]).astype(bool) if "known_p_mask" in z else None
         p_true = np.asarray(z["p_true"], np.float64) if "p_true" in z else None
+        if not np.all(np.isfinite(mask) & (mask >= 0) & (mask <= 1)):
+            raise ValueError(f"{measurement}: i_mask must be finite and in [0, 1] (>= 0.5: observed)")
         if e.shape != (length,) or i_obs.shape != (length,) or mask.shape != (length,):
             raise ValueError(f"{measurement}: e, i_obs, i_mask must each have {length} points (the model's "
                              f"target_len), got {e.shape}, {i_obs.shape}, {mask.shape}")
@@ -162,6 +167,12 @@ def run_infer(*, model_dir, measurement, out_dir, task: str = "cv", stage: str =
         kmask[space.size:] = True
     if not np.all(np.isfinite(i_obs[mask >= 0.5])):
         raise ValueError("measurement: observed current contains NaN or Inf")
+    if int((mask >= 0.5).sum()) < 3:
+        raise ValueError(f"measurement: {int((mask >= 0.5).sum())} observed point(s); at least 3 are needed")
+    if noise is not None and not (math.isfinite(noise) and noise > 0):
+        raise ValueError(f"noise: must be > 0 mA/cm^2 (or omitted: estimated), got {noise}")
+    if n_particles is not None and not (isinstance(n_particles, int) and 4 <= n_particles <= 65536):
+        raise ValueError(f"particles: must be an integer in [4, 65536], got {n_particles!r}")
     for idx, v in _parse_known(list(known), space).items():
         core[idx] = v
         kmask[idx] = True

@@ -96,6 +96,8 @@ class JointConfig:
                 raise ValueError(f"known: {name!r} is not a fittable parameter; allowed {sorted(set(_PARAMS) - {'offset'})}")
             if not math.isfinite(value) or (_PARAMS[name][1] and value <= 0):
                 raise ValueError(f"known: {name} must be {'> 0' if _PARAMS[name][1] else 'finite'}, got {value}")
+            if name == "alpha" and not 0 < value < 1:
+                raise ValueError(f"known: alpha must be in (0, 1), got {value}")
         for name, box in self.bounds.items():
             if name not in _PARAMS or len(box) != 2 or not box[0] < box[1]:
                 raise ValueError(f"bounds: {name!r} needs (low, high) with low < high, got {box!r}")
@@ -120,7 +122,7 @@ def trace_from_measurement(m, *, cycle: int | None = 0, scan_rate: float | None 
     every point). The potential program is rebuilt from the measured potential's turning points."""
     from ..io._derive import turning_points
 
-    if cycle is not None and m.n_cycles > 1:
+    if cycle is not None:  # select_cycle refuses a cycle the measurement lacks, one cycle or several
         m = m.select_cycle(cycle)
     v = scan_rate if scan_rate is not None else m.scan_rate
     if v is None or not (math.isfinite(v) and v > 0):

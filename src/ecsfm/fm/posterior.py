@@ -417,13 +417,20 @@ def _fit_mixture(z: np.ndarray, k: int, rng, n_iter: int = 15) -> tuple[np.ndarr
     for _ in range(n_iter):
         chols = np.linalg.cholesky(covs)
         logp = np.stack([np.log(w) + _mvn_logpdf(z, m, c) for w, m, c in zip(weights, means, chols)], 1)
-        resp = np.exp(logp - np.logaddexp.reduce(logp, axis=1, keepdims=True))
+        with np.errstate(invalid="ignore"):
+            resp = np.exp(logp - np.logaddexp.reduce(logp, axis=1, keepdims=True))
         nk = resp.sum(0)
         keep = nk > 2 * d + 2
-        if not keep.all():
-            resp, nk = resp[:, keep], nk[keep]
-            resp = resp / resp.sum(1, keepdims=True)
+        if keep.any() and not keep.all():
+            resp = resp[:, keep]
+            with np.errstate(invalid="ignore"):
+                resp = resp / resp.sum(1, keepdims=True)
             nk = resp.sum(0)
+        if not (np.all(np.isfinite(resp)) and keep.any()):
+            # A cloud collapsed onto a few points (a very sharp likelihood) leaves points no component
+            # explains: one Gaussian of all the points instead.
+            cov = np.cov(z.T).reshape(d, d) + ridge
+            return np.ones(1), z.mean(0)[None], np.linalg.cholesky(cov)[None]
         weights = nk / n
         means = (resp.T @ z) / nk[:, None]
         covs = np.stack([((z - m).T * r) @ (z - m) / nk_ + ridge for m, r, nk_ in zip(means, resp.T, nk)])

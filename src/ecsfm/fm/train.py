@@ -9,6 +9,7 @@ version.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -77,7 +78,9 @@ def save_model_metadata(path: str | os.PathLike, meta: dict) -> None:
 
 def load_model_metadata(path: str | os.PathLike) -> dict:
     """The model metadata dict (has ``hidden_size``, ``depth``, ``cond_dim`` and the geometry)."""
-    meta = json.loads(Path(path).read_text())
+    from ..data import read_json
+
+    meta = read_json(path, "model")
     if meta.get("schema_version", META_SCHEMA_VERSION) > META_SCHEMA_VERSION:
         raise ValueError(f"{path}: schema {meta['schema_version']} is newer than this ecsfm reads "
                          f"({META_SCHEMA_VERSION}); upgrade ecsfm")
@@ -196,8 +199,12 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Train
     from .objective import cfm_loss
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
+        raise ValueError(f"max_minutes: must be > 0 (or None: no limit), got {max_minutes}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {out} is a file; the model needs a folder")
     data = load_rows(data_dir)
+    out.mkdir(parents=True, exist_ok=True)
     geometry = data.geometry
     train_rows = np.flatnonzero(data.split == 0)
     val_rows = np.flatnonzero(data.split == 1)

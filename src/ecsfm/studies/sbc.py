@@ -185,7 +185,10 @@ def compare_sbc(results, out_png) -> dict:
 
     runs = []
     for r in results:
-        r = json.loads(Path(r).read_text()) if not isinstance(r, dict) else r
+        if not isinstance(r, dict):
+            from ..data import read_json
+
+            r = read_json(r, "compare")
         if r.get("schema_version") != SBC_SCHEMA_VERSION:
             raise ValueError(f"sbc: schema_version {r.get('schema_version')!r}, expected {SBC_SCHEMA_VERSION}")
         runs.append(r)
