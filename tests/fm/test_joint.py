@@ -105,7 +105,7 @@ def test_ruhex_scan_rate_series_joint_fit(tmp_path):
     # Each scan rate >= 0.025 V/s alone: D agrees within 10 % across scan rates.
     mid = [f for f in files if io.read(f).scan_rate >= 0.025]
     ds = []
-    for k, f in enumerate(mid[::2]):
+    for k, f in enumerate((mid[0], mid[-1])):  # the slowest and the fastest of them
         m = io.read(f)
         r = fit_joint([trace_from_measurement(m)], area=0.0707, c_ox=1.0,
                       config=JointConfig(n_particles=256, points_per_trace=120), seed=k)

@@ -80,7 +80,7 @@ def test_infer_cli_on_an_npz_measurement(assets, tmp_path):
     (["--known", "zz=1"], "unknown parameter 'zz'"),
     (["--known", "k0=-1"], "k0 must be > 0"),
     (["--known", "e0=3"], "outside the prior"),
-    (["--noise", "-1"], "obs_noise_std"),
+    (["--noise", "-1"], "noise: must be > 0"),
 ])
 def test_infer_cli_bad_input_is_one_line_and_nonzero(assets, tmp_path, capsys, args, message):
     out, _ = assets
