@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, write_text
+from .._atomic import atomic_path, save_png, write_text
 
 __all__ = ["read_measurement", "run_infer", "PHYSICAL_NAMES", "SUMMARY_SCHEMA_VERSION"]
 
@@ -264,8 +264,7 @@ def _plot_predictive(path, e, i_obs, mask, post, task) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
+    save_png(fig, path, dpi=130)
     plt.close(fig)
 
 
@@ -301,8 +300,7 @@ def _plot_marginals(path, post, space, p_true) -> None:
             if b == 0:
                 ax.set_ylabel(post["parameter_names"][free[a]], fontsize=6)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    save_png(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -403,8 +401,7 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
 def _save(fig, path) -> None:
     import matplotlib.pyplot as plt
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    save_png(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -251,27 +251,26 @@ def _joint_loglik(forward, slots, obs, noise):
 
 def _build(traces, config: JointConfig, area: float, c_ox: float, c_red: float, temperature: float):
     layout = _Layout(traces, config)
-    keys, groups, templates = [], [], []
+    keys, groups, templates, group_of = [], [], [], []
     for j, t in enumerate(traces):
         key = tuple(round(v, 3) for v in t.vertices)
         if key not in keys:
             keys.append(key)
             groups.append([])
             templates.append(sim.piecewise_sweep(t.vertices, 1.0, step=config.sim_step))
-        groups[keys.index(key)].append(j)
+        group_of.append(keys.index(key))
+        groups[group_of[-1]].append(j)
     n_obs = config.points_per_trace
     index, weight, obs = [], [], []
     for j, t in enumerate(traces):
         take = np.unique(np.linspace(0, t.path.size - 1, n_obs).round().astype(int))
         take = np.resize(take, n_obs)  # a short trace repeats points (never for >= n_obs points)
-        g = next(k for k, members in enumerate(groups) if j in members)
-        tau = np.asarray(templates[g].grid.tau)
+        tau = np.asarray(templates[group_of[j]].grid.tau)
         k = np.clip(np.searchsorted(tau, t.path[take], side="right") - 1, 0, tau.size - 2)
         index.append(k)
         weight.append((t.path[take] - tau[k]) / (tau[k + 1] - tau[k]))
         obs.append(t.current[take])
-    durations = np.asarray([float(templates[next(k for k, m in enumerate(groups) if j in m)].duration) / t.scan_rate
-                            for j, t in enumerate(traces)])
+    durations = np.asarray([float(templates[group_of[j]].duration) / t.scan_rate for j, t in enumerate(traces)])
     forward = _JointForward(tuple(templates), tuple(tuple(g) for g in groups), layout,
                             jnp.asarray(durations, jnp.float32), jnp.asarray(np.asarray(index), jnp.int32),
                             jnp.asarray(np.asarray(weight), jnp.float32), float(c_ox), float(c_red), float(area),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, write_text
+from .._atomic import save_png, write_text
 from ._journal import Journal, run_items
 
 __all__ = ["SEED_REGIMES", "SEED_INFERENCE", "RESULT_FILENAME", "STUDY_SCHEMA_VERSION", "default_assets",
@@ -338,8 +338,7 @@ def _criteria(summary: dict, names: list[str], worst: dict) -> list[dict]:
 
 
 def _save(fig, path: Path, dpi: int = 150) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
+    save_png(fig, path, dpi=dpi)
 
 
 def _plots(out: Path, records: list[dict], names: list[str], z_by_regime: dict, worst: dict, geometry: dict,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, write_text
+from .._atomic import save_png, write_text
 from .calibration import SEED_INFERENCE, SEED_REGIMES, _jobs, _run_case, default_assets
 
 __all__ = ["run_engine_comparison", "ENGINES_SCHEMA_VERSION"]
@@ -123,6 +123,5 @@ def _plot(path: Path, runs: dict, cases: list[dict]) -> None:
         if row == 0:
             ax.legend(fontsize=6)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    save_png(fig, path, dpi=110)
     plt.close(fig)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, write_text
+from .._atomic import save_png, write_text
 from ._journal import Journal, run_items
 
 __all__ = ["run_sbc", "SBC_FILENAME", "SBC_SCHEMA_VERSION", "LEVELS"]
@@ -150,8 +150,7 @@ def _plot(out: Path, per: dict, n: int) -> None:
     axes[0, 0].legend(fontsize=6)
     fig.suptitle(f"SBC rank statistics (posterior CDF at the truth), {n} draws")
     fig.tight_layout()
-    with atomic_path(out / "sbc_ranks.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+    save_png(fig, out / "sbc_ranks.png", dpi=120)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -167,8 +166,7 @@ def _plot(out: Path, per: dict, n: int) -> None:
     ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(out / "sbc_coverage.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+    save_png(fig, out / "sbc_coverage.png", dpi=120)
     plt.close(fig)
 
 
@@ -212,7 +210,6 @@ def compare_sbc(results, out_png) -> dict:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+    save_png(fig, out_png, dpi=120)
     plt.close(fig)
     return {"levels": list(LEVELS), "pooled_coverage": pooled}

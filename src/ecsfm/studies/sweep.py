@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, write_text
+from .._atomic import save_png, write_text
 from .calibration import run_calibration_study
 
 __all__ = ["run_information_sweep", "SWEEP_SCHEMA_VERSION"]
@@ -105,6 +105,5 @@ def _heatmaps(path: Path, payload: dict) -> None:
                  f"({tasks})",
                  fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+    save_png(fig, path, dpi=120)
     plt.close(fig)
