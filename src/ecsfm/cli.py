@@ -7,6 +7,7 @@
     ecsfm train --data DIR --out MODEL_DIR [--steps N] [--max-minutes M]
     ecsfm evaluate --model MODEL_DIR --data DIR --out DIR
     ecsfm export --model MODEL_DIR --data DIR --out ASSET_DIR
+    ecsfm recalibrate --model MODEL_DIR
     ecsfm import FILE --out measurement.npz [--format auto] [--cycle K]
     ecsfm infer --model MODEL_DIR --measurement FILE [--task cv] [--known e0=0.1 ...] [--noise 0.02] --out DIR
     ecsfm infer --measurement a.csv --measurement b.csv ... --area 0.0707 --known c_ox=1.0 [--separate] --out DIR
@@ -219,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     px.add_argument("--out", type=Path, required=True)
     px.add_argument("--rows", type=int, default=384, help="test rows in the held-out chunk (default 384)")
 
+    pr = sub.add_parser("recalibrate", help="refit a model's calibrated discrepancy on fresh simulations")
+    pr.add_argument("--model", type=Path, required=True, help="model folder (its model_meta.json is rewritten)")
+    pr.add_argument("--rows-per-task", type=int, default=128, help="fresh simulated rows per task (default 128)")
+    pr.add_argument("--seed", type=int, default=17)
+    pr.add_argument("--no-progress", action="store_true")
+
     pn = sub.add_parser("infer", help="posterior of unknown parameters from a measured current")
     pn.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped default model)")
     pn.add_argument("--measurement", type=Path, action="append", required=True,
@@ -253,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="nuisance parameters fitted per trace, comma list of offset,cdl,ru (default offset)")
     pn.add_argument("--free-d-red", action="store_true", help="fit D_red separately (default D_red = D_ox)")
     pn.add_argument("--separate", action="store_true", help="also fit each trace alone (parameters per scan rate)")
+    pn.add_argument("--discrepancy-length", default="1.0",
+                    help="measured traces: correlation length (V) of the smooth model discrepancy, or 'none' for "
+                         "independent residuals (default 1.0)")
 
     pm = sub.add_parser("import", help="read a measured voltammogram (CSV, PalmSens, Autolab, CHI, BioLogic) into npz")
     pm.add_argument("file", type=Path, help="the instrument export")
@@ -438,6 +448,27 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _discrepancy_length(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"discrepancy-length: expected a length in V or 'none', got {text!r}") from None
+
+
+def _cmd_recalibrate(args) -> int:
+    from .fm.export import recalibrate_discrepancy
+
+    disc = recalibrate_discrepancy(args.model, n_per_task=args.rows_per_task, seed=args.seed,
+                                   progress=not args.no_progress)
+    for task, row in disc["per_task"].items():
+        m = row["model"]
+        print(f"{task:16s} a {m['a_mA']:.3g} mA  b {m['b']:.3g}  rho {m['rho']:.3f}  nugget {m['nugget']:.3f}  "
+              f"held-out whitened rms {row['heldout_whitened_rms']:.2f}")
+    return 0
+
+
 def _cmd_infer(args) -> int:
     from .fm.infer_cli import run_infer, run_joint_infer, waveform_gap
     from .studies.calibration import default_assets
@@ -462,7 +493,8 @@ def _cmd_infer(args) -> int:
                                   cycle=args.cycle, per_trace=[p.strip() for p in args.per_trace.split(",") if p.strip()],
                                   tie_d_red=not args.free_d_red, noise=args.noise, n_particles=args.particles,
                                   units=args.units, sign_convention="auto" if args.sign_convention == "iupac" else "us",
-                                  seed=args.seed, warnings=notes)
+                                  seed=args.seed, warnings=notes,
+                                  discrepancy_length=_discrepancy_length(args.discrepancy_length))
         for name, v in summary["parameters"].items():
             if "[" not in name:
                 print(f"  {name:6s} {v['q50']:.4g} [{v['q025']:.4g}, {v['q975']:.4g}] {v['unit']} (95 %)")
@@ -619,6 +651,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_evaluate(args)
         if args.command == "export":
             return _cmd_export(args)
+        if args.command == "recalibrate":
+            return _cmd_recalibrate(args)
         if args.command == "infer":
             return _cmd_infer(args)
         if args.command == "study":

@@ -235,6 +235,9 @@ CLI_CASES = {
                              ["manifest", "not valid JSON"]),
     "export rows 0": (["export", "--model", "{model}", "--data", "{ds}", "--rows", "0", "--out", "{out}"],
                       ["n_rows", ">= 8"]),
+    "recalibrate model missing": (["recalibrate", "--model", "{missing_dir}"], ["model", "not a model folder"]),
+    "recalibrate rows 4": (["recalibrate", "--model", "{model}", "--rows-per-task", "4", "--no-progress"],
+                           ["n_per_task", ">= 8"]),
     # import: files, encodings, delimiters, values, labels
     "import missing file": (["import", "{missing}", "--out", "{out_npz}"], ["missing_100mV.csv", "no such file"]),
     "import a folder": (["import", "{folder}", "--out", "{out_npz}"], ["folder_100mV.csv", "is a directory"]),
@@ -313,6 +316,8 @@ CLI_CASES = {
     "joint c_red < 0": ([*JOINT, "--known", "c_red=-1"], ["c_red", ">= 0"]),
     "joint area 0": ([*JOINT, "--area", "0"], ["area", "> 0"]),
     "joint per-trace label": ([*JOINT, "--per-trace", "offset,zeta"], ["per_trace", "zeta", "'offset', 'cdl', 'ru'"]),
+    "joint discrepancy length text": ([*JOINT, "--discrepancy-length", "long"], ["discrepancy-length", "'long'"]),
+    "joint discrepancy length range": ([*JOINT, "--discrepancy-length", "5"], ["discrepancy_length", "[0.001, 2]"]),
     "joint cycle 5": ([*JOINT, "--cycle", "5"], ["cycle", "[0, 0]"]),
     "joint scan rate 0": ([*JOINT, "--scan-rate", "0"], ["scan-rate", "> 0"]),
     "joint scan rates count": ([*JOINT, "--scan-rate", "0.1", "--scan-rate", "0.2", "--scan-rate", "0.3"],

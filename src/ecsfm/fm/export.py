@@ -3,12 +3,16 @@
 ``export_assets(model_dir, data_dir, out_dir)`` writes, atomically, into ``out_dir``:
 
 * ``surrogate_model.eqx``, ``normalizers.npz`` -- copied from the training folder;
-* ``model_meta.json`` -- the training metadata, with the discrepancy re-calibrated on validation
-  rows (so old training folders gain the current discrepancy model), the simulator settings
+* ``model_meta.json`` -- the training metadata, with the discrepancy re-calibrated on fresh
+  prior draws simulated at export time (so old training folders gain the current discrepancy
+  model; see ``calibrate_discrepancy_fresh``), the simulator settings
   and a ``provenance`` block (dataset manifest hash, recipe, plan, which split the chunk came
   from, the commands that rebuild it);
 * ``chunk_0.npz`` -- up to ``n_rows`` rows of the dataset's **test** split (never trained on),
   with the dataset's keys, stratified over tasks.
+
+``recalibrate_discrepancy(model_dir)`` (``ecsfm recalibrate``) refits the discrepancy of an
+existing model folder in place.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ import numpy as np
 
 from .._atomic import atomic_path
 
-__all__ = ["export_assets", "REBUILD_COMMANDS"]
+__all__ = ["export_assets", "recalibrate_discrepancy", "REBUILD_COMMANDS", "DISCREPANCY_ROWS_PER_TASK"]
+
+#: Fresh simulated rows per task the exported discrepancy is fitted on (half fit, half check).
+DISCREPANCY_ROWS_PER_TASK = 128
 
 #: How the shipped default assets are rebuilt (also recorded in their model_meta.json).
 REBUILD_COMMANDS = (
@@ -37,7 +44,7 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
     """Copy a trained model and a held-out test chunk into ``out_dir``; returns the new metadata."""
     from ..data import read_chunk, read_manifest
     from ._data import load_rows
-    from .eval_classical import calibrate_discrepancy, load_surrogate
+    from .eval_classical import calibrate_discrepancy_fresh, load_surrogate
     from .train import CHECKPOINT_FILENAME, MODEL_META_FILENAME, NORMALIZERS_FILENAME, save_model_metadata
 
     model_dir, data_dir, out = Path(model_dir), Path(data_dir), Path(out_dir)
@@ -46,11 +53,11 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
     model, normalizers, meta, geometry = load_surrogate(model_dir)
     manifest = read_manifest(data_dir)
     data = load_rows(data_dir)
-    val_rows = np.flatnonzero(data.split == 1)
-    val_rows = np.random.default_rng(seed).permutation(val_rows)[:384]
+    del data
     meta = dict(meta)
-    meta["discrepancy"] = calibrate_discrepancy(model, normalizers, data, val_rows, n_mc=2, seed=seed + 17)
     meta["simulator"] = manifest["simulator"]
+    meta["discrepancy"] = calibrate_discrepancy_fresh(model, normalizers, meta, geometry,
+                                                      n_per_task=DISCREPANCY_ROWS_PER_TASK, seed=seed + 17)
     meta["provenance"] = {
         "dataset_manifest_sha256": meta.get("dataset_manifest_sha256"),
         "recipe": manifest["recipe"]["name"],
@@ -85,3 +92,20 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
                                                    if k not in ("schema_version", "package_version")})
     os.utime(out)
     return meta
+
+
+def recalibrate_discrepancy(model_dir, *, n_per_task: int = DISCREPANCY_ROWS_PER_TASK, seed: int = 17,
+                            progress: bool = True) -> dict:
+    """Refit the calibrated discrepancy of a model folder on fresh simulated rows and rewrite its
+    ``model_meta.json`` atomically (the model and normalisers are untouched); returns it."""
+    from .eval_classical import calibrate_discrepancy_fresh, load_surrogate
+    from .train import MODEL_META_FILENAME, save_model_metadata
+
+    model, normalizers, meta, geometry = load_surrogate(model_dir)
+    if "simulator" not in meta:
+        raise ValueError(f"model: {model_dir} has no 'simulator' section in its metadata (re-export it)")
+    disc = calibrate_discrepancy_fresh(model, normalizers, meta, geometry, n_per_task=n_per_task, seed=seed,
+                                       progress=progress)
+    meta = {k: v for k, v in meta.items() if k not in ("schema_version", "package_version")} | {"discrepancy": disc}
+    save_model_metadata(Path(model_dir) / MODEL_META_FILENAME, meta)
+    return disc

@@ -316,7 +316,7 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
                     separate: bool = False, cycle: int = 0, per_trace=("offset",), tie_d_red: bool = True,
                     noise: float | None = None, n_particles: int | None = None, units: str | None = None,
                     sign_convention: str = "auto", temperature: float | None = None, seed: int = 0,
-                    warnings=()) -> dict:
+                    warnings=(), discrepancy_length: float | None = 1.0) -> dict:
     """Fit one couple to several measured traces (``ecsfm.fm.joint``) and write
     ``posterior_summary.json``, ``posterior_artifacts.npz``, one ``trace_<k>.png`` overlay per trace,
     ``posterior_marginals.png`` and, with ``separate``, ``separate_fits.png`` (each trace fitted
@@ -357,7 +357,8 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
         v = scan_rates[0] if len(scan_rates) == 1 else (scan_rates[k] if scan_rates else None)
         m = io.read(path, current_unit=units, scan_rate=v, sign_convention=sign_convention)
         traces.append(trace_from_measurement(m, cycle=cycle, label=path.name))
-    cfg_kw = dict(per_trace=tuple(per_trace), tie_d_red=tie_d_red, noise=noise, known=fixed)
+    cfg_kw = dict(per_trace=tuple(per_trace), tie_d_red=tie_d_red, noise=noise, known=fixed,
+                  discrepancy_length=discrepancy_length)
     if n_particles is not None:
         cfg_kw["n_particles"] = int(n_particles)
     config = JointConfig(**cfg_kw)

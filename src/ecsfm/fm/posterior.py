@@ -19,11 +19,19 @@ The statistics (each choice is deliberate; the seed notebook's names are kept):
 * **Coordinates.** Free slots are sampled in unconstrained coordinates ``y = logit(u)`` with
   ``u`` the slot's position in its prior box, so the prior is the logistic density in ``y`` and
   every proposal is a plain Gaussian.
-* **Likelihood.** Independent Gaussian over the observed points (a sum, no averaging over
-  points), variance ``s_model^2 + obs_noise_std^2 + d^2``: ``s_model`` the spread of the
-  surrogate's ``n_mc_per_particle`` draws, ``d`` the surrogate's calibrated discrepancy from
-  ``model_meta.json`` (``d^2 = a^2 + (b * mean)^2`` per task, fitted on validation rows). With
-  ``engine="simulator"`` the current comes from ``ecsfm.sim`` directly and ``s_model = d = 0``.
+* **Likelihood.** Gaussian over the observed points, full and untempered (a sum, no averaging
+  over points), covariance ``obs_noise_std^2 I + S R S``: the surrogate's calibrated discrepancy
+  from ``model_meta.json`` -- per task a scale ``s^2 = a^2 + (b level)^2`` and a correlation
+  ``R = (1 - nugget) rho^|i-j| + nugget I`` over points, fitted by maximum likelihood on rows the
+  model never saw (``ecsfm.fm.eval_classical.calibrate_discrepancy``). Two choices, both from
+  measurement: the surrogate's error is smooth along a trace (lag-1 correlation of its residual
+  ~0.97), so independent points would count one error hundreds of times and give posteriors far
+  narrower than the exact (simulator) one; and the scale reads the *observed* current's level,
+  not the prediction's, because a variance that depends on the parameters rewards parameters
+  with small predicted currents through its log-determinant. The flow's ``n_mc_per_particle``
+  draws are averaged; their scatter is part of the calibrated residual (it was calibrated on
+  the mean of as many draws). With ``engine="simulator"`` the current comes from ``ecsfm.sim``
+  directly and the covariance is the noise alone.
 * **Common random numbers.** The flow's x0 draws are drawn once per inference, so the likelihood
   is a deterministic, smooth function of the parameters.
 * **CEM (method="cem").** Cross-entropy iterations adapt a Gaussian proposal to the elite
@@ -37,8 +45,11 @@ The statistics (each choice is deliberate; the seed notebook's names are kept):
   the incremental weights at half the particles), systematic resampling and random-walk
   Metropolis moves with the particles' scaled covariance; exact at temperature 1 in the limit.
 * **Predictive.** ``predictive_mean_current`` / ``predictive_std_current`` are the posterior
-  predictive of an *observation*: parameter uncertainty + surrogate spread + discrepancy +
-  observation noise; ``predictive_std_current_noise_free`` leaves the noise out.
+  predictive of an *observation*: the model's current plus the discrepancy conditioned on the
+  observed residual (a smooth error the data reveal; Kennedy & O'Hagan) -- at an observed point
+  conditioned on the *other* points (leave-one-out, closed form), so the coverage of observed
+  points measures calibration rather than fit -- with parameter uncertainty + the discrepancy's
+  conditional variance + observation noise; ``predictive_std_current_noise_free`` leaves the noise out.
 
 Nothing loops over particles or Euler steps in Python: each iteration evaluates all particles in
 one compiled call.
@@ -161,7 +172,9 @@ class PosteriorInferenceConfig:
 
     ``obs_noise_std`` is in the units of the observed current (dataset units: mA).
     ``method``: ``"cem"`` or ``"smc"``; ``engine``: ``"surrogate"`` or ``"simulator"``.
-    ``use_discrepancy`` adds the surrogate's calibrated discrepancy to the likelihood variance.
+    ``use_discrepancy`` adds the surrogate's calibrated discrepancy (correlated over the trace's
+    points, see ``ecsfm.fm.eval_classical.calibrate_discrepancy``) to the likelihood covariance;
+    without it the surrogate's likelihood has the observation noise alone.
     """
 
     cem: CEMPosteriorConfig = field(default_factory=CEMPosteriorConfig)
@@ -901,14 +914,13 @@ def _forward_batch(forward, space, y):
 
 
 @eqx.filter_jit
-def _log_likelihood_batch(forward, space, y, obs, sel, noise2, a_d, b_d):
-    """Gaussian log-likelihood (K,) of the observed points at K points y, with the forward mean and
-    the model variance (surrogate spread + discrepancy) (K, L): one compiled call per batch."""
+def _log_likelihood_batch(forward, space, y, obs, white, const):
+    """Gaussian log-likelihood (K,) of the observed points at K points y, and the forward mean and
+    spread (K, L): one compiled call per batch. ``white`` (L, L) whitens the residual (zero rows
+    and columns at unobserved points); ``const`` = -1/2 (log det + n log 2 pi) of the covariance."""
     mean, var = forward(space.to_raw(y))
-    var = var + a_d**2 + (b_d * mean) ** 2
-    v = var + noise2
-    term = (obs[None, :] - mean) ** 2 / v + jnp.log(2 * jnp.pi * v)
-    return -0.5 * jnp.sum(jnp.where(sel[None, :], term, 0.0), axis=1), mean, var
+    w = (obs[None, :] - mean) @ white.T
+    return -0.5 * jnp.sum(w**2, axis=1) + const, mean, var
 
 
 @eqx.filter_jit
@@ -952,16 +964,67 @@ def _simulator_engine(meta: dict, geometry: dict, task: str, active: np.ndarray)
     return _SimulatorForward(run, take)
 
 
-def _discrepancy(meta: dict, task: str | None):
-    """(a, b) of the calibrated discrepancy ``d^2 = a^2 + (b mean)^2`` for a task (mA, 1)."""
+def _discrepancy(meta: dict, task: str | None) -> dict:
+    """The calibrated discrepancy of a task: scale ``s^2 = a^2 + (b level)^2`` (a in mA) and the
+    correlation ``(1 - nugget) rho^|i-j| + nugget I`` over points (metadata written before the
+    correlated form (``form_version`` < 2) read as independent points: rho 0, nugget 1)."""
     disc = (meta or {}).get("discrepancy", {})
     per = disc.get("per_task", {}).get(task or "", {})
     model = per.get("model")
     if model is not None:
-        return float(model["a_mA"]), float(model["b"])
-    if "residual_rms_mA" in per:
-        return float(per["residual_rms_mA"]), 0.0
-    return float(disc.get("current_residual_rms_mA", 0.0)), 0.0
+        return {"a": float(model["a_mA"]), "b": float(model["b"]), "rho": float(model.get("rho", 0.0)),
+                "nugget": float(model.get("nugget", 1.0))}
+    a = float(per.get("residual_rms_mA", disc.get("current_residual_rms_mA", 0.0)))
+    return {"a": a, "b": 0.0, "rho": 0.0, "nugget": 1.0}
+
+
+def _likelihood_covariance(obs: np.ndarray, sel: np.ndarray, noise2: float, disc: dict | None):
+    """The likelihood's covariance over the observed points -- discrepancy ``S R S`` (scale from
+    the observed current's level, so it does not depend on the parameters) + noise -- as a
+    whitening matrix (L, L) (zero rows/columns at unobserved points, one shape for every mask:
+    no recompiles), the constant -1/2 (log det + n log 2 pi), and the discrepancy's covariance
+    over every point (L, L) (zero without a discrepancy) for the predictive."""
+    from .eval_classical import current_level, discrepancy_correlation
+
+    length = obs.size
+    idx = np.flatnonzero(sel)
+    if disc is None or (disc["a"] == 0.0 and disc["b"] == 0.0):
+        k_d = np.zeros((length, length))
+    else:
+        s = np.sqrt(disc["a"] ** 2 + (disc["b"] * current_level(obs, sel)) ** 2)
+        k_d = s[:, None] * discrepancy_correlation(length, disc["rho"], disc["nugget"]) * s[None, :]
+    chol = np.linalg.cholesky(k_d[np.ix_(idx, idx)] + noise2 * np.eye(idx.size))
+    white = np.zeros((length, length))
+    white[np.ix_(idx, idx)] = np.linalg.inv(chol)
+    const = -np.sum(np.log(np.diag(chol))) - 0.5 * idx.size * math.log(2 * math.pi)
+    return white, float(const), k_d
+
+
+def _discrepancy_conditional(mean_i: np.ndarray, obs: np.ndarray, sel: np.ndarray, white: np.ndarray,
+                             k_d: np.ndarray, noise2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per particle, the predictive mean of the current (N, L) with the discrepancy conditioned on
+    the residual of the observed points, and the predictive variance of an observation less the
+    noise (L,; the same for every particle: the covariance is fixed).
+
+    Masked-out points: the Gaussian-process conditional on every observed point,
+    ``K_{*o} (K_oo + noise)^-1 r_o`` and ``diag(K - K_{*o} (K_oo + noise)^-1 K_{o*})``. Observed
+    points: the leave-one-out conditional (on every *other* observed point), in closed form from
+    ``P = (K_oo + noise)^-1``: mean ``y_j - (P r)_j / P_jj``, variance ``1 / P_jj - noise`` -- a
+    point does not predict itself, so coverage of the observed points measures calibration, not
+    fit. Without a discrepancy (``k_d = 0``) both are the model's current with zero variance.
+    ``white`` is the likelihood's whitening matrix (``W^T W = P`` on the observed block)."""
+    idx = np.flatnonzero(sel)
+    w_o = white[np.ix_(idx, idx)]
+    prec = w_o.T @ w_o  # (K_oo + noise)^-1
+    gain = k_d[:, idx] @ prec  # (L, n_obs)
+    r = obs[idx][None, :] - mean_i[:, idx]  # (N, n_obs)
+    corrected = mean_i + r @ gain.T
+    var = np.maximum(np.diag(k_d) - np.einsum("ij,ji->i", gain, k_d[idx, :]), 0.0)
+    if np.any(k_d):
+        p_jj = np.diag(prec)
+        corrected[:, idx] = obs[idx][None, :] - (r @ prec) / p_jj[None, :]
+        var[idx] = np.maximum(1.0 / p_jj - noise2, 0.0)
+    return corrected, var
 
 
 # =================================================================================================
@@ -1016,29 +1079,28 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
     if config.engine == "surrogate":
         forward = _surrogate_engine(model, normalizers, geometry, sig, config.n_mc_per_particle,
                                     config.n_integration_steps, seed)
-        a_d, b_d = _discrepancy(meta, space.task) if config.use_discrepancy else (0.0, 0.0)
+        disc = _discrepancy(meta, space.task) if config.use_discrepancy else None
     else:
         forward = _simulator_engine(meta, geometry, space.task, space.active)
-        a_d, b_d = 0.0, 0.0
+        disc = None
     noise2 = config.obs_noise_std**2
-    o_sel = obs[sel]
+    # The likelihood's covariance is fixed for the inference: noise + (surrogate) the calibrated,
+    # correlated discrepancy, whose residual already includes the scatter of the flow's draws.
+    white_np, ll_const, k_d = _likelihood_covariance(obs, sel, noise2, disc)
     evaluated = []  # forward values of every likelihood call, in order (CEM re-uses them)
-
-    def model_var(mean, var):
-        return var + a_d**2 + (b_d * mean) ** 2
 
     def run_forward(y):
         mean, var = _forward_batch(forward, space.arrays, jnp.asarray(y, jnp.float32))
         return np.asarray(mean, np.float64), np.asarray(var, np.float64)
 
-    obs_j, sel_j = jnp.asarray(np.where(sel, obs, 0.0), jnp.float32), jnp.asarray(sel)
-    consts = tuple(jnp.float32(c) for c in (noise2, a_d, b_d))  # arrays, not static: no recompiles
+    obs_j = jnp.asarray(np.where(sel, obs, 0.0), jnp.float32)
+    white_j, const_j = jnp.asarray(white_np, jnp.float32), jnp.float32(ll_const)  # arrays: no recompiles
 
     def log_likelihood(y):
         if log_likelihood_override is not None:
             return np.asarray(log_likelihood_override(space.to_raw(y)), np.float64)
-        ll, mean, var = _log_likelihood_batch(forward, space.arrays, jnp.asarray(y, jnp.float32), obs_j, sel_j,
-                                              *consts)
+        ll, mean, var = _log_likelihood_batch(forward, space.arrays, jnp.asarray(y, jnp.float32), obs_j, white_j,
+                                              const_j)
         if config.method == "cem":  # CEM's predictive re-uses the forward values of its proposals
             evaluated.append((mean, var))
         ll = np.asarray(ll, np.float64)
@@ -1046,16 +1108,14 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
 
     def newton_fn(y):
         # Gauss-Newton pieces of the negative log posterior at K points (variance held fixed).
-        mean, var, jac = (np.asarray(a, np.float64) for a in
-                          _forward_jacobian(forward, space.arrays, jnp.asarray(y, jnp.float32)))
-        v = model_var(mean, var)[:, sel] + noise2  # (K, n_obs)
-        r = o_sel[None] - mean[:, sel]
-        js = jac[:, sel]  # (K, n_obs, dim)
-        jw = js / v[:, :, None]
+        mean, _, jac = (np.asarray(a, np.float64) for a in
+                        _forward_jacobian(forward, space.arrays, jnp.asarray(y, jnp.float32)))
+        wr = (np.where(sel, obs, 0.0)[None] - mean) @ white_np.T  # whitened residual (K, L)
+        wj = np.einsum("ij,kjd->kid", white_np, jac)  # whitened Jacobian (K, L, dim)
         sig_y = 1.0 / (1.0 + np.exp(-np.clip(y, -500, 500)))
-        phi = 0.5 * np.sum(r**2 / v + np.log(2 * math.pi * v), axis=1) - space.log_prior(y)
-        grad = -np.einsum("kni,kn->ki", jw, r) + (2.0 * sig_y - 1.0)
-        hess = np.einsum("kni,knj->kij", js, jw) + np.eye(y.shape[1]) * (2.0 * sig_y * (1.0 - sig_y))[:, :, None]
+        phi = 0.5 * np.sum(wr**2, axis=1) - ll_const - space.log_prior(y)
+        grad = -np.einsum("kid,ki->kd", wj, wr) + (2.0 * sig_y - 1.0)
+        hess = np.einsum("kid,kie->kde", wj, wj) + np.eye(y.shape[1]) * (2.0 * sig_y * (1.0 - sig_y))[:, :, None]
         return np.where(np.isfinite(phi), phi, np.inf), grad, hess
 
     warnings = []
@@ -1082,13 +1142,16 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
     if log_likelihood_override is None:
         if config.method == "cem":
             mean_i = np.concatenate([np.asarray(m, np.float64)[:k] for (m, _), k in zip(evaluated, res["batch_sizes"])])
-            var_i = np.concatenate([np.asarray(v, np.float64)[:k] for (_, v), k in zip(evaluated, res["batch_sizes"])])
         else:
-            mean_i, var_i = run_forward(y)
-            var_i = model_var(mean_i, var_i)
+            mean_i, _ = run_forward(y)
+        # The discrepancy is smooth, so the observed points say what it is: per particle, its
+        # Gaussian-process conditional given the residual at the observed points (leave-one-out
+        # at the observed points themselves) is added to the prediction, and its conditional
+        # variance joins the parameter uncertainty (Kennedy & O'Hagan's predictive of the real
+        # process). Without a discrepancy both are zero.
+        mean_i, var_cond = _discrepancy_conditional(mean_i, obs, sel, white_np, k_d, noise2)
         pred_mean = w @ mean_i
-        pred_var_nf = w @ (var_i + mean_i**2) - pred_mean**2
-        pred_var_nf = np.maximum(pred_var_nf, 0.0)
+        pred_var_nf = np.maximum(w @ mean_i**2 - pred_mean**2, 0.0) + var_cond
         pred_std = np.sqrt(pred_var_nf + noise2)
         pred_std_nf = np.sqrt(pred_var_nf)
     else:

@@ -405,6 +405,10 @@ def _solve_ir(total, e_app, e_guess, ru, max_iterations, tol):
     theorem (``lax.custom_root``), not from differentiating the iterations.
     Returns the root and its estimated error ``|g / g'|`` (V).
     """
+    # Every operand at the batch's shape: no implicit broadcasting inside custom_root (JAX 0.11
+    # lowers a (1,) - (B,) subtraction there without its broadcast and fails to compile).
+    shape = jnp.broadcast_shapes(jnp.shape(e_app), jnp.shape(e_guess), jnp.shape(ru))
+    e_app, e_guess, ru = (jnp.broadcast_to(v, shape) for v in (e_app, e_guess, ru))
 
     def g(e):
         return e - e_app + ru * total(e)

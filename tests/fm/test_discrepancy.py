@@ -1,0 +1,110 @@
+"""The surrogate's correlated discrepancy: the fit recovers a known model, and the likelihood's
+covariance is the exact Gaussian over the observed points."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ecsfm.fm.eval_classical import _fit_discrepancy, _whitened, current_level, discrepancy_correlation
+from ecsfm.fm.posterior import _discrepancy, _discrepancy_conditional, _likelihood_covariance
+
+
+def _draw(rng, n, length, a, b, rho, nugget):
+    t = np.linspace(0, 1, length)
+    level = np.abs(np.sin(2 * np.pi * rng.uniform(0.5, 2.0, (n, 1)) * t[None]) * rng.uniform(0.1, 1.0, (n, 1)))
+    chol = np.linalg.cholesky(discrepancy_correlation(length, rho, nugget))
+    s = np.sqrt(a**2 + (b * level) ** 2)
+    return s * (rng.standard_normal((n, length)) @ chol.T), level
+
+
+def test_fit_recovers_a_known_correlated_discrepancy():
+    rng = np.random.default_rng(3)
+    truth = {"a_mA": 0.01, "b": 0.2, "rho": 0.95, "nugget": 0.05}
+    resid, level = _draw(rng, 80, 96, truth["a_mA"], truth["b"], truth["rho"], truth["nugget"])
+    fit = _fit_discrepancy(resid, level)
+    assert fit["a_mA"] == pytest.approx(truth["a_mA"], rel=0.25)
+    assert fit["b"] == pytest.approx(truth["b"], rel=0.1)
+    assert fit["rho"] == pytest.approx(truth["rho"], abs=0.02)
+    assert fit["nugget"] == pytest.approx(truth["nugget"], abs=0.03)
+    # Whitened by the fitted model, fresh residuals are iid N(0, 1).
+    fresh, lv = _draw(rng, 40, 96, truth["a_mA"], truth["b"], truth["rho"], truth["nugget"])
+    z = _whitened(fresh, lv, fit)
+    assert np.sqrt(np.mean(z**2)) == pytest.approx(1.0, abs=0.06)
+    assert abs(np.mean(z[:, 1:] * z[:, :-1])) < 0.06
+    # Treating the same residuals as independent points would be badly wrong: lag-1 correlation.
+    u = fresh / np.sqrt(truth["a_mA"] ** 2 + (truth["b"] * lv) ** 2)
+    assert np.mean(u[:, 1:] * u[:, :-1]) / np.mean(u**2) > 0.8
+
+
+def test_likelihood_covariance_is_the_exact_gaussian_over_observed_points():
+    rng = np.random.default_rng(0)
+    length = 48
+    obs = np.sin(np.linspace(0, 6, length)) + 0.01 * rng.standard_normal(length)
+    sel = rng.random(length) < 0.6
+    disc = {"a": 0.02, "b": 0.3, "rho": 0.9, "nugget": 0.1}
+    noise2 = 0.05**2
+    white, const, k_d = _likelihood_covariance(obs, sel, noise2, disc)
+    s = np.sqrt(disc["a"] ** 2 + (disc["b"] * current_level(obs, sel)) ** 2)
+    cov = (s[:, None] * discrepancy_correlation(length, disc["rho"], disc["nugget"]) * s[None, :])[np.ix_(sel, sel)]
+    cov += noise2 * np.eye(sel.sum())
+    for _ in range(3):
+        mean = obs + 0.1 * rng.standard_normal(length)
+        r = np.where(sel, obs - mean, 0.0)
+        ll = -0.5 * np.sum((white @ r) ** 2) + const
+        assert ll == pytest.approx(stats.multivariate_normal(np.zeros(sel.sum()), cov).logpdf((obs - mean)[sel]), rel=1e-9)
+    assert np.allclose(np.diag(k_d), s**2)
+    # Unobserved points play no part.
+    assert np.all(white[:, ~sel] == 0) and np.all(white[~sel] == 0)
+    # No discrepancy: the noise alone.
+    white0, const0, k0 = _likelihood_covariance(obs, sel, noise2, None)
+    assert np.allclose(np.diag(white0)[sel], 1 / math.sqrt(noise2)) and np.all(k0 == 0)
+
+
+def test_predictive_discrepancy_is_the_gaussian_process_conditional():
+    """Against the textbook GP conditional (solves, not the whitening): on every observed point at
+    masked-out points, on the other observed points at an observed one (leave-one-out); and in the
+    limits: no discrepancy leaves the model's current; a discrepancy far above the noise is
+    interpolated across a gap."""
+    rng = np.random.default_rng(1)
+    length = 40
+    obs = np.cos(np.linspace(0, 4, length))
+    sel = np.ones(length, bool)
+    sel[10:14] = False
+    model = obs[None] + 0.05 * np.sin(np.linspace(0, 3, length))[None] + 0.01 * rng.standard_normal((3, length))
+    disc = {"a": 0.05, "b": 0.0, "rho": 0.95, "nugget": 0.0}
+    noise2 = 1e-4
+    white, _, k_d = _likelihood_covariance(obs, sel, noise2, disc)
+    corrected, var = _discrepancy_conditional(model, obs, sel, white, k_d, noise2)
+    o = np.flatnonzero(sel)
+
+    def conditional(j, given):
+        c = k_d[np.ix_(given, given)] + noise2 * np.eye(given.size)
+        m = model[:, j] + np.linalg.solve(c, (obs[given] - model[:, given]).T).T @ k_d[given, j]
+        return m, k_d[j, j] - k_d[j, given] @ np.linalg.solve(c, k_d[given, j])
+
+    for j in (11, 12):  # masked out
+        m, v = conditional(j, o)
+        assert np.allclose(corrected[:, j], m, atol=1e-9) and var[j] == pytest.approx(v, abs=1e-12)
+    for j in (0, 9, 20, 39):  # observed: leave-one-out
+        m, v = conditional(j, o[o != j])
+        assert np.allclose(corrected[:, j], m, atol=1e-8) and var[j] == pytest.approx(v, rel=1e-6)
+    assert np.max(np.abs(corrected[:, ~sel] - obs[~sel])) < 0.03  # interpolated across the gap
+    assert np.all(var[~sel] > np.median(var[sel]))  # less certain where nothing was observed
+    white0, _, k0 = _likelihood_covariance(obs, sel, noise2, None)
+    same, var0 = _discrepancy_conditional(model, obs, sel, white0, k0, noise2)
+    assert np.array_equal(same, model) and np.all(var0 == 0)
+
+
+def test_level_reads_observed_points_only():
+    x = np.array([1.0, 1.0, 100.0, 1.0, 1.0, -3.0, -3.0])
+    mask = np.array([1, 1, 0, 1, 1, 1, 1])
+    lv = current_level(x, mask, half_width=1)
+    assert lv[2] == pytest.approx(1.0)  # the unobserved 100 never enters
+    assert lv[6] == pytest.approx(3.0)
+
+
+def test_metadata_before_the_correlated_form_reads_as_independent_points():
+    meta = {"discrepancy": {"per_task": {"cv": {"model": {"a_mA": 0.01, "b": 0.1}}}}}
+    assert _discrepancy(meta, "cv") == {"a": 0.01, "b": 0.1, "rho": 0.0, "nugget": 1.0}
