@@ -49,6 +49,9 @@ def main() -> None:
                                                                    smc=SMCPosteriorConfig(n_particles=2048)), 2.0),
     }
     print(f"{len(cases) - 1} cv cases, model {args.model}")
+    floor = network_floor(model, normalizers, geometry, meta, cases[0])
+    print(f"surrogate network alone at the seed's settings (5 batches of 64 particles x 2 draws x 60 steps): "
+          f"{floor:.2f} s/case, target 1.0 s: ratio {floor:.2f} (the Laplace stage's Jacobians come on top)")
     for name, (cfg, target) in configs.items():
         times = []
         for k, (e, i, core) in enumerate(cases):
@@ -61,6 +64,27 @@ def main() -> None:
         per_case = float(np.median(times[1:]))
         print(f"{name:32s} {per_case:8.3f} s/case (first call incl. compile {times[0]:.2f} s), "
               f"target {target} s: ratio {per_case / target:.2f}, evaluations/case {post['n_likelihood_evaluations']}")
+
+
+def network_floor(model, normalizers, geometry, meta, case, n_particles: int = 64, n_batches: int = 5) -> float:
+    """Seconds the surrogate's network alone needs at the seed's settings: ``n_batches`` likelihood
+    batches (4 CEM iterations + the Laplace draws) of ``n_particles`` x 2 draws x 60 Euler steps."""
+    import jax
+    import jax.numpy as jnp
+
+    from ecsfm.fm import posterior as P
+
+    e, _, core = case
+    known = np.zeros(geometry["phys_dim_core"], bool)
+    known[geometry["phys_dim_base"]:] = True
+    space = P.ParameterSpace(meta, core, known, geometry)
+    forward = P._surrogate_engine(model, normalizers, geometry, e, 2, 60, 0)
+    y = jnp.zeros((n_particles, space.dim), jnp.float32)
+    jax.block_until_ready(P._forward_batch(forward, space.arrays, y))
+    t0 = time.perf_counter()
+    for _ in range(3):
+        jax.block_until_ready(P._forward_batch(forward, space.arrays, y))
+    return n_batches * (time.perf_counter() - t0) / 3
 
 
 if __name__ == "__main__":

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "save_png", "write_text"]
+__all__ = ["atomic_path", "remove_stale_temporaries", "save_png", "write_text"]
+
+# The temporary names atomic_path makes: ".<name>.<8 random characters>.tmp<suffix>".
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 @contextlib.contextmanager
@@ -43,3 +47,19 @@ def save_png(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     """Write a matplotlib figure as PNG, atomically."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files ``atomic_path`` left in ``folder`` (not below it) when a process
+    was killed mid-write; returns what it deleted. Call it when a run (re)starts in a folder, before
+    it writes anything: a rerun after an interruption then leaves exactly the files of an
+    uninterrupted run."""
+    folder = Path(folder)
+    gone = []
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file() and _TEMPORARY.match(path.name):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    gone.append(path)
+    return gone

@@ -95,11 +95,13 @@ def test_ruhex_scan_rate_series_joint_fit(tmp_path):
     s = json.loads((tmp_path / "posterior_summary.json").read_text())
     assert s["engine"] == "simulator" and len(s["traces"]) == 7
     e0, d = s["parameters"]["e0"], s["parameters"]["d_ox"]
-    # The source's E0' (-0.181 V vs SCE, from its own analysis) within 5 mV.
-    assert abs(e0["q50"] + 0.181) < 5e-3, e0
-    # D from the whole traces with the planar model: within 20 % of the source's 8.4e-6 (the
-    # planar model reads the measured, slower-decaying tails as a larger D: +15 % measured).
-    assert abs(d["q50"] / 8.4e-6 - 1) < 0.2, d
+    # The source's E0' (-0.181 V vs SCE, from its own analysis) within 2 mV (0.2 mV measured with
+    # 1,024 particles), and D within 10 % of the source's 8.4e-6 (+2.6 % measured): the smooth
+    # discrepancy term takes the wandering background the planar model cannot explain (without
+    # it: E0 1.8 mV off with a 0.5 mV interval, D +15 %).
+    assert abs(e0["q50"] + 0.181) < 2e-3, e0
+    assert abs(d["q50"] / 8.4e-6 - 1) < 0.1, d
+    assert s["parameters"]["kappa"]["q50"] > 10  # the data do ask for a discrepancy
     for k in range(7):
         assert (tmp_path / f"trace_{k}.png").stat().st_size > 10_000
     # Each scan rate >= 0.025 V/s alone: D agrees within 10 % across scan rates.

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import __version__, sim
-from .._atomic import write_text
+from .._atomic import remove_stale_temporaries, write_text
 from ._chunks import sha256_file, write_npz
 from ._recipes import AUGMENTATION_NAMES, RECIPES, STAGE_NAMES
 from ._space import SPECIES_QUANTITIES, ParamSpace
@@ -329,6 +329,7 @@ def generate(plan: Plan, out: str | os.PathLike, *, workers: int | None = None,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_plan_file(out, plan)
+    remove_stale_temporaries(out)  # a kill mid-write leaves one; the rerun rewrites that file
     t0 = time.perf_counter()
     done = {k: m for k in range(plan.n_chunks) if (m := chunk_is_complete(out, k)) is not None}
     todo = [k for k in range(plan.n_chunks) if k not in done]

@@ -1,8 +1,9 @@
 """Evaluation of the surrogate against the simulator, and geometry resolution.
 
 * ``current_nrmse``: held-out range-normalised RMS error of the current, per task.
-* ``calibrate_discrepancy``: the surrogate's calibrated discrepancy (what inference adds to the
-  likelihood variance), fitted on validation rows.
+* ``calibrate_discrepancy`` / ``calibrate_discrepancy_fresh``: the surrogate's calibrated
+  discrepancy (what inference adds to the likelihood covariance: a level-dependent scale and a
+  correlation over the trace's points), fitted on validation rows or on fresh simulations.
 * ``evaluate_surrogate`` (``ecsfm evaluate``): the scorecard -- per task NRMSE, peak-current and
   peak-potential errors, draw spread vs actual error, two baselines (mean training trace;
   nearest training neighbour in parameter space), canonical scenarios re-simulated with

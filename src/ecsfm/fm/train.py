@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .._atomic import atomic_path, write_text
+from .._atomic import atomic_path, remove_stale_temporaries, write_text
 
 __all__ = [
     "CHECKPOINT_FILENAME",
@@ -205,6 +205,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Train
         raise ValueError(f"out: {out} is a file; the model needs a folder")
     data = load_rows(data_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # a kill mid-write leaves one; the resume rewrites that file
     geometry = data.geometry
     train_rows = np.flatnonzero(data.split == 0)
     val_rows = np.flatnonzero(data.split == 1)

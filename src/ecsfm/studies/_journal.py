@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from .._atomic import write_text
+from .._atomic import remove_stale_temporaries, write_text
 
 __all__ = ["Journal", "run_items"]
 
@@ -20,6 +20,7 @@ class Journal:
     def __init__(self, path: str | os.PathLike, config: dict, key):
         self.path = Path(path)
         self.key = key
+        remove_stale_temporaries(self.path.parent)  # a kill mid-write of the study's files leaves one
         self.done: dict = {}
         stamp = json.dumps(config, sort_keys=True)
         if self.path.exists():
