@@ -21,10 +21,22 @@ import numpy as np
 from ..data import ParamSpace, read_chunk, read_manifest
 
 __all__ = ["CURRENT_SCALE_MA", "STD_FLOOR", "SurrogateData", "load_rows", "current_to_state",
-           "state_to_current", "fit_normalizers", "manifest_hash"]
+           "state_to_current", "fit_normalizers", "manifest_hash", "compose_core_params"]
 
 CURRENT_SCALE_MA = 1e-2
 STD_FLOOR = 1e-3
+
+
+def compose_core_params(base_row, task_idx: int, stage_idx: int, geometry: dict) -> np.ndarray:
+    """``[base, one-hot task, one-hot stage]`` as the seed builds it."""
+    nb, nt, ns = int(geometry["phys_dim_base"]), int(geometry["n_tasks"]), int(geometry["n_stages"])
+    out = np.zeros((int(geometry["phys_dim_core"]),), dtype=np.float32)
+    out[:nb] = np.asarray(base_row)[:nb]
+    if nt:
+        out[nb + int(np.clip(task_idx, 0, nt - 1))] = 1.0
+    if ns:
+        out[nb + nt + int(np.clip(stage_idx, 0, ns - 1))] = 1.0
+    return out
 
 
 def current_to_state(i):

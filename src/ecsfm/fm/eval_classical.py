@@ -267,7 +267,7 @@ def calibrate_discrepancy_fresh(model, normalizers, meta: dict, geometry: dict, 
     from tqdm.auto import tqdm
 
     from ..data import ParamSpace, PriorSpec
-    from ..studies.calibration import compose_core_params
+    from ._data import compose_core_params
     from .train import sample_current
 
     if not (isinstance(n_per_task, int) and n_per_task >= 8):

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import save_png, write_text
+from ..fm._data import compose_core_params
 from ._journal import Journal, run_items
 
 __all__ = ["SEED_REGIMES", "SEED_INFERENCE", "RESULT_FILENAME", "STUDY_SCHEMA_VERSION", "default_assets",
@@ -59,16 +60,6 @@ def build_mask(length: int, keep_prob: float, rng: np.random.Generator, min_poin
     return mask.astype(np.float32)
 
 
-def compose_core_params(base_row, task_idx: int, stage_idx: int, geometry: dict) -> np.ndarray:
-    """``[base, one-hot task, one-hot stage]`` as the seed builds it."""
-    nb, nt, ns = int(geometry["phys_dim_base"]), int(geometry["n_tasks"]), int(geometry["n_stages"])
-    out = np.zeros((int(geometry["phys_dim_core"]),), dtype=np.float32)
-    out[:nb] = np.asarray(base_row)[:nb]
-    if nt:
-        out[nb + int(np.clip(task_idx, 0, nt - 1))] = 1.0
-    if ns:
-        out[nb + nt + int(np.clip(stage_idx, 0, ns - 1))] = 1.0
-    return out
 
 
 # -------------------------------------------------------------------------------------------------
