@@ -260,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="nuisance parameters fitted per trace, comma list of offset,cdl,ru (default offset)")
     pn.add_argument("--free-d-red", action="store_true", help="fit D_red separately (default D_red = D_ox)")
     pn.add_argument("--separate", action="store_true", help="also fit each trace alone (parameters per scan rate)")
+    pn.add_argument("--area-rsd", type=float, default=0.0, metavar="FRACTION",
+                    help="relative sd of the stated --area (e.g. 0.02; default 0: exact): the area becomes a parameter "
+                         "with a log-normal prior, and D's interval carries it (measured traces)")
+    pn.add_argument("--conc-rsd", type=float, default=0.0, metavar="FRACTION",
+                    help="relative sd of the stated concentration (--known c_ox=...; default 0: exact)")
     pn.add_argument("--discrepancy-length", default="1.0",
                     help="measured traces: correlation length (V) of the smooth model discrepancy, or 'none' for "
                          "independent residuals (default 1.0)")
@@ -494,7 +499,8 @@ def _cmd_infer(args) -> int:
                                   tie_d_red=not args.free_d_red, noise=args.noise, n_particles=args.particles,
                                   units=args.units, sign_convention="auto" if args.sign_convention == "iupac" else "us",
                                   seed=args.seed, warnings=notes,
-                                  discrepancy_length=_discrepancy_length(args.discrepancy_length))
+                                  discrepancy_length=_discrepancy_length(args.discrepancy_length),
+                                  area_rsd=args.area_rsd, conc_rsd=args.conc_rsd)
         for name, v in summary["parameters"].items():
             if "[" not in name:
                 print(f"  {name:6s} {v['q50']:.4g} [{v['q025']:.4g}, {v['q975']:.4g}] {v['unit']} (95 %)")

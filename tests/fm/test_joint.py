@@ -113,3 +113,37 @@ def test_ruhex_scan_rate_series_joint_fit(tmp_path):
                       config=JointConfig(n_particles=256, points_per_trace=120), seed=k)
         ds.append(r["parameters"]["d_ox"]["q50"])
     assert max(ds) / min(ds) < 1.1, ds
+
+
+def test_stated_area_and_concentration_uncertainty_is_a_proper_log_normal_prior_and_scales_the_current():
+    from ecsfm.fm.joint import _LOGNORMAL_SPAN, _build
+
+    traces = _series([0.1], e0=0.0, k0=0.05, alpha=0.5, d=8e-6, ru=0.2, cdl=1e-7, noise_frac=0.0, seed=3)
+    cfg = JointConfig(points_per_trace=64, area_rsd=0.03, conc_rsd=0.02)
+    layout, forward, _, _ = _build(traces, cfg, 0.07, 1.0, 0.0, sim.DEFAULT_TEMPERATURE, with_basis=False)
+    assert {"area", "c_ox"} <= set(layout.names)
+    # Prior in the logit coordinate of each: integrates to 1, and ln(value) has mean ln(stated),
+    # sd ln(1 + rsd). The other coordinates are held at 0; the coordinate's own density at y = 0
+    # is 1/4 (logistic) x 2 span sd (box width) x N(0; 0, sd) = span / (2 sqrt(2 pi)).
+    y = np.linspace(-30, 30, 60001)
+    at_zero = np.log(_LOGNORMAL_SPAN / (2 * np.sqrt(2 * np.pi)))
+    for name, stated, rsd in (("area", 0.07, 0.03), ("c_ox", 1.0, 0.02)):
+        j = layout.names.index(name)
+        grid = np.zeros((y.size, layout.dim))
+        grid[:, j] = y
+        dens = np.exp(layout.log_prior(grid) - layout.log_prior(np.zeros((1, layout.dim))) + at_zero)
+        ln_v = layout.to_slots(grid)[:, j]
+        mass = np.trapezoid(dens, y)
+        mean = np.trapezoid(dens * ln_v, y)
+        sd = np.sqrt(np.trapezoid(dens * (ln_v - mean) ** 2, y))
+        assert abs(mass - 1) < 1e-4, (name, mass)
+        assert abs(mean - np.log(stated)) < 1e-4 and abs(sd / np.log1p(rsd) - 1) < 1e-3, (name, mean, sd)
+    # The forward: 10 % more area and 10 % more concentration give 1.21 x the (faradaic) current.
+    slots = layout.to_slots(np.zeros((2, layout.dim)))
+    for name in ("area", "c_ox"):
+        slots[1, layout.names.index(name)] = slots[0, layout.names.index(name)] + np.log(1.1)
+    for name, value in (("e0", 0.0), ("k0", np.log(0.05)), ("alpha", 0.5), ("d_ox", np.log(8e-6)), ("ru", np.log(0.2)),
+                        ("cdl", np.log(1e-7)), ("offset[0]", 0.0)):
+        slots[:, layout.names.index(name)] = value
+    cur = np.asarray(forward(np.asarray(slots, np.float32)), np.float64)
+    assert np.max(np.abs(cur[1] - 1.21 * cur[0])) < 2e-3 * np.abs(cur[0]).max()

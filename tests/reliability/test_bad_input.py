@@ -433,6 +433,8 @@ API_CASES = {
     "fit_joint c_ox < 0": (lambda f: fit_joint([trace_from_measurement(_measurement())], area=1.0, c_ox=-1.0), "c_ox"),
     "JointConfig per_trace": (lambda f: JointConfig(per_trace=("zeta",)), "per_trace"),
     "JointConfig known alpha": (lambda f: JointConfig(known={"alpha": 3.0}), "alpha"),
+    "JointConfig area_rsd < 0": (lambda f: JointConfig(area_rsd=-0.1), "area_rsd"),
+    "JointConfig conc_rsd nan": (lambda f: JointConfig(conc_rsd=float("nan")), "conc_rsd"),
     "trace cycle": (lambda f: trace_from_measurement(_measurement(), cycle=3), "cycle"),
     "trace no scan rate": (lambda f: trace_from_measurement(_measurement(scan_rate=None)), "scan_rate"),
     "sim Couple c_ox < 0": (lambda f: _couple(c_ox=-1.0), "c_ox"),

@@ -316,7 +316,8 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
                     separate: bool = False, cycle: int = 0, per_trace=("offset",), tie_d_red: bool = True,
                     noise: float | None = None, n_particles: int | None = None, units: str | None = None,
                     sign_convention: str = "auto", temperature: float | None = None, seed: int = 0,
-                    warnings=(), discrepancy_length: float | None = 1.0) -> dict:
+                    warnings=(), discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
+                    conc_rsd: float = 0.0) -> dict:
     """Fit one couple to several measured traces (``ecsfm.fm.joint``) and write
     ``posterior_summary.json``, ``posterior_artifacts.npz``, one ``trace_<k>.png`` overlay per trace,
     ``posterior_marginals.png`` and, with ``separate``, ``separate_fits.png`` (each trace fitted
@@ -358,7 +359,7 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
         m = io.read(path, current_unit=units, scan_rate=v, sign_convention=sign_convention)
         traces.append(trace_from_measurement(m, cycle=cycle, label=path.name))
     cfg_kw = dict(per_trace=tuple(per_trace), tie_d_red=tie_d_red, noise=noise, known=fixed,
-                  discrepancy_length=discrepancy_length)
+                  discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd)
     if n_particles is not None:
         cfg_kw["n_particles"] = int(n_particles)
     config = JointConfig(**cfg_kw)

@@ -31,6 +31,11 @@ Statistics (each choice stated, as in ``ecsfm.fm.posterior``):
   -3004 (none), -1509 (20 mV), -550 (50 mV), 378 (150 mV), 718 (0.3 V), 881 (0.6 V), 947 (1.5 V):
   at lengths beyond the sweep the kernel is a random walk along the potential path (a wandering
   baseline), which is what the data prefer;
+* area and concentration (``area_rsd``, ``conc_rsd``): a stated electrode area is geometric (the
+  machined disc; polishing and roughness move the electroactive area by percents) and a stated
+  concentration carries its weighing and purity; the current measures ``A C sqrt(D)``, so taking
+  both as exact narrows D's interval by what is not known about them. Given a relative sd, each
+  becomes a parameter with a log-normal prior (sd ``ln(1 + rsd)``) around the stated value;
 * sampler: the adaptive tempered SMC of ``ecsfm.fm.posterior.run_smc_posterior`` in logit
   coordinates of the box.
 
@@ -68,7 +73,11 @@ _PARAMS = {
     "cdl": ("F/cm^2", True, (math.log(1e-7), math.log(1e-3))),
     "offset": ("A", False, None),
     "kappa": ("1", True, (math.log(1e-2), math.log(1e4))),
+    "area": ("cm^2", True, None),
+    "c_ox": ("mM", True, None),
 }
+#: parameters with a log-normal prior around a stated value (area, concentration): +/- this many sd
+_LOGNORMAL_SPAN = 5.0
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,10 @@ class JointConfig:
     (unknown, integrated out per trace); ``known`` physical values that fix parameters
     (e.g. ``{"alpha": 0.5}``); ``bounds`` overrides of prior boxes in physical units;
     ``discrepancy_length`` (V) the correlation length of the smooth model discrepancy (None: no
-    discrepancy, independent residuals); ``smc`` the
+    discrepancy, independent residuals); ``area_rsd`` / ``conc_rsd`` the relative standard
+    deviations of the stated electrode area and bulk concentration (0: taken as exact; else each
+    is a parameter with a log-normal prior around the stated value -- a voltammogram measures
+    ``A C sqrt(D)``, so D's interval is only as narrow as A and C are known); ``smc`` the
     sampler (its particle count is ``n_particles``). The tempering keeps 80 % ESS per stage:
     the Ru-k0 trade-off makes separated local modes, and gentler tempering with 1,024 particles
     finds the right one where 50 % (or 256 particles) got stuck on a synthetic series."""
@@ -94,6 +106,8 @@ class JointConfig:
     known: dict = field(default_factory=dict)
     bounds: dict = field(default_factory=dict)
     discrepancy_length: float | None = 1.0
+    area_rsd: float = 0.0
+    conc_rsd: float = 0.0
     smc: SMCPosteriorConfig = SMCPosteriorConfig(n_particles=1024, target_ess_fraction=0.8)
 
     def __post_init__(self):
@@ -111,9 +125,14 @@ class JointConfig:
         if self.discrepancy_length is not None and not (math.isfinite(self.discrepancy_length)
                                                         and 1e-3 <= self.discrepancy_length <= 2.0):
             raise ValueError(f"discrepancy_length: must be in [0.001, 2] V (or None), got {self.discrepancy_length}")
+        for name in ("area_rsd", "conc_rsd"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 <= value <= 0.5):
+                raise ValueError(f"{name}: must be a relative standard deviation in [0, 0.5], got {value}")
+        fittable = sorted(set(_PARAMS) - {"offset", "kappa", "area", "c_ox"})
         for name, value in self.known.items():
-            if name not in _PARAMS or name in ("offset", "kappa"):
-                raise ValueError(f"known: {name!r} is not a fittable parameter; allowed {sorted(set(_PARAMS) - {'offset'})}")
+            if name not in fittable:
+                raise ValueError(f"known: {name!r} is not a fittable parameter; allowed {fittable}")
             if not math.isfinite(value) or (_PARAMS[name][1] and value <= 0):
                 raise ValueError(f"known: {name} must be {'> 0' if _PARAMS[name][1] else 'finite'}, got {value}")
             if name == "alpha" and not 0 < value < 1:
@@ -168,18 +187,29 @@ def trace_from_measurement(m, *, cycle: int | None = 0, scan_rate: float | None 
 class _Layout:
     """Slot names, boxes (slot units) and which trace a per-trace slot belongs to."""
 
-    def __init__(self, traces, config: JointConfig):
+    def __init__(self, traces, config: JointConfig, area: float = 1.0, c_ox: float = 1.0):
         e_lo = min(float(t.potential.min()) for t in traces)
         e_hi = max(float(t.potential.max()) for t in traces)
         shared = ["e0", "k0", "alpha", "d_ox"] + ([] if config.tie_d_red else ["d_red"])
         shared += [p for p in ("ru", "cdl") if p not in config.per_trace]
         shared += ["kappa"] if config.discrepancy_length is not None else []
         self.names, self.lows, self.highs, self.is_log, self.fixed = [], [], [], [], {}
+        self.lognormal = {}  # name -> (ln of the stated value, sd of ln)
+        for name, value, rsd in (("area", area, config.area_rsd), ("c_ox", c_ox, config.conc_rsd)):
+            if rsd > 0:
+                sd = math.log1p(rsd)
+                self.lognormal[name] = (math.log(value), sd)
+                shared.append(name)
+            else:
+                self.fixed[name] = math.log(value)
         for name in shared:
             unit, is_log, box = _PARAMS[name]
             if name in config.bounds:
                 lo, hi = config.bounds[name]
                 box = (math.log(lo), math.log(hi)) if is_log else (float(lo), float(hi))
+            elif name in self.lognormal:
+                centre, sd = self.lognormal[name]
+                box = (centre - _LOGNORMAL_SPAN * sd, centre + _LOGNORMAL_SPAN * sd)
             elif box is None:  # e0: the window of the traces
                 box = (e_lo, e_hi)
             if name in config.known:
@@ -209,6 +239,19 @@ class _Layout:
     def to_slots(self, y: np.ndarray) -> np.ndarray:
         return self.lows + (self.highs - self.lows) / (1.0 + np.exp(-np.clip(y, -60, 60)))
 
+    def log_prior(self, y: np.ndarray) -> np.ndarray:
+        """Log prior density in y (n,): uniform on each box is the logistic density in the logit
+        coordinate; a log-normal parameter (area, concentration) adds its normal density in ln
+        units times the box width (truncated at +/- 5 sd: mass 6e-7 left out)."""
+        out = np.sum(-np.abs(y) - 2.0 * np.log1p(np.exp(-np.abs(y))), axis=1)
+        if self.lognormal:
+            slots = self.to_slots(y)
+            for name, (centre, sd) in self.lognormal.items():
+                j = self.names.index(name)
+                out = out + (math.log(self.highs[j] - self.lows[j]) - 0.5 * math.log(2 * math.pi) - math.log(sd)
+                             - 0.5 * ((slots[:, j] - centre) / sd) ** 2)
+        return out
+
     def slot(self, slots, name: str, n_traces: int):
         """(N, T) values of a parameter for every trace (shared, per-trace or fixed)."""
         if name in self.fixed:
@@ -228,16 +271,15 @@ class _JointForward(eqx.Module):
     durations: jax.Array  # (T,) s
     index: jax.Array  # (T, n) int: left grid point of each observed point in its group's grid
     weight: jax.Array  # (T, n)
-    c_ox: float = eqx.field(static=True)
-    c_red: float = eqx.field(static=True)
-    area: float = eqx.field(static=True)
+    c_red_fraction: float = eqx.field(static=True)  # c_red / c_ox as stated (both scale together)
     temperature: float = eqx.field(static=True)
     tie_d_red: bool = eqx.field(static=True)
 
     def __call__(self, slots):
         n_traces = self.durations.shape[0]
         n = slots.shape[0]
-        val = {name: self.layout.slot(slots, name, n_traces) for name in ("e0", "k0", "alpha", "d_ox", "ru", "cdl")}
+        val = {name: self.layout.slot(slots, name, n_traces)
+               for name in ("e0", "k0", "alpha", "d_ox", "ru", "cdl", "area", "c_ox")}
         val["d_red"] = val["d_ox"] if self.tie_d_red else self.layout.slot(slots, "d_red", n_traces)
         out = jnp.zeros((n, n_traces, self.index.shape[1]), slots.dtype)
         for template, members in zip(self.templates, self.groups):
@@ -246,9 +288,10 @@ class _JointForward(eqx.Module):
             def flat(name, cols=cols):
                 return val[name][:, cols].reshape(-1)
 
+            c_ox = jnp.exp(flat("c_ox"))
             couple = sim.Couple(e0=flat("e0"), k0=jnp.exp(flat("k0")), alpha=flat("alpha"), d_ox=jnp.exp(flat("d_ox")),
-                                d_red=jnp.exp(flat("d_red")), c_ox=self.c_ox, c_red=self.c_red)
-            cell = sim.Cell(area=self.area, temperature=self.temperature, ru=jnp.exp(flat("ru")),
+                                d_red=jnp.exp(flat("d_red")), c_ox=c_ox, c_red=c_ox * self.c_red_fraction)
+            cell = sim.Cell(area=jnp.exp(flat("area")), temperature=self.temperature, ru=jnp.exp(flat("ru")),
                             cdl=jnp.exp(flat("cdl")))
             dur = jnp.broadcast_to(self.durations[cols][None, :], (n, len(members))).reshape(-1)
             wf = eqx.tree_at(lambda w: w.duration, template, dur)
@@ -278,7 +321,7 @@ def _joint_loglik(forward, slots, obs, noise, basis, eig, kappa2):
 
 def _build(traces, config: JointConfig, area: float, c_ox: float, c_red: float, temperature: float,
            with_basis: bool = True):
-    layout = _Layout(traces, config)
+    layout = _Layout(traces, config, area, c_ox)
     keys, groups, templates, group_of = [], [], [], []
     for j, t in enumerate(traces):
         key = tuple(round(v, 3) for v in t.vertices)
@@ -311,7 +354,7 @@ def _build(traces, config: JointConfig, area: float, c_ox: float, c_red: float, 
     durations = np.asarray([float(templates[group_of[j]].duration) / t.scan_rate for j, t in enumerate(traces)])
     forward = _JointForward(tuple(templates), tuple(tuple(g) for g in groups), layout,
                             jnp.asarray(durations, jnp.float32), jnp.asarray(np.asarray(index), jnp.int32),
-                            jnp.asarray(np.asarray(weight), jnp.float32), float(c_ox), float(c_red), float(area),
+                            jnp.asarray(np.asarray(weight), jnp.float32), float(c_red) / float(c_ox),
                             float(temperature), bool(config.tie_d_red))
     return (layout, forward, jnp.asarray(np.asarray(obs), jnp.float32),
             (jnp.asarray(np.asarray(basis), jnp.float32), jnp.asarray(np.asarray(eig), jnp.float32)) if with_basis
@@ -329,7 +372,8 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
     """Posterior of one couple's parameters given ``traces`` (a list of ``Trace``).
 
     ``area`` cm^2, ``c_ox``/``c_red`` bulk concentrations (mM; known: a CV measures C sqrt(D),
-    so one of them must be given to identify D). Returns ``parameters`` (physical units: mean, sd,
+    so one of them must be given to identify D; with ``config.area_rsd`` / ``conc_rsd`` > 0 the
+    area and the concentrations are parameters around these values, ``c_red / c_ox`` kept). Returns ``parameters`` (physical units: mean, sd,
     2.5/5/50/95/97.5 % quantiles), ``samples`` (name -> (N,) physical), ``k0_bound`` (the k0
     decision), per-trace ``residual_rms_A``, ``predictive`` (per trace: potential, observed,
     mean, 2.5/97.5 % of the simulated current over posterior draws), the SMC diagnostics and
@@ -357,11 +401,8 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
         ll = np.asarray(ll, np.float64)
         return np.where(np.isfinite(ll), ll, -np.inf)
 
-    def log_prior(y):  # uniform on each box = logistic density in the logit coordinate
-        return np.sum(-np.abs(y) - 2.0 * np.log1p(np.exp(-np.abs(y))), axis=1)
-
     smc_cfg = SMCPosteriorConfig(**{**config.smc.__dict__, "n_particles": config.n_particles})
-    res = run_smc_posterior(log_prior, log_likelihood, layout.dim, smc_cfg, seed=seed)
+    res = run_smc_posterior(layout.log_prior, log_likelihood, layout.dim, smc_cfg, seed=seed)
     slots = layout.to_slots(res["samples"])
     samples = {}
     for j, name in enumerate(layout.names):
@@ -371,7 +412,7 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
     if not res["reached_posterior"]:
         warnings.append(f"SMC stopped at temperature {res['temperatures'][-1]:.3g} < 1: not the posterior")
     for j, name in enumerate(layout.names):
-        if name in ("k0", "kappa") or "[" in name:
+        if name in ("k0", "kappa") or name in layout.lognormal or "[" in name:
             continue
         width = layout.highs[j] - layout.lows[j]
         q = np.quantile(slots[:, j], [0.025, 0.975])
@@ -382,6 +423,10 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
                 warnings.append(f"{name}: the posterior runs into the prior's {side} bound {shown:.3g}; the data do "
                                 "not bound it there, or the model compensates a misfit with it (widen the bound "
                                 "or look at the residuals)")
+    if "d_ox" in layout.names and not layout.lognormal:
+        warnings.append("d_ox: its interval takes the electrode area and the concentration as exact (a voltammogram "
+                        "measures A C sqrt(D)); state their relative uncertainties (area_rsd, conc_rsd) to carry "
+                        "them into D")
     k0_bound = None
     if "k0" in layout.names:
         j = layout.names.index("k0")
