@@ -479,16 +479,21 @@ def _cmd_infer(args) -> int:
     from .studies.calibration import default_assets
 
     model = args.model or default_assets()[0].parent
-    measured = args.waveform == "measured" or len(args.measurement) > 1
+    several = len(args.measurement) > 1
+    # Route: the model's protocol (resampled onto its grid; one trace, or -- with the surrogate
+    # engine -- several, one shared parameter set) or each trace's measured potential program
+    # (the simulator on the joint fit: any sweep, any number of traces).
+    measured = args.waveform == "measured" or (several and args.engine == "simulator" and args.waveform == "auto")
     notes = []
-    if args.waveform == "model" and len(args.measurement) > 1:
-        raise ValueError("waveform: 'model' takes one measurement; several traces need --waveform measured")
-    if args.waveform == "auto" and not measured and args.measurement[0].suffix != ".npz":
-        gap = waveform_gap(model, args.measurement[0], args.task, units=args.units)
-        if gap > 0.02:
+    if args.waveform == "auto" and not measured:
+        gaps = {m.name: waveform_gap(model, m, args.task, units=args.units)
+                for m in args.measurement if m.suffix != ".npz"}
+        off = {name: gap for name, gap in gaps.items() if gap > 0.02}
+        if off:
             measured = True
-            notes.append(f"the measured potential program departs from the model's {args.task} protocol by "
-                         f"{gap * 1e3:.0f} mV: fitted on its own waveform with the simulator engine")
+            name, gap = max(off.items(), key=lambda kv: kv[1])
+            notes.append(f"the measured potential program of {name} departs from the model's {args.task} protocol by "
+                         f"{gap * 1e3:.0f} mV: fitted on the measured waveform(s) with the simulator engine")
     if measured:
         if args.engine == "surrogate":
             notes.append("engine: the surrogate knows only its training waveforms; the measured traces are fitted with "
@@ -516,14 +521,15 @@ def _cmd_infer(args) -> int:
         for w in summary["warnings"]:
             print(f"  warning: {w}")
         return 0
-    summary = run_infer(model_dir=model, measurement=args.measurement[0], out_dir=args.out, task=args.task,
+    summary = run_infer(model_dir=model, measurement=list(args.measurement), out_dir=args.out, task=args.task,
                         stage=args.stage, known=args.known, noise=args.noise, engine=args.engine, method=args.method,
                         couples=args.couples, area=args.area, units=args.units, sign_convention=args.sign_convention,
                         n_particles=args.particles, seed=args.seed)
     for name, v in summary["parameters"].items():
         print(f"  {name:10s} {v['q50']:.4g} [{v['q05']:.4g}, {v['q95']:.4g}] {v['unit']}")
     d = summary["diagnostics"]
-    print(f"wrote {args.out}: {d['engine']}/{d['method']}, ESS {d['ess']:.0f}")
+    what = f" on {len(args.measurement)} traces (one parameter set)" if several else ""
+    print(f"wrote {args.out}: {d['engine']}/{d['method']}{what}, ESS {d['ess']:.0f}")
     for w in d["warnings"]:
         print(f"  warning: {w}")
     return 0

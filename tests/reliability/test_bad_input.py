@@ -331,7 +331,7 @@ CLI_CASES = {
     "joint missing file": ([*JOINT[:-1], "{missing}"], ["measurement", "does not exist"]),
     "joint empty file": ([*JOINT[:-1], "{empty}"], ["empty.csv", "no numeric data"]),
     "joint a folder": ([*JOINT[:-1], "{folder}"], ["is a directory"]),
-    "joint waveform model": ([*JOINT, "--waveform", "model"], ["waveform", "one measurement"]),
+    "joint waveform model": ([*JOINT, "--waveform", "model"], ["departs from the model's cv protocol"]),
     # study calibration / sweep / engines / sbc
     "calibration data missing": (["study", "calibration", "--data", "{missing}", *STUDY], ["chunk", "does not exist"]),
     "calibration data not npz": (["study", "calibration", "--data", "{text}", *STUDY], ["text.npz", "not a readable npz"]),

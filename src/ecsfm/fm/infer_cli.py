@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, save_png, write_text
+from .posterior import _PER_TRACE_KEYS
 
 __all__ = ["read_measurement", "run_infer", "PHYSICAL_NAMES", "SUMMARY_SCHEMA_VERSION"]
 
@@ -89,33 +90,16 @@ def _parse_known(items: list[str], space) -> dict[int, float]:
     return out
 
 
-def run_infer(*, model_dir, measurement, out_dir, task: str = "cv", stage: str = "intermediate", known=(),
-              noise: float | None = None, engine: str = "simulator", method: str | None = None, couples: int = 1,
-              area: float = 1.0, units: str | None = None, sign_convention: str = "iupac",
-              n_particles: int | None = None, seed: int = 0) -> dict:
-    """Run one inference from a file and write ``posterior_summary.json``, ``posterior_artifacts.npz``,
-    ``posterior_predictive.png``, ``posterior_marginals.png``. Returns the summary."""
-    from ..data import ParamSpace, read_npz
+def _load_on_model_grid(measurement: Path, *, geometry, space, tasks, stages, task, stage, couples, area, units,
+                        sign_convention):
+    """One measurement on the model's grid: ``e``, ``i_obs`` (model units), ``mask``, ``core``,
+    ``kmask`` and ``p_true`` (npz only, else None)."""
+    from ..data import read_npz
     from ..data._tasks import TASKS
-    from .eval_classical import load_surrogate
-    from .posterior import (CEMPosteriorConfig, PosteriorInferenceConfig, SMCPosteriorConfig,
-                            infer_parameter_posterior)
 
-    measurement, out = Path(measurement), Path(out_dir)
+    length = int(geometry["target_len"])
     if not measurement.exists():
         raise ValueError(f"measurement: {measurement} does not exist")
-    model, normalizers, meta, geometry = load_surrogate(model_dir)
-    space = ParamSpace(int(geometry["max_species"]))
-    length = int(geometry["target_len"])
-    tasks, stages = meta["task_names"], meta["stage_names"]
-    if task not in tasks:
-        raise ValueError(f"task: {task!r} not one of {tasks}")
-    if stage not in stages:
-        raise ValueError(f"stage: {stage!r} not one of {stages}")
-    if not (isinstance(couples, int) and 1 <= couples <= space.max_species):
-        raise ValueError(f"couples: must be in [1, {space.max_species}], got {couples}")
-    if not (math.isfinite(area) and area > 0):
-        raise ValueError(f"area: must be > 0 cm^2, got {area}")
     p_true = None
     if measurement.suffix == ".npz":
         z = read_npz(measurement)  # allow_pickle=False; an unreadable file raises a ValueError naming it
@@ -153,8 +137,9 @@ def run_infer(*, model_dir, measurement, out_dir, task: str = "cv", stage: str =
         pot_template = np.interp(tau, np.asarray(template.grid.tau), np.asarray(template.potential))
         gap = float(np.max(np.abs(pot_template - rec["potential"])))
         if gap > 0.02:
-            raise ValueError(f"measurement: its potential departs from the model's {task} protocol by {gap * 1e3:.0f} mV "
-                             "(the model knows only its training waveforms; see `ecsfm simulate` for the simulator)")
+            raise ValueError(f"measurement: {measurement.name}'s potential departs from the model's {task} protocol by "
+                             f"{gap * 1e3:.0f} mV (the model knows only its training waveforms; see `ecsfm simulate` "
+                             "for the simulator)")
         e = np.interp(np.asarray(ro["tau"]), tau, rec["potential"])
         i_obs = np.interp(np.asarray(ro["tau"]), tau, rec["current_A"]) * 1e3 / area  # A -> mA per cm^2
         mask = np.ones(length)
@@ -166,40 +151,100 @@ def run_infer(*, model_dir, measurement, out_dir, task: str = "cv", stage: str =
         kmask = np.zeros(core.size, bool)
         kmask[space.size:] = True
     if not np.all(np.isfinite(i_obs[mask >= 0.5])):
-        raise ValueError("measurement: observed current contains NaN or Inf")
+        raise ValueError(f"measurement: {measurement.name}'s observed current contains NaN or Inf")
     if int((mask >= 0.5).sum()) < 3:
-        raise ValueError(f"measurement: {int((mask >= 0.5).sum())} observed point(s); at least 3 are needed")
+        raise ValueError(f"measurement: {measurement.name} has {int((mask >= 0.5).sum())} observed point(s); at least "
+                         "3 are needed")
+    return e, i_obs, mask, core, kmask, p_true
+
+
+def run_infer(*, model_dir, measurement, out_dir, task: str = "cv", stage: str = "intermediate", known=(),
+              noise: float | None = None, engine: str = "simulator", method: str | None = None, couples: int = 1,
+              area: float = 1.0, units: str | None = None, sign_convention: str = "iupac",
+              n_particles: int | None = None, seed: int = 0) -> dict:
+    """Run one inference from a file -- or from several files of the same cell on the model's
+    protocol (a scan-rate series: one parameter set, ``ecsfm.fm.posterior.infer_joint_posterior``)
+    -- and write ``posterior_summary.json``, ``posterior_artifacts.npz``, ``posterior_marginals.png``
+    and ``posterior_predictive.png`` (one trace) or ``trace_<k>.png`` (one per trace). Returns the
+    summary."""
+    from ..data import ParamSpace
+    from .eval_classical import load_surrogate
+    from .posterior import (CEMPosteriorConfig, PosteriorInferenceConfig, SMCPosteriorConfig,
+                            infer_joint_posterior)
+
+    paths = [Path(m) for m in (measurement if isinstance(measurement, (list, tuple)) else [measurement])]
+    if not paths:
+        raise ValueError("measurement: give at least one file")
+    out = Path(out_dir)
+    for path in paths:
+        if not path.exists():
+            raise ValueError(f"measurement: {path} does not exist")
+    model, normalizers, meta, geometry = load_surrogate(model_dir)
+    space = ParamSpace(int(geometry["max_species"]))
+    tasks, stages = meta["task_names"], meta["stage_names"]
+    if task not in tasks:
+        raise ValueError(f"task: {task!r} not one of {tasks}")
+    if stage not in stages:
+        raise ValueError(f"stage: {stage!r} not one of {stages}")
+    if not (isinstance(couples, int) and 1 <= couples <= space.max_species):
+        raise ValueError(f"couples: must be in [1, {space.max_species}], got {couples}")
+    if not (math.isfinite(area) and area > 0):
+        raise ValueError(f"area: must be > 0 cm^2, got {area}")
+    loaded = [_load_on_model_grid(path, geometry=geometry, space=space, tasks=tasks, stages=stages, task=task,
+                                  stage=stage, couples=couples, area=area, units=units,
+                                  sign_convention=sign_convention) for path in paths]
     if noise is not None and not (math.isfinite(noise) and noise > 0):
         raise ValueError(f"noise: must be > 0 mA/cm^2 (or omitted: estimated), got {noise}")
     if n_particles is not None and not (isinstance(n_particles, int) and 4 <= n_particles <= 65536):
         raise ValueError(f"particles: must be an integer in [4, 65536], got {n_particles!r}")
-    for idx, v in _parse_known(list(known), space).items():
-        core[idx] = v
-        kmask[idx] = True
+    overrides = _parse_known(list(known), space)
+    for _, _, _, core, kmask, _ in loaded:
+        for idx, v in overrides.items():
+            core[idx] = v
+            kmask[idx] = True
     if noise is None:
-        # A robust noise estimate: the MAD of second differences of the observed current.
-        d2 = np.diff(i_obs[mask >= 0.5], 2)
-        noise = max(float(1.4826 * np.median(np.abs(d2 - np.median(d2))) / math.sqrt(6)), 1e-6)
+        # A robust noise estimate per trace: the MAD of second differences of the observed
+        # current; several traces share the largest (one noise level per inference).
+        estimates = []
+        for _, i_obs, mask, _, _, _ in loaded:
+            d2 = np.diff(i_obs[mask >= 0.5], 2)
+            estimates.append(float(1.4826 * np.median(np.abs(d2 - np.median(d2))) / math.sqrt(6)))
+        noise = max(max(estimates), 1e-6)
     method = method or ("smc" if engine == "simulator" else "cem")
     cfg = PosteriorInferenceConfig(
         obs_noise_std=float(noise), engine=engine, method=method,
         cem=CEMPosteriorConfig(n_particles=n_particles or 64),
         smc=SMCPosteriorConfig(n_particles=n_particles or 2048))
-    post = infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry, observed_current=i_obs,
-                                     applied_signal=e, known_p_core=core, known_p_mask=kmask, obs_mask=mask,
-                                     config=cfg, seed=seed, meta=meta)
-    summary = _summary(post, space, cfg, measurement, noise)
+    post = infer_joint_posterior(model=model, normalizers=normalizers, geometry=geometry,
+                                 observed_currents=[t[1] for t in loaded], applied_signals=[t[0] for t in loaded],
+                                 known_p_cores=[t[3] for t in loaded], known_p_mask=loaded[0][4],
+                                 obs_masks=[t[2] for t in loaded], config=cfg, seed=seed, meta=meta)
+    joint = len(paths) > 1
+    trace_view = [{**post, **{key: post[key][k] for key in _PER_TRACE_KEYS}} for k in range(len(paths))]
+    summary = _summary(post if joint else trace_view[0], space, cfg,
+                       [str(p) for p in paths] if joint else paths[0], noise)
+    if joint:
+        summary["kind"] = "joint"
+        summary["traces"] = [{"label": p.name, "time_scale_s": float(math.exp(t[3][space.index("ln_time_scale")]))}
+                             for p, t in zip(paths, loaded)]
+    e, i_obs, mask = (np.stack([t[j] for t in loaded]) for j in range(3))
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "posterior_summary.json", json.dumps(summary, indent=1))
     with atomic_path(out / "posterior_artifacts.npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, schema_version=np.asarray(SUMMARY_SCHEMA_VERSION), e=e, i_obs=i_obs, i_mask=mask,
+            squeeze = (lambda a: a[0]) if not joint else (lambda a: a)
+            np.savez(f, schema_version=np.asarray(SUMMARY_SCHEMA_VERSION), e=squeeze(e), i_obs=squeeze(i_obs),
+                     i_mask=squeeze(mask),
                      **{k: np.asarray(post[k]) for k in ("posterior_samples_raw", "posterior_weights",
-                                                         "posterior_mean_raw", "posterior_std_raw",
-                                                         "predictive_mean_current", "predictive_std_current",
-                                                         "predictive_std_current_noise_free")})
-    _plot_predictive(out / "posterior_predictive.png", e, i_obs, mask, post, task)
-    _plot_marginals(out / "posterior_marginals.png", post, space, p_true)
+                                                         "posterior_mean_raw", "posterior_std_raw")},
+                     **{k: squeeze(np.asarray(post[k])) for k in ("predictive_mean_current", "predictive_std_current",
+                                                                  "predictive_std_current_noise_free")})
+    if joint:
+        for k, view in enumerate(trace_view):
+            _plot_predictive(out / f"trace_{k}.png", e[k], i_obs[k], mask[k], view, task, label=paths[k].name)
+    else:
+        _plot_predictive(out / "posterior_predictive.png", e[0], i_obs[0], mask[0], trace_view[0], task)
+    _plot_marginals(out / "posterior_marginals.png", post, space, loaded[0][5])
     return summary
 
 
@@ -237,7 +282,7 @@ def _summary(post: dict, space, cfg, measurement, noise) -> dict:
             "units": {"current": "mA per cm^2 of electrode (the model's units)"}}
 
 
-def _plot_predictive(path, e, i_obs, mask, post, task) -> None:
+def _plot_predictive(path, e, i_obs, mask, post, task, label: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,7 +305,8 @@ def _plot_predictive(path, e, i_obs, mask, post, task) -> None:
         ax.plot(x[~sel], i_obs[~sel], ".", color="gray", ms=2, alpha=0.4, label="held out")
     ax.set_xlabel("E (V)" if voltammetric else "sample")
     ax.set_ylabel("i (mA/cm^2)")
-    ax.set_title(f"posterior predictive ({post['engine']}, {post['method']}, ESS {post['ess']:.0f})")
+    ax.set_title((f"{label}: " if label else "")
+                 + f"posterior predictive ({post['engine']}, {post['method']}, ESS {post['ess']:.0f})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -75,6 +75,7 @@ __all__ = [
     "run_smc_posterior",
     "compute_reliability_metrics",
     "infer_parameter_posterior",
+    "infer_joint_posterior",
     "pareto_khat",
     "ParameterSpace",
 ]
@@ -1053,69 +1054,126 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
     ``parameter_names``, ``free_indices``, ``ess``, ``pareto_k``, ``warnings``, ``method``,
     ``engine``, ``task``, ``stage``, ``prior_std_raw``, ``log_evidence``.
     """
+    res = infer_joint_posterior(model=model, normalizers=normalizers, geometry=geometry,
+                                observed_currents=[observed_current], applied_signals=[applied_signal],
+                                known_p_cores=[known_p_core], known_p_mask=known_p_mask,
+                                obs_masks=None if obs_mask is None else [obs_mask], config=config, seed=seed,
+                                meta=meta, log_likelihood_override=log_likelihood_override)
+    for key in _PER_TRACE_KEYS:
+        res[key] = res[key][0]
+    return res
+
+
+#: keys of ``infer_joint_posterior``'s result that hold one entry per trace
+_PER_TRACE_KEYS = ("predictive_mean_current", "predictive_std_current", "predictive_std_current_noise_free",
+                   "observed_current", "observed_mask", "reliability", "reliability_heldout")
+
+
+def _check_trace(geometry: dict, obs, sig, obs_mask, k: int, n_traces: int):
+    """One trace's observed current (L,), signal and mask (bool, L), checked; errors name the trace."""
+    where = f"[{k}]" if n_traces > 1 else ""
+    length = int(geometry["target_len"])
+    obs = np.asarray(obs, np.float64).reshape(-1)
+    if obs.size != length:
+        raise ValueError(f"observed_current{where}: expected {length} points (the model's target_len), got {obs.size}")
+    sig = np.asarray(sig, np.float64)
+    if sig.size != int(geometry["signal_channels"]) * length:
+        raise ValueError(f"applied_signal{where}: expected {int(geometry['signal_channels']) * length} values, "
+                         f"got {sig.size}")
+    if not np.all(np.isfinite(sig)):
+        raise ValueError(f"applied_signal{where}: contains NaN or Inf")
+    mask = np.ones(length) if obs_mask is None else np.asarray(obs_mask, np.float64).reshape(-1)
+    if mask.size != length:
+        raise ValueError(f"obs_mask{where}: expected {length} values, got {mask.size}")
+    sel = mask >= 0.5
+    if not sel.any():
+        raise ValueError(f"obs_mask{where}: no observed point (the mask is empty)")
+    if not np.all(np.isfinite(obs[sel])):
+        raise ValueError(f"observed_current{where}: observed points contain NaN or Inf")
+    return obs, sig, sel
+
+
+def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_currents, applied_signals, known_p_cores,
+                          known_p_mask, obs_masks=None, config: PosteriorInferenceConfig = PosteriorInferenceConfig(),
+                          seed: int = 0, meta: dict | None = None, log_likelihood_override=None) -> dict:
+    """One posterior from several traces of the same cell (a scan-rate series on the model's
+    protocol): the traces share every parameter and differ only in their protocol slots (e.g.
+    ``ln_time_scale``) and applied signals. The likelihood is the product of the traces'
+    likelihoods (each with its own discrepancy covariance: the surrogate's errors are taken as
+    independent between traces), evaluated trace by trace, all particles in one compiled call
+    each. ``observed_currents``, ``applied_signals``, ``known_p_cores`` and ``obs_masks`` hold one
+    entry per trace; the cores must agree on every slot but the protocol's. The result has
+    ``infer_parameter_posterior``'s keys, with the per-trace ones (predictive, observed,
+    reliability) as one entry per trace."""
     meta = meta if meta is not None else geometry.get("meta")
     if meta is None:
         raise ValueError("meta: the model metadata is needed (for the prior); pass meta= or build the geometry "
                          "with ecsfm.fm.eval_classical.resolve_model_geometry")
+    observed_currents, applied_signals = list(observed_currents), list(applied_signals)
+    known_p_cores = [np.asarray(c, np.float64) for c in known_p_cores]
+    n_traces = len(observed_currents)
+    if n_traces == 0:
+        raise ValueError("observed_currents: need at least one trace")
+    masks = [None] * n_traces if obs_masks is None else list(obs_masks)
+    if not len(applied_signals) == len(known_p_cores) == len(masks) == n_traces:
+        raise ValueError(f"traces: {n_traces} observed currents, {len(applied_signals)} applied signals, "
+                         f"{len(known_p_cores)} known_p_cores, {len(masks)} masks: one of each per trace")
+    checked = [_check_trace(geometry, o, g, m, k, n_traces)
+               for k, (o, g, m) in enumerate(zip(observed_currents, applied_signals, masks))]
+    spaces = [ParameterSpace(meta, c, known_p_mask, geometry) for c in known_p_cores]
+    space = spaces[0]
+    protocol = np.asarray([r == "protocol" for r in space.layout.roles]
+                          + [False] * (space.known.size - len(space.layout.roles)))
+    for k, sp in enumerate(spaces[1:], 1):
+        if not np.array_equal(sp.free, space.free) or not np.allclose(sp.known[~protocol], space.known[~protocol]):
+            raise ValueError(f"known_p_cores[{k}]: differs from trace 0 outside the protocol slots (the traces of a "
+                             "joint fit share every parameter, task and stage)")
     length = int(geometry["target_len"])
-    obs = np.asarray(observed_current, np.float64).reshape(-1)
-    if obs.size != length:
-        raise ValueError(f"observed_current: expected {length} points (the model's target_len), got {obs.size}")
-    sig = np.asarray(applied_signal, np.float64)
-    if sig.size != int(geometry["signal_channels"]) * length:
-        raise ValueError(f"applied_signal: expected {int(geometry['signal_channels']) * length} values, got {sig.size}")
-    if not np.all(np.isfinite(sig)):
-        raise ValueError("applied_signal: contains NaN or Inf")
-    mask = np.ones(length) if obs_mask is None else np.asarray(obs_mask, np.float64).reshape(-1)
-    if mask.size != length:
-        raise ValueError(f"obs_mask: expected {length} values, got {mask.size}")
-    sel = mask >= 0.5
-    if not sel.any():
-        raise ValueError("obs_mask: no observed point (the mask is empty)")
-    if not np.all(np.isfinite(obs[sel])):
-        raise ValueError("observed_current: observed points contain NaN or Inf")
-    space = ParameterSpace(meta, known_p_core, known_p_mask, geometry)
 
-    if config.engine == "surrogate":
-        forward = _surrogate_engine(model, normalizers, geometry, sig, config.n_mc_per_particle,
-                                    config.n_integration_steps, seed)
-        disc = _discrepancy(meta, space.task) if config.use_discrepancy else None
-    else:
-        forward = _simulator_engine(meta, geometry, space.task, space.active)
-        disc = None
+    disc = _discrepancy(meta, space.task) if config.engine == "surrogate" and config.use_discrepancy else None
     noise2 = config.obs_noise_std**2
-    # The likelihood's covariance is fixed for the inference: noise + (surrogate) the calibrated,
-    # correlated discrepancy, whose residual already includes the scatter of the flow's draws.
-    white_np, ll_const, k_d = _likelihood_covariance(obs, sel, noise2, disc)
-    evaluated = []  # forward values of every likelihood call, in order (CEM re-uses them)
-
-    def run_forward(y):
-        mean, var = _forward_batch(forward, space.arrays, jnp.asarray(y, jnp.float32))
-        return np.asarray(mean, np.float64), np.asarray(var, np.float64)
-
-    obs_j = jnp.asarray(np.where(sel, obs, 0.0), jnp.float32)
-    white_j, const_j = jnp.asarray(white_np, jnp.float32), jnp.float32(ll_const)  # arrays: no recompiles
+    # Per trace: its forward (the surrogate sees the trace's signal), the likelihood's fixed
+    # covariance -- noise + (surrogate) the calibrated, correlated discrepancy, whose residual
+    # already includes the scatter of the flow's draws -- as a whitening matrix.
+    traces = []
+    for (obs, sig, sel), sp in zip(checked, spaces):
+        if config.engine == "surrogate":
+            forward = _surrogate_engine(model, normalizers, geometry, sig, config.n_mc_per_particle,
+                                        config.n_integration_steps, seed)
+        else:
+            forward = _simulator_engine(meta, geometry, sp.task, sp.active)
+        white_np, ll_const, k_d = _likelihood_covariance(obs, sel, noise2, disc)
+        traces.append({"forward": forward, "arrays": sp.arrays, "obs": obs, "sel": sel, "white": white_np,
+                       "const": ll_const, "k_d": k_d, "evaluated": [],
+                       "obs_j": jnp.asarray(np.where(sel, obs, 0.0), jnp.float32),
+                       "white_j": jnp.asarray(white_np, jnp.float32), "const_j": jnp.float32(ll_const)})
 
     def log_likelihood(y):
         if log_likelihood_override is not None:
             return np.asarray(log_likelihood_override(space.to_raw(y)), np.float64)
-        ll, mean, var = _log_likelihood_batch(forward, space.arrays, jnp.asarray(y, jnp.float32), obs_j, white_j,
-                                              const_j)
-        if config.method == "cem":  # CEM's predictive re-uses the forward values of its proposals
-            evaluated.append((mean, var))
-        ll = np.asarray(ll, np.float64)
-        return np.where(np.isfinite(ll), ll, -np.inf)
+        total = np.zeros(y.shape[0])
+        for t in traces:
+            ll, mean, _ = _log_likelihood_batch(t["forward"], t["arrays"], jnp.asarray(y, jnp.float32), t["obs_j"],
+                                                t["white_j"], t["const_j"])
+            if config.method == "cem":  # CEM's predictive re-uses the forward values of its proposals
+                t["evaluated"].append(mean)
+            total += np.asarray(ll, np.float64)
+        return np.where(np.isfinite(total), total, -np.inf)
 
     def newton_fn(y):
-        # Gauss-Newton pieces of the negative log posterior at K points (variance held fixed).
-        mean, _, jac = (np.asarray(a, np.float64) for a in
-                        _forward_jacobian(forward, space.arrays, jnp.asarray(y, jnp.float32)))
-        wr = (np.where(sel, obs, 0.0)[None] - mean) @ white_np.T  # whitened residual (K, L)
-        wj = np.einsum("ij,kjd->kid", white_np, jac)  # whitened Jacobian (K, L, dim)
+        # Gauss-Newton pieces of the negative log posterior at K points (covariance held fixed).
         sig_y = 1.0 / (1.0 + np.exp(-np.clip(y, -500, 500)))
-        phi = 0.5 * np.sum(wr**2, axis=1) - ll_const - space.log_prior(y)
-        grad = -np.einsum("kid,ki->kd", wj, wr) + (2.0 * sig_y - 1.0)
-        hess = np.einsum("kid,kie->kde", wj, wj) + np.eye(y.shape[1]) * (2.0 * sig_y * (1.0 - sig_y))[:, :, None]
+        phi = -space.log_prior(y)
+        grad = 2.0 * sig_y - 1.0
+        hess = np.eye(y.shape[1]) * (2.0 * sig_y * (1.0 - sig_y))[:, :, None]
+        for t in traces:
+            mean, _, jac = (np.asarray(a, np.float64) for a in
+                            _forward_jacobian(t["forward"], t["arrays"], jnp.asarray(y, jnp.float32)))
+            wr = (np.where(t["sel"], t["obs"], 0.0)[None] - mean) @ t["white"].T  # whitened residual (K, L)
+            wj = np.einsum("ij,kjd->kid", t["white"], jac)  # whitened Jacobian (K, L, dim)
+            phi = phi + 0.5 * np.sum(wr**2, axis=1) - t["const"]
+            grad = grad - np.einsum("kid,ki->kd", wj, wr)
+            hess = hess + np.einsum("kid,kie->kde", wj, wj)
         return np.where(np.isfinite(phi), phi, np.inf), grad, hess
 
     warnings = []
@@ -1136,34 +1194,45 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
                             f"{config.smc.max_stages} stages: the result is not the posterior")
     y, w = res["samples"], res["weights"]
     samples = space.to_raw(y)
-    # Predictive: the forward values of the weighted particles -- for CEM those computed during
-    # the search (one likelihood call per stage, padded to the particle count), for SMC one more
-    # call at the final particles.
-    if log_likelihood_override is None:
-        if config.method == "cem":
-            mean_i = np.concatenate([np.asarray(m, np.float64)[:k] for (m, _), k in zip(evaluated, res["batch_sizes"])])
+    per_trace = {key: [] for key in _PER_TRACE_KEYS}
+    for t in traces:
+        obs, sel = t["obs"], t["sel"]
+        # Predictive: the forward values of the weighted particles -- for CEM those computed during
+        # the search (one likelihood call per stage, padded to the particle count), for SMC one more
+        # call at the final particles.
+        if log_likelihood_override is None:
+            if config.method == "cem":
+                mean_i = np.concatenate([np.asarray(m, np.float64)[:k] for m, k in zip(t["evaluated"],
+                                                                                        res["batch_sizes"])])
+            else:
+                mean_i = np.asarray(_forward_batch(t["forward"], t["arrays"], jnp.asarray(y, jnp.float32))[0],
+                                    np.float64)
+            # The discrepancy is smooth, so the observed points say what it is: per particle, its
+            # Gaussian-process conditional given the residual at the observed points (leave-one-out
+            # at the observed points themselves) is added to the prediction, and its conditional
+            # variance joins the parameter uncertainty (Kennedy & O'Hagan's predictive of the real
+            # process). Without a discrepancy both are zero.
+            mean_i, var_cond = _discrepancy_conditional(mean_i, obs, sel, t["white"], t["k_d"], noise2)
+            pred_mean = w @ mean_i
+            pred_var_nf = np.maximum(w @ mean_i**2 - pred_mean**2, 0.0) + var_cond
+            pred_std = np.sqrt(pred_var_nf + noise2)
+            pred_std_nf = np.sqrt(pred_var_nf)
         else:
-            mean_i, _ = run_forward(y)
-        # The discrepancy is smooth, so the observed points say what it is: per particle, its
-        # Gaussian-process conditional given the residual at the observed points (leave-one-out
-        # at the observed points themselves) is added to the prediction, and its conditional
-        # variance joins the parameter uncertainty (Kennedy & O'Hagan's predictive of the real
-        # process). Without a discrepancy both are zero.
-        mean_i, var_cond = _discrepancy_conditional(mean_i, obs, sel, white_np, k_d, noise2)
-        pred_mean = w @ mean_i
-        pred_var_nf = np.maximum(w @ mean_i**2 - pred_mean**2, 0.0) + var_cond
-        pred_std = np.sqrt(pred_var_nf + noise2)
-        pred_std_nf = np.sqrt(pred_var_nf)
-    else:
-        pred_mean = np.zeros(length)
-        pred_std = pred_std_nf = np.full(length, math.sqrt(noise2))
+            pred_mean = np.zeros(length)
+            pred_std = pred_std_nf = np.full(length, math.sqrt(noise2))
+        per_trace["predictive_mean_current"].append(pred_mean.astype(np.float32))
+        per_trace["predictive_std_current"].append(pred_std.astype(np.float32))
+        per_trace["predictive_std_current_noise_free"].append(pred_std_nf.astype(np.float32))
+        per_trace["observed_current"].append(obs.astype(np.float32))
+        per_trace["observed_mask"].append(sel.astype(np.float32))
+        per_trace["reliability"].append(compute_reliability_metrics(obs, pred_mean, pred_std, sel))
+        per_trace["reliability_heldout"].append(compute_reliability_metrics(obs, pred_mean, pred_std, ~sel)
+                                                if (~sel).any() else None)
     mean_raw = w @ samples
     std_raw = np.sqrt(np.maximum(w @ (samples - mean_raw) ** 2, 0.0))
     std_raw[~np.isin(np.arange(samples.shape[1]), space.free)] = 0.0
     p_mean = np.asarray(normalizers[4], np.float64).reshape(-1)[: samples.shape[1]]
     p_std = np.asarray(normalizers[5], np.float64).reshape(-1)[: samples.shape[1]]
-    rel = compute_reliability_metrics(obs, pred_mean, pred_std, sel)
-    rel_out = compute_reliability_metrics(obs, pred_mean, pred_std, ~sel) if (~sel).any() else None
     return {
         "posterior_mean_norm": ((mean_raw - p_mean) / p_std).astype(np.float32),
         "posterior_std_norm": (std_raw / p_std).astype(np.float32),
@@ -1171,13 +1240,7 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
         "posterior_std_raw": std_raw.astype(np.float32),
         "posterior_samples_raw": samples.astype(np.float32),
         "posterior_weights": w.astype(np.float32),
-        "predictive_mean_current": pred_mean.astype(np.float32),
-        "predictive_std_current": pred_std.astype(np.float32),
-        "predictive_std_current_noise_free": pred_std_nf.astype(np.float32),
-        "observed_current": obs.astype(np.float32),
-        "observed_mask": sel.astype(np.float32),
-        "reliability": rel,
-        "reliability_heldout": rel_out,
+        **per_trace,
         "parameter_names": space.names,
         "free_indices": space.free.tolist(),
         "prior_std_raw": space.prior_std_raw(),
@@ -1193,4 +1256,5 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
                     {"batch_sizes": res["batch_sizes"]}),
         "task": space.task,
         "stage": space.stage,
+        "n_traces": n_traces,
     }
