@@ -6,10 +6,15 @@ the time of a first call (compile included) and of a second call are printed, wi
 likelihood evaluations (particles x stages x moves) and simulated traces per second. With
 ``--realdata DIR`` the published series is fitted too.
 
-The surrogate engine is not timed here: it knows only its training protocols (0.5 -> -0.5 -> 0.5 V
-for cv), so measured programs like these are outside it and ``ecsfm infer`` uses the simulator.
+Both engines on one series (``--engines``): the surrogate knows only its training protocols
+(0.5 -> -0.5 -> 0.5 V for cv), so a second synthetic series is simulated on that protocol (3 scan
+rates 0.05-0.5 V/s, a couple inside the shipped model's prior, 0.5 % noise) and written as CSV
+files; it is fitted with the shipped surrogate (``ecsfm infer --engine surrogate`` on the files:
+CEM at the seed's settings, one parameter set for the three traces) and with the simulator joint
+fit (SMC, the files' measured programs; D_red free, as in the surrogate's prior), first and
+second call timed, estimates beside the truth.
 
-Run: ``python bench/bench_joint.py [--particles 1024] [--realdata ../shared/realdata]``
+Run: ``python bench/bench_joint.py [--particles 1024] [--realdata ../shared/realdata] [--engines]``
 """
 
 from __future__ import annotations
@@ -51,11 +56,78 @@ def timed(traces, config, label):
               f"D {r['parameters']['d_ox']['q50']:.3g} cm2/s")
 
 
+ON_PROTOCOL = dict(e0=0.05, k0=0.02, alpha=0.5, d=1e-5, ru=1.0, cdl=2e-6)
+TIME_SCALES = (40.0, 10.0, 4.0)  # s for 2 V of sweep: 0.05, 0.2, 0.5 V/s
+
+
+def on_protocol_series(folder: Path, seed: int = 0) -> list[Path]:
+    """CSV files (time s, potential V, current uA) on the cv task's protocol, 1 cm^2, 1 mM."""
+    import equinox as eqx
+
+    from ecsfm.data._tasks import TASKS
+    from ecsfm.fm.eval_classical import load_surrogate
+    from ecsfm.studies.calibration import default_assets
+
+    rng = np.random.default_rng(seed)
+    _, _, _, geometry = load_surrogate(default_assets()[0].parent)
+    template = TASKS["cv"].template(int(geometry["target_len"]))
+    t = ON_PROTOCOL
+    couple = sim.Couple(e0=t["e0"], k0=t["k0"], alpha=t["alpha"], d_ox=t["d"], d_red=t["d"], c_ox=1.0, c_red=0.0)
+    paths = []
+    for time_scale in TIME_SCALES:
+        wf = eqx.tree_at(lambda w: w.duration, template, np.float32(time_scale))
+        r = sim.simulate(wf, [couple], sim.Cell(area=1.0, ru=t["ru"], cdl=t["cdl"]))
+        i = np.asarray(r.current, np.float64)
+        i = i + rng.normal(0, 0.005 * np.abs(i).max(), i.size)
+        path = folder / f"cv_{2.0 / time_scale:g}Vps.csv"
+        rows = [f"{a:.6e},{b:.6e},{c * 1e6:.6e}" for a, b, c in zip(np.asarray(r.time), np.asarray(r.potential), i)]
+        path.write_text("time/s,potential/V,current/uA\n" + "\n".join(rows) + "\n")
+        paths.append(path)
+    return paths
+
+
+def both_engines(particles: int) -> None:
+    import tempfile
+
+    from ecsfm.fm.infer_cli import run_infer
+    from ecsfm.studies.calibration import default_assets
+
+    t = ON_PROTOCOL
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = on_protocol_series(Path(tmp))
+        traces = [trace_from_measurement(io.read(p)) for p in paths]
+        print(f"on-protocol series {len(paths)} traces: truth e0 {t['e0']} V, k0 {t['k0']} cm/s, D {t['d']:.3g} cm2/s")
+        for call in ("first (compile)", "second"):
+            t0 = time.perf_counter()
+            s = run_infer(model_dir=default_assets()[0].parent, measurement=paths, out_dir=Path(tmp) / "sur",
+                          engine="surrogate", known=["c_ox=1.0", "c_red=0"])
+            dt = time.perf_counter() - t0
+            p = s["parameters"]
+            print(f"  surrogate/cem  {call:16s} {dt:7.1f} s; e0 {p['e0[0]']['q50']:.4f} [{p['e0[0]']['q05']:.4f}, "
+                  f"{p['e0[0]']['q95']:.4f}], k0 {p['k0[0]']['q50']:.3g} [{p['k0[0]']['q05']:.3g}, "
+                  f"{p['k0[0]']['q95']:.3g}], D {p['d_ox[0]']['q50']:.3g} [{p['d_ox[0]']['q05']:.3g}, "
+                  f"{p['d_ox[0]']['q95']:.3g}], D_red {p['d_red[0]']['q50']:.3g} (90 %), ESS {s['diagnostics']['ess']:.0f}")
+        for call in ("first (compile)", "second"):
+            t0 = time.perf_counter()
+            # D_red free as in the surrogate's prior (E0 trades off against ln(D_red / D_ox)).
+            r = fit_joint(traces, area=1.0, c_ox=1.0, config=JointConfig(n_particles=particles, tie_d_red=False))
+            dt = time.perf_counter() - t0
+            p = r["parameters"]
+            print(f"  simulator/smc  {call:16s} {dt:7.1f} s; e0 {p['e0']['q50']:.4f} [{p['e0']['q05']:.4f}, "
+                  f"{p['e0']['q95']:.4f}], k0 {p['k0']['q50']:.3g} [{p['k0']['q05']:.3g}, {p['k0']['q95']:.3g}], "
+                  f"D {p['d_ox']['q50']:.3g} [{p['d_ox']['q05']:.3g}, {p['d_ox']['q95']:.3g}], "
+                  f"D_red {p['d_red']['q50']:.3g} (90 %)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--particles", type=int, default=1024)
     ap.add_argument("--realdata", type=Path, default=None)
+    ap.add_argument("--engines", action="store_true", help="only the both-engines series on the model's protocol")
     args = ap.parse_args()
+    if args.engines:
+        both_engines(args.particles)
+        return
     config = JointConfig(n_particles=args.particles)
     timed(synthetic(), config, "synthetic 7-rate series")
     if args.realdata is not None:
