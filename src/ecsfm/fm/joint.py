@@ -425,8 +425,8 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
                                 "or look at the residuals)")
     if "d_ox" in layout.names and not layout.lognormal:
         warnings.append("d_ox: its interval takes the electrode area and the concentration as exact (a voltammogram "
-                        "measures A C sqrt(D)); state their relative uncertainties (area_rsd, conc_rsd) to carry "
-                        "them into D")
+                        "measures A C sqrt(D)); state their relative uncertainties (--area-rsd, --conc-rsd; JointConfig "
+                        "area_rsd, conc_rsd) to carry them into D")
     k0_bound = None
     if "k0" in layout.names:
         j = layout.names.index("k0")
