@@ -90,7 +90,7 @@ def test_ruhex_scan_rate_series_joint_fit(tmp_path):
     if not files:
         pytest.skip(f"real data not found: {REALDATA / 'ruhex_gc_freesim'} (set ECSFM_REALDATA)")
     argv = ["infer", *[a for f in files for a in ("--measurement", str(f))], "--area", "0.0707", "--known", "c_ox=1.0",
-            "--reference", "SCE", "--particles", "256", "--out", str(tmp_path)]
+            "--reference", "SCE", "--particles", "256", "--area-rsd", "0.02", "--conc-rsd", "0.02", "--out", str(tmp_path)]
     assert main(argv) == 0
     s = json.loads((tmp_path / "posterior_summary.json").read_text())
     assert s["engine"] == "simulator" and len(s["traces"]) == 7
@@ -101,6 +101,11 @@ def test_ruhex_scan_rate_series_joint_fit(tmp_path):
     # it: E0 1.8 mV off with a 0.5 mV interval, D +15 %).
     assert abs(e0["q50"] + 0.181) < 2e-3, e0
     assert abs(d["q50"] / 8.4e-6 - 1) < 0.1, d
+    # With the area and concentration known to 2 % (relative sd), D's 95 % interval carries them
+    # (only A C sqrt(D) is measured) and holds the source's value; A and C stay at their priors.
+    assert d["q025"] <= 8.4e-6 <= d["q975"], d
+    area = s["parameters"]["area"]
+    assert abs(area["q50"] / 0.0707 - 1) < 0.01 and 0.01 < area["sd"] / area["q50"] < 0.03, area
     assert s["parameters"]["kappa"]["q50"] > 10  # the data do ask for a discrepancy
     for k in range(7):
         assert (tmp_path / f"trace_{k}.png").stat().st_size > 10_000
