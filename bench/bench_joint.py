@@ -97,26 +97,24 @@ def both_engines(particles: int) -> None:
         paths = on_protocol_series(Path(tmp))
         traces = [trace_from_measurement(io.read(p)) for p in paths]
         print(f"on-protocol series {len(paths)} traces: truth e0 {t['e0']} V, k0 {t['k0']} cm/s, D {t['d']:.3g} cm2/s")
-        for call in ("first (compile)", "second"):
-            t0 = time.perf_counter()
-            s = run_infer(model_dir=default_assets()[0].parent, measurement=paths, out_dir=Path(tmp) / "sur",
-                          engine="surrogate", known=["c_ox=1.0", "c_red=0"])
-            dt = time.perf_counter() - t0
-            p = s["parameters"]
-            print(f"  surrogate/cem  {call:16s} {dt:7.1f} s; e0 {p['e0[0]']['q50']:.4f} [{p['e0[0]']['q05']:.4f}, "
-                  f"{p['e0[0]']['q95']:.4f}], k0 {p['k0[0]']['q50']:.3g} [{p['k0[0]']['q05']:.3g}, "
-                  f"{p['k0[0]']['q95']:.3g}], D {p['d_ox[0]']['q50']:.3g} [{p['d_ox[0]']['q05']:.3g}, "
-                  f"{p['d_ox[0]']['q95']:.3g}], D_red {p['d_red[0]']['q50']:.3g} (90 %), ESS {s['diagnostics']['ess']:.0f}")
-        for call in ("first (compile)", "second"):
-            t0 = time.perf_counter()
+        engines = {
+            "surrogate/cem": lambda: run_infer(model_dir=default_assets()[0].parent, measurement=paths,
+                                               out_dir=Path(tmp) / "sur", engine="surrogate",
+                                               known=["c_ox=1.0", "c_red=0"]),
             # D_red free as in the surrogate's prior (E0 trades off against ln(D_red / D_ox)).
-            r = fit_joint(traces, area=1.0, c_ox=1.0, config=JointConfig(n_particles=particles, tie_d_red=False))
-            dt = time.perf_counter() - t0
-            p = r["parameters"]
-            print(f"  simulator/smc  {call:16s} {dt:7.1f} s; e0 {p['e0']['q50']:.4f} [{p['e0']['q05']:.4f}, "
-                  f"{p['e0']['q95']:.4f}], k0 {p['k0']['q50']:.3g} [{p['k0']['q05']:.3g}, {p['k0']['q95']:.3g}], "
-                  f"D {p['d_ox']['q50']:.3g} [{p['d_ox']['q05']:.3g}, {p['d_ox']['q95']:.3g}], "
-                  f"D_red {p['d_red']['q50']:.3g} (90 %)")
+            "simulator/smc": lambda: fit_joint(traces, area=1.0, c_ox=1.0,
+                                               config=JointConfig(n_particles=particles, tie_d_red=False)),
+        }
+        for label, fit in engines.items():
+            for call in ("first (compile)", "second"):
+                t0 = time.perf_counter()
+                res = fit()
+                dt = time.perf_counter() - t0
+                p = {k.replace("[0]", ""): v for k, v in res["parameters"].items()}
+                ess = f", ESS {res['diagnostics']['ess']:.0f}" if "diagnostics" in res else ""
+                print(f"  {label:14s} {call:16s} {dt:7.1f} s; "
+                      + ", ".join(f"{n} {p[n]['q50']:.3g} [{p[n]['q05']:.3g}, {p[n]['q95']:.3g}]"
+                                  for n in ("e0", "k0", "d_ox", "d_red")) + f" (90 %){ess}")
 
 
 def main() -> None:
