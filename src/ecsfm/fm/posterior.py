@@ -633,6 +633,9 @@ def compute_reliability_metrics(observed, pred_mean, pred_std, mask=None) -> dic
 # The free-parameter space of one inference
 
 
+_PRIOR_STD_CACHE: dict = {}
+
+
 class ParameterSpace:
     """Which slots of ``p_core`` are free, their prior boxes, and the map from unconstrained ``y``.
 
@@ -838,7 +841,16 @@ class ParameterSpace:
         return p
 
     def prior_std_raw(self, n: int = 4096, seed: int = 0) -> np.ndarray:
-        """Prior standard deviation of every slot (core,), by sampling (0 for known slots)."""
+        """Prior standard deviation of every slot (core,), by sampling (0 for known slots); the
+        same prior (boxes, known values, free slots) is sampled once per process."""
+        key = (self.known.tobytes(), self.free.tobytes(), self.lows.tobytes(), self.highs.tobytes(), n, seed)
+        if key not in _PRIOR_STD_CACHE:
+            if len(_PRIOR_STD_CACHE) > 256:
+                _PRIOR_STD_CACHE.clear()
+            _PRIOR_STD_CACHE[key] = self._prior_std_sampled(n, seed)
+        return _PRIOR_STD_CACHE[key].copy()
+
+    def _prior_std_sampled(self, n: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
         u = rng.uniform(1e-9, 1 - 1e-9, size=(n, self.dim))
         y = np.log(u) - np.log1p(-u)
@@ -907,6 +919,11 @@ class _SpaceArrays(eqx.Module):
         p = p.at[:, self.free].set(jnp.where(box, val, 0.0))
         of = p[:, jnp.maximum(self.frac_of, 0)]
         return p.at[:, self.free].set(jnp.where(box, val, of * val))
+
+
+def _to_f32(y) -> jax.Array:
+    """float32 on the device, cast by numpy (a float64 -> float32 cast by jax dispatches an op)."""
+    return jnp.asarray(np.asarray(y, np.float32))
 
 
 @eqx.filter_jit
@@ -989,11 +1006,12 @@ def _likelihood_covariance(obs: np.ndarray, sel: np.ndarray, noise2: float, disc
 
     length = obs.size
     idx = np.flatnonzero(sel)
-    if disc is None or (disc["a"] == 0.0 and disc["b"] == 0.0):
-        k_d = np.zeros((length, length))
-    else:
-        s = np.sqrt(disc["a"] ** 2 + (disc["b"] * current_level(obs, sel)) ** 2)
-        k_d = s[:, None] * discrepancy_correlation(length, disc["rho"], disc["nugget"]) * s[None, :]
+    if disc is None or (disc["a"] == 0.0 and disc["b"] == 0.0):  # noise alone: a diagonal covariance
+        white = np.diag(np.where(sel, 1.0 / math.sqrt(noise2), 0.0))
+        const = -0.5 * idx.size * (math.log(noise2) + math.log(2 * math.pi))
+        return white, float(const), np.zeros((length, length))
+    s = np.sqrt(disc["a"] ** 2 + (disc["b"] * current_level(obs, sel)) ** 2)
+    k_d = s[:, None] * discrepancy_correlation(length, disc["rho"], disc["nugget"]) * s[None, :]
     chol = np.linalg.cholesky(k_d[np.ix_(idx, idx)] + noise2 * np.eye(idx.size))
     white = np.zeros((length, length))
     white[np.ix_(idx, idx)] = np.linalg.inv(chol)
@@ -1014,6 +1032,8 @@ def _discrepancy_conditional(mean_i: np.ndarray, obs: np.ndarray, sel: np.ndarra
     point does not predict itself, so coverage of the observed points measures calibration, not
     fit. Without a discrepancy (``k_d = 0``) both are the model's current with zero variance.
     ``white`` is the likelihood's whitening matrix (``W^T W = P`` on the observed block)."""
+    if not np.any(k_d):
+        return mean_i, np.zeros(obs.size)
     idx = np.flatnonzero(sel)
     w_o = white[np.ix_(idx, idx)]
     prec = w_o.T @ w_o  # (K_oo + noise)^-1
@@ -1153,7 +1173,7 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
             return np.asarray(log_likelihood_override(space.to_raw(y)), np.float64)
         total = np.zeros(y.shape[0])
         for t in traces:
-            ll, mean, _ = _log_likelihood_batch(t["forward"], t["arrays"], jnp.asarray(y, jnp.float32), t["obs_j"],
+            ll, mean, _ = _log_likelihood_batch(t["forward"], t["arrays"], _to_f32(y), t["obs_j"],
                                                 t["white_j"], t["const_j"])
             if config.method == "cem":  # CEM's predictive re-uses the forward values of its proposals
                 t["evaluated"].append(mean)
@@ -1168,7 +1188,7 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
         hess = np.eye(y.shape[1]) * (2.0 * sig_y * (1.0 - sig_y))[:, :, None]
         for t in traces:
             mean, _, jac = (np.asarray(a, np.float64) for a in
-                            _forward_jacobian(t["forward"], t["arrays"], jnp.asarray(y, jnp.float32)))
+                            _forward_jacobian(t["forward"], t["arrays"], _to_f32(y)))
             wr = (np.where(t["sel"], t["obs"], 0.0)[None] - mean) @ t["white"].T  # whitened residual (K, L)
             wj = np.einsum("ij,kjd->kid", t["white"], jac)  # whitened Jacobian (K, L, dim)
             phi = phi + 0.5 * np.sum(wr**2, axis=1) - t["const"]
@@ -1205,7 +1225,7 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
                 mean_i = np.concatenate([np.asarray(m, np.float64)[:k] for m, k in zip(t["evaluated"],
                                                                                         res["batch_sizes"])])
             else:
-                mean_i = np.asarray(_forward_batch(t["forward"], t["arrays"], jnp.asarray(y, jnp.float32))[0],
+                mean_i = np.asarray(_forward_batch(t["forward"], t["arrays"], _to_f32(y))[0],
                                     np.float64)
             # The discrepancy is smooth, so the observed points say what it is: per particle, its
             # Gaussian-process conditional given the residual at the observed points (leave-one-out
