@@ -105,14 +105,21 @@ class CEMPosteriorConfig:
     ``inflation`` (a proposal must be wider than the posterior for importance sampling) and
     mixed with the first proposal at ``defensive_weight``.
 
-    Then, when the likelihood is differentiable, a Laplace stage: ``n_newton`` damped
-    Gauss-Newton (Levenberg-Marquardt) steps from the ``n_starts`` best particles (all starts in
-    one batch; the best end point is the mode), and
-    ``n_particles`` more draws from a multivariate t (``t_dof`` degrees of freedom) with the
-    inverse Gauss-Newton Hessian times ``laplace_scale^2`` as its scale. With a posterior far
-    narrower than the prior (dense data) blind proposal adaptation with a few hundred particles
-    cannot find the mode to the needed precision in 9-16 dimensions; the gradient can. The t
-    proposal joins the mixture, so the weights stay exact (``n_newton = 0``: CEM only).
+    Then, when the likelihood is differentiable, a Laplace stage: up to ``n_newton`` damped
+    Gauss-Newton (Levenberg-Marquardt) iterations from the ``n_starts`` best particles (all starts
+    in one batch; each iteration tries four dampings in one forward call and takes the Jacobian
+    only at the accepted point; the best end point is the mode), and ``n_particles`` more draws
+    from a multivariate t (``t_dof`` degrees of freedom) with the inverse Gauss-Newton Hessian
+    times ``laplace_scale^2`` as its scale, truncated to the prior's support (a posterior pressed
+    against a box edge would otherwise lose most draws outside it; the truncated density carries
+    the t's mass inside). With a posterior far narrower than the prior (dense data) blind
+    proposal adaptation with a few hundred particles cannot find the mode to the needed
+    precision in 9-16 dimensions; the gradient can. The t proposal joins the mixture, so the
+    weights stay exact (``n_newton = 0``: CEM only). Measured on 50 held-out dense cv cases with
+    the exact (simulator) likelihood: 8 iterations, untruncated: coverage 0.13 / 0.23 at 1 / 2
+    sigma, median ESS 1.0; truncated 0.28 / 0.47 (ESS 3.9); 16 iterations 0.36 / 0.59 (ESS 5.6);
+    32 iterations and 3 starts 0.39 / 0.65 (ESS 7.0, 1.3x the time): the Gauss-Newton mode
+    crawls along the E0-D_red and k0 ridges, where a Gaussian is a poor proposal anyway.
     """
 
     n_particles: int = 64
@@ -121,7 +128,7 @@ class CEMPosteriorConfig:
     inflation: float = 1.5
     defensive_weight: float = 0.1
     min_ess: float = 10.0
-    n_newton: int = 8
+    n_newton: int = 16
     n_starts: int = 1
     t_dof: float = 5.0
     laplace_scale: float = 1.2
@@ -267,44 +274,71 @@ def _mvt_logpdf(y: np.ndarray, mean: np.ndarray, chol: np.ndarray, dof: float) -
             - np.sum(np.log(np.diag(chol))) - 0.5 * (dof + d) * np.log1p(np.sum(z**2, 1) / dof))
 
 
-def _levenberg_marquardt(newton_fn, y0: np.ndarray, n_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+#: draws of the Laplace t proposal that measure its mass inside the prior's support
+_LAPLACE_MASS_DRAWS = 16384
+#: damping factors tried at once in each Levenberg-Marquardt iteration (relative to the current one)
+_LM_TRIALS = (0.1, 1.0, 10.0, 100.0)
+
+
+def _levenberg_marquardt(newton_fn, y0: np.ndarray, n_steps: int, phi_fn=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Damped Gauss-Newton on the negative log posterior from several starts at once.
 
     ``newton_fn(y (K, dim)) -> (phi (K,), grad (K, dim), hess (K, dim, dim))``, phi the negative
-    log posterior. Stops early once every start's accepted step lowers phi by less than 1e-6
-    relative. Returns the end points (K, dim), their phi (K,) and Hessians.
+    log posterior. With ``phi_fn(y (M, dim)) -> phi (M,)`` (a forward pass only: far cheaper than
+    the Jacobian), each iteration tries the steps of several dampings (``_LM_TRIALS`` times the
+    current one) in one batched call and takes the Jacobian only at the best point that lowers
+    phi, so no Jacobian is spent on a rejected step; without it, one damping per iteration, the
+    Jacobian evaluated at every trial point. Stops early once every start's accepted step lowers
+    phi by less than 1e-6 relative. Returns the end points (K, dim), their phi (K,) and Hessians.
     """
     y = np.asarray(y0, np.float64)
     k, dim = y.shape
     phi, g, h = newton_fn(y)
     lam = np.ones(k)
-    eye = np.eye(dim)
     done = np.zeros(k, bool)
+    trials = np.asarray(_LM_TRIALS if phi_fn is not None else (1.0,))
     for _ in range(n_steps):
         if done.all():  # every start converged: further steps would not move it
             break
         diag = np.maximum(np.einsum("kii->ki", h), 1e-8)
-        damped = h + lam[:, None, None] * diag[:, :, None] * eye
-        ok = np.all(np.isfinite(damped), axis=(1, 2)) & np.all(np.isfinite(g), axis=1)
-        step = np.zeros_like(y)
-        for j in np.flatnonzero(ok):  # K small linear solves
-            try:
-                step[j] = np.linalg.solve(damped[j], -g[j])
-            except np.linalg.LinAlgError:
-                ok[j] = False
-        c_phi, c_g, c_h = newton_fn(y + step)
-        better = ok & np.isfinite(c_phi) & (c_phi < phi)
+        steps = np.zeros((k, trials.size, dim))
+        ok = np.zeros((k, trials.size), bool)
+        for j in range(k):  # K x trials small linear solves
+            if not (np.all(np.isfinite(h[j])) and np.all(np.isfinite(g[j]))):
+                continue
+            for c, f in enumerate(trials):
+                try:
+                    steps[j, c] = np.linalg.solve(h[j] + lam[j] * f * np.diag(diag[j]), -g[j])
+                    ok[j, c] = True
+                except np.linalg.LinAlgError:
+                    pass
+        cand = y[:, None, :] + steps
+        if phi_fn is None:
+            c_phi, c_g, c_h = newton_fn(cand[:, 0])
+            trial_phi = c_phi[:, None]
+        else:
+            trial_phi = np.asarray(phi_fn(cand.reshape(-1, dim)), np.float64).reshape(k, trials.size)
+        trial_phi = np.where(ok & np.isfinite(trial_phi), trial_phi, np.inf)
+        best = np.argmin(trial_phi, axis=1)
+        better = trial_phi[np.arange(k), best] < phi
+        if phi_fn is not None and better.any():  # the Jacobian only where a step is taken
+            new_y = np.where(better[:, None], cand[np.arange(k), best], y)
+            c_phi, c_g, c_h = newton_fn(new_y)
+            better &= np.isfinite(c_phi) & (c_phi < phi)
+        elif phi_fn is not None:
+            c_phi, c_g, c_h = phi, g, h
         done |= better & (phi - c_phi < 1e-6 * (1.0 + np.abs(phi)))
-        y = np.where(better[:, None], y + step, y)
+        y = np.where(better[:, None], cand[np.arange(k), best], y)
         phi = np.where(better, c_phi, phi)
         g = np.where(better[:, None], c_g, g)
         h = np.where(better[:, None, None], c_h, h)
-        lam = np.where(better, np.maximum(lam / 10.0, 1e-7), lam * 4.0)
+        lam = np.where(better, np.maximum(lam * trials[best] / 10.0, 1e-7), lam * trials.max() * 4.0)
     return y, phi, h
 
 
 def run_cem_posterior(log_prior, log_likelihood, dim: int, config: CEMPosteriorConfig = CEMPosteriorConfig(), *,
-                      seed: int = 0, init_mean=None, init_std=None, newton_fn=None, coords=None) -> dict:
+                      seed: int = 0, init_mean=None, init_std=None, newton_fn=None, coords=None,
+                      phi_fn=None) -> dict:
     """Adaptive importance sampling with cross-entropy proposal updates (and, given
     ``newton_fn``, a Laplace stage), in ``dim`` unconstrained coordinates.
 
@@ -312,7 +346,9 @@ def run_cem_posterior(log_prior, log_likelihood, dim: int, config: CEMPosteriorC
     per iteration for all particles). The first proposal is ``N(init_mean, init_std^2)`` (default:
     the logistic prior's mean and standard deviation). ``newton_fn(y) -> (phi, grad, hess)``
     (negative log posterior, its gradient and a positive-definite Hessian approximation at one
-    point) enables the Laplace stage. ``coords`` (optional) supplies the coordinates the Laplace
+    point) enables the Laplace stage; ``phi_fn(y) -> phi`` (optional, the negative log posterior
+    alone, a forward pass) lets each damped Gauss-Newton iteration try several dampings at once and
+    take Jacobians only where a step is accepted. ``coords`` (optional) supplies the coordinates the Laplace
     proposal is built in (``to_z``, ``from_z``, ``log_det_dz_dy``, ``laplace_precision_z``; see
     ``ParameterSpace``): a Gaussian in y can be a poor fit where a posterior ridge is straight in
     other coordinates. Returns ``samples`` (N, dim) of every stage, normalised
@@ -371,7 +407,7 @@ def run_cem_posterior(log_prior, log_likelihood, dim: int, config: CEMPosteriorC
         post = np.concatenate(lps) + np.concatenate(lls)
         order = np.argsort(-np.where(np.isfinite(post), post, -np.inf))
         starts = y_all[order[: config.n_starts]]
-        ends, phis, hessians = _levenberg_marquardt(newton_fn, starts, config.n_newton)
+        ends, phis, hessians = _levenberg_marquardt(newton_fn, starts, config.n_newton, phi_fn=phi_fn)
         best = int(np.argmin(np.where(np.isfinite(phis), phis, np.inf)))
         mode, hess = ends[best], hessians[best]
         centre = mode if coords is None else coords.to_z(mode[None])[0]
@@ -383,17 +419,29 @@ def run_cem_posterior(log_prior, log_likelihood, dim: int, config: CEMPosteriorC
             chol_l = None
         if chol_l is not None and np.all(np.isfinite(chol_l)) and np.all(np.isfinite(centre)):
             dof = config.t_dof
-            draws = centre + (rng.standard_normal((n, dim)) @ chol_l.T) / np.sqrt(rng.chisquare(dof, size=(n, 1)) / dof)
+
+            def t_draws(m):
+                return centre + (rng.standard_normal((m, dim)) @ chol_l.T) / np.sqrt(rng.chisquare(dof, size=(m, 1)) / dof)
+
             if coords is None:
-                y = draws
+                y = t_draws(n)
                 comps.append((lambda y, m=centre, c=chol_l: _mvt_logpdf(y, m, c, dof), n))
             else:
-                # Draws outside the prior's support have zero target density: they count in the
-                # proposal's size but carry no weight, so they are simply not evaluated.
-                y = coords.from_z(draws)
-                y = y[np.all(np.isfinite(y), axis=1)]
-                comps.append((lambda y, m=centre, c=chol_l: _mvt_logpdf(coords.to_z(y), m, c, dof)
-                               + coords.log_det_dz_dy(y), n))
+                # The t truncated to the prior's support (outside it the target is zero): a
+                # posterior pressed against a box edge would otherwise lose most draws there.
+                # Exact draws by rejection (the first n inside), and the truncated density is
+                # the t's divided by its mass inside, counted on 16,384 draws of its own (no
+                # simulation: the map to the box only).
+                mass = float(np.mean(np.all(np.isfinite(coords.from_z(t_draws(_LAPLACE_MASS_DRAWS))), axis=1)))
+                kept, tries = [], 0
+                while mass > 0 and sum(k.shape[0] for k in kept) < n and tries < 64:
+                    cand = coords.from_z(t_draws(4 * n))
+                    kept.append(cand[np.all(np.isfinite(cand), axis=1)])
+                    tries += 1
+                y = np.concatenate(kept)[:n] if kept else np.zeros((0, dim))
+                if y.shape[0]:
+                    comps.append((lambda y, m=centre, c=chol_l, lm=math.log(mass): _mvt_logpdf(coords.to_z(y), m, c, dof)
+                                  + coords.log_det_dz_dy(y) - lm, y.shape[0]))
             if y.shape[0]:
                 evaluate(y)
     y_all = np.concatenate(ys)
@@ -1180,6 +1228,15 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
             total += np.asarray(ll, np.float64)
         return np.where(np.isfinite(total), total, -np.inf)
 
+    def phi_fn(y):
+        # The negative log posterior alone (forward passes, no Jacobian), up to the constants.
+        total = -space.log_prior(y)
+        for t in traces:
+            ll, _, _ = _log_likelihood_batch(t["forward"], t["arrays"], _to_f32(y), t["obs_j"], t["white_j"],
+                                             t["const_j"])
+            total = total - np.asarray(ll, np.float64)
+        return np.where(np.isfinite(total), total, np.inf)
+
     def newton_fn(y):
         # Gauss-Newton pieces of the negative log posterior at K points (covariance held fixed).
         sig_y = 1.0 / (1.0 + np.exp(-np.clip(y, -500, 500)))
@@ -1200,7 +1257,7 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
     if config.method == "cem":
         res = run_cem_posterior(space.log_prior, log_likelihood, space.dim, config.cem, seed=seed,
                                 newton_fn=None if log_likelihood_override is not None else newton_fn,
-                                coords=space)
+                                coords=space, phi_fn=None if log_likelihood_override is not None else phi_fn)
         if res["pareto_k"] > 0.7:
             warnings.append(f"Pareto k-hat {res['pareto_k']:.2f} > 0.7: the importance weights have a heavy tail; "
                             "the posterior estimate is unreliable (more particles/iterations, or method='smc')")
