@@ -119,25 +119,16 @@ def test_traces_of_a_joint_fit_must_share_everything_but_the_protocol(shipped):
         _infer(shipped, [obs, obs], [core], kmask, e, 0.01)
 
 
-def test_infer_cli_fits_a_series_on_the_model_protocol_with_the_surrogate(shipped, tmp_path, capsys):
-    import json
 
-    from ecsfm.cli import main
-
-    from .test_pipeline import _cv_csv
-
-    _, _, meta, geometry = shipped
-    files = []
-    for time_scale in (40.0, 8.0):
-        files += ["--measurement", str(tmp_path / f"cv_{time_scale:g}s.csv")]
-        _cv_csv(tmp_path / f"cv_{time_scale:g}s.csv", meta, geometry, e0=0.05, time_scale=time_scale)
-    assert main(["infer", *files, "--engine", "surrogate", "--particles", "32", "--out", str(tmp_path / "post")]) == 0
-    assert "surrogate/cem on 2 traces" in capsys.readouterr().out
-    summary = json.loads((tmp_path / "post" / "posterior_summary.json").read_text())
-    assert summary["kind"] == "joint" and summary["diagnostics"]["engine"] == "surrogate"
-    # Each trace's duration set its own protocol slot (the CSV's time axis).
-    assert [t["time_scale_s"] for t in summary["traces"]] == pytest.approx([40.0, 8.0], rel=1e-3)
-    assert len(summary["diagnostics"]["reliability_observed"]) == 2
-    with np.load(tmp_path / "post" / "posterior_artifacts.npz") as z:
-        assert z["i_obs"].shape == z["predictive_mean_current"].shape == (2, int(geometry["target_len"]))
-    assert all((tmp_path / "post" / f"trace_{k}.png").stat().st_size > 10_000 for k in (0, 1))
+def test_a_trace_outside_the_models_time_scales_is_named_in_a_warning(shipped):
+    model, normalizers, meta, geometry = shipped
+    inside, kmask, e = _case(shipped, 10.0)
+    outside, _, _ = _case(shipped, 2000.0)  # the cv prior spans 2-200 s
+    obs = np.zeros(e.size)
+    cfg = PosteriorInferenceConfig(obs_noise_std=0.01, engine="surrogate", method="cem",
+                                   cem=CEMPosteriorConfig(n_particles=4, n_iterations=1, n_newton=0))
+    res = infer_joint_posterior(model=model, normalizers=normalizers, geometry=geometry, observed_currents=[obs, obs],
+                                applied_signals=[e, e], known_p_cores=[inside, outside], known_p_mask=kmask,
+                                config=cfg, meta=meta)
+    named = [w for w in res["warnings"] if "outside the model's prior" in w]
+    assert len(named) == 1 and named[0].startswith("trace 1: time scale 2e+03 s"), res["warnings"]

@@ -169,6 +169,29 @@ def test_infer_cli_on_a_csv_recovers_e0(assets, tmp_path):
     assert e0["q05"] <= 0.05 <= e0["q95"] and e0["q95"] - e0["q05"] < 0.015
 
 
+
+def test_infer_cli_fits_a_series_on_the_model_protocol_with_the_surrogate(assets, tmp_path, capsys):
+    # Two CSV traces on the cv protocol at two scan rates: one posterior over the shared
+    # parameters (ecsfm.fm.posterior.infer_joint_posterior), each trace's own time scale.
+    from ecsfm.fm.eval_classical import load_surrogate
+
+    out, _ = assets
+    _, _, meta, geometry = load_surrogate(out)
+    files = []
+    for time_scale in (40.0, 8.0):
+        files += ["--measurement", str(tmp_path / f"cv_{time_scale:g}s.csv")]
+        _cv_csv(tmp_path / f"cv_{time_scale:g}s.csv", meta, geometry, e0=0.05, time_scale=time_scale)
+    assert main(["infer", "--model", str(out), *files, "--engine", "surrogate", "--particles", "32",
+                 "--out", str(tmp_path / "post")]) == 0
+    assert "surrogate/cem on 2 traces" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "post" / "posterior_summary.json").read_text())
+    assert summary["kind"] == "joint" and summary["diagnostics"]["engine"] == "surrogate"
+    assert [t["time_scale_s"] for t in summary["traces"]] == pytest.approx([40.0, 8.0], rel=1e-3)
+    assert len(summary["diagnostics"]["reliability_observed"]) == 2
+    with np.load(tmp_path / "post" / "posterior_artifacts.npz") as z:
+        assert z["i_obs"].shape == z["predictive_mean_current"].shape == (2, int(geometry["target_len"]))
+    assert all((tmp_path / "post" / f"trace_{k}.png").stat().st_size > 10_000 for k in (0, 1))
+
 def test_measurement_reader_formats_and_errors(tmp_path):
     from ecsfm.fm.infer_cli import read_measurement
 

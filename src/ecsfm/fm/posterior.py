@@ -39,6 +39,8 @@ The statistics (each choice is deliberate; the seed notebook's names are kept):
   importance-weighted against the deterministic mixture of the proposals actually used
   (each iteration's proposal carries a defensive component equal to the first, prior-matched
   one), ``w ~ prior x likelihood / q_mix``, so the weighted sample targets the posterior.
+  A Laplace stage (damped Gauss-Newton to the mode, then a multivariate t on it, truncated to
+  the prior's box with its mass inside in the density) joins the mixture the same way.
   The result reports the effective sample size and the Pareto k-hat of the weights, and warns
   when they say the estimate is unreliable (k-hat > 0.7 or ESS < ``min_ess``).
 * **SMC (method="smc").** Adaptive likelihood tempering (each next temperature keeps the ESS of
@@ -1254,6 +1256,17 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
         return np.where(np.isfinite(phi), phi, np.inf), grad, hess
 
     warnings = []
+    spec = space.prior.globals.get("ln_time_scale")
+    if config.engine == "surrogate" and spec is not None and spec.dist != "fixed":
+        # The surrogate learned its protocols over the prior's time scales; outside, it extrapolates.
+        lo, hi = spec.bounds_p(True)
+        slot = space.layout.index("ln_time_scale")
+        for k, sp in enumerate(spaces):
+            if not lo - 1e-9 <= sp.known[slot] <= hi + 1e-9:
+                where = f"trace {k}: " if n_traces > 1 else ""
+                warnings.append(f"{where}time scale {math.exp(sp.known[slot]):.3g} s is outside the model's prior "
+                                f"[{math.exp(lo):.3g}, {math.exp(hi):.3g}] s: the surrogate extrapolates there "
+                                "(engine='simulator' does not)")
     if config.method == "cem":
         res = run_cem_posterior(space.log_prior, log_likelihood, space.dim, config.cem, seed=seed,
                                 newton_fn=None if log_likelihood_override is not None else newton_fn,
