@@ -197,6 +197,10 @@ def run_infer(*, model_dir, measurement, out_dir, task: str = "cv", stage: str =
         raise ValueError(f"noise: must be > 0 mA/cm^2 (or omitted: estimated), got {noise}")
     if n_particles is not None and not (isinstance(n_particles, int) and 4 <= n_particles <= 65536):
         raise ValueError(f"particles: must be an integer in [4, 65536], got {n_particles!r}")
+    for path, t in zip(paths[1:], loaded[1:]):
+        if not np.array_equal(t[4], loaded[0][4]):
+            raise ValueError(f"measurement: {path.name}'s known_p_mask differs from {paths[0].name}'s (the traces of a "
+                             "joint fit share which parameters are known)")
     overrides = _parse_known(list(known), space)
     for _, _, _, core, kmask, _ in loaded:
         for idx, v in overrides.items():
