@@ -435,10 +435,11 @@ def run_cem_posterior(log_prior, log_likelihood, dim: int, config: CEMPosteriorC
                 # the t's divided by its mass inside, counted on 16,384 draws of its own (no
                 # simulation: the map to the box only).
                 mass = float(np.mean(np.all(np.isfinite(coords.from_z(t_draws(_LAPLACE_MASS_DRAWS))), axis=1)))
-                kept, tries = [], 0
-                while mass > 0 and sum(k.shape[0] for k in kept) < n and tries < 64:
+                kept, n_kept, tries = [], 0, 0
+                while mass > 0 and n_kept < n and tries < 64:
                     cand = coords.from_z(t_draws(4 * n))
                     kept.append(cand[np.all(np.isfinite(cand), axis=1)])
+                    n_kept += kept[-1].shape[0]
                     tries += 1
                 y = np.concatenate(kept)[:n] if kept else np.zeros((0, dim))
                 if y.shape[0]:
@@ -1218,25 +1219,27 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
                        "obs_j": jnp.asarray(np.where(sel, obs, 0.0), jnp.float32),
                        "white_j": jnp.asarray(white_np, jnp.float32), "const_j": jnp.float32(ll_const)})
 
-    def log_likelihood(y):
-        if log_likelihood_override is not None:
-            return np.asarray(log_likelihood_override(space.to_raw(y)), np.float64)
+    def summed_log_likelihood(y, keep: bool):
+        # Sum over traces, one compiled call each; ``keep``: store the forward values (CEM's
+        # predictive re-uses those of its proposals).
         total = np.zeros(y.shape[0])
         for t in traces:
             ll, mean, _ = _log_likelihood_batch(t["forward"], t["arrays"], _to_f32(y), t["obs_j"],
                                                 t["white_j"], t["const_j"])
-            if config.method == "cem":  # CEM's predictive re-uses the forward values of its proposals
+            if keep:
                 t["evaluated"].append(mean)
             total += np.asarray(ll, np.float64)
+        return total
+
+    def log_likelihood(y):
+        if log_likelihood_override is not None:
+            return np.asarray(log_likelihood_override(space.to_raw(y)), np.float64)
+        total = summed_log_likelihood(y, keep=config.method == "cem")
         return np.where(np.isfinite(total), total, -np.inf)
 
     def phi_fn(y):
         # The negative log posterior alone (forward passes, no Jacobian), up to the constants.
-        total = -space.log_prior(y)
-        for t in traces:
-            ll, _, _ = _log_likelihood_batch(t["forward"], t["arrays"], _to_f32(y), t["obs_j"], t["white_j"],
-                                             t["const_j"])
-            total = total - np.asarray(ll, np.float64)
+        total = -space.log_prior(y) - summed_log_likelihood(y, keep=False)
         return np.where(np.isfinite(total), total, np.inf)
 
     def newton_fn(y):
