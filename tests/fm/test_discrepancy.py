@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ecsfm.fm.eval_classical import _fit_discrepancy, _whitened, current_level, discrepancy_correlation
+from ecsfm.fm.eval_classical import (_fit_discrepancy, _whitened, current_level, discrepancy_correlation,
+                                     discrepancy_covariance)
 from ecsfm.fm.posterior import _discrepancy, _discrepancy_conditional, _likelihood_covariance
 
 
@@ -38,23 +39,61 @@ def test_fit_recovers_a_known_correlated_discrepancy():
     assert np.mean(u[:, 1:] * u[:, :-1]) / np.mean(u**2) > 0.8
 
 
+def test_fit_recovers_a_known_gain_term():
+    # Residuals = correlated term + the whole trace off by a random factor g eps (g = 0.15): the
+    # fit finds g, and, whitened by the fitted model, fresh residuals are iid N(0, 1). Without the
+    # gain term the same residuals whitened by the correlated term alone keep the per-row factor:
+    # their row means of the whitened residual projected on the shape scatter far beyond 1.
+    rng = np.random.default_rng(5)
+    truth = {"a_mA": 0.005, "b": 0.05, "rho": 0.9, "nugget": 0.05, "gain": 0.15}
+
+    def draw(n):
+        resid, level = _draw(rng, n, 96, truth["a_mA"], truth["b"], truth["rho"], truth["nugget"])
+        shape = level * np.sign(rng.standard_normal((n, 1)))
+        return resid + truth["gain"] * rng.standard_normal((n, 1)) * shape, level, shape
+
+    resid, level, shape = draw(120)
+    fit = _fit_discrepancy(resid, level, shape)
+    assert fit["gain"] == pytest.approx(truth["gain"], rel=0.2)
+    assert fit["b"] == pytest.approx(truth["b"], rel=0.2)
+    assert fit["rho"] == pytest.approx(truth["rho"], abs=0.03)
+    fresh, lv, sh = draw(60)
+    z = _whitened(fresh, lv, fit, sh)
+    assert np.sqrt(np.mean(z**2)) == pytest.approx(1.0, abs=0.06)
+    # Without the gain term: the fitted correlated model absorbs what it can, and the whitened
+    # projection on the shape (one number per row; N(0, 1) under a right model) is too wide.
+    plain = _fit_discrepancy(resid, level)
+
+    def projection_sd(model, shapes):
+        cov = [discrepancy_covariance(lv_, sh_, model) for lv_, sh_ in zip(lv, shapes)]
+        t = [sh_ @ np.linalg.solve(c, r) / math.sqrt(sh_ @ np.linalg.solve(c, sh_)) for c, r, sh_ in zip(cov, fresh, sh)]
+        return float(np.std(t))
+
+    assert projection_sd(fit, sh) == pytest.approx(1.0, abs=0.3)
+    assert projection_sd(plain, sh) > 1.8
+
+
 def test_likelihood_covariance_is_the_exact_gaussian_over_observed_points():
     rng = np.random.default_rng(0)
     length = 48
     obs = np.sin(np.linspace(0, 6, length)) + 0.01 * rng.standard_normal(length)
     sel = rng.random(length) < 0.6
-    disc = {"a": 0.02, "b": 0.3, "rho": 0.9, "nugget": 0.1}
+    disc = {"a": 0.02, "b": 0.3, "rho": 0.9, "nugget": 0.1, "gain": 0.15}
     noise2 = 0.05**2
     white, const, k_d = _likelihood_covariance(obs, sel, noise2, disc)
     s = np.sqrt(disc["a"] ** 2 + (disc["b"] * current_level(obs, sel)) ** 2)
-    cov = (s[:, None] * discrepancy_correlation(length, disc["rho"], disc["nugget"]) * s[None, :])[np.ix_(sel, sel)]
-    cov += noise2 * np.eye(sel.sum())
+    # The gain term scales the smoothed observed current (masked average over 7 points), by hand:
+    shape = np.array([np.mean(obs[max(0, j - 3):j + 4][sel[max(0, j - 3):j + 4]])
+                      if sel[max(0, j - 3):j + 4].any() else 0.0 for j in range(length)])
+    full = s[:, None] * discrepancy_correlation(length, disc["rho"], disc["nugget"]) * s[None, :]
+    full += disc["gain"] ** 2 * np.outer(shape, shape)
+    cov = full[np.ix_(sel, sel)] + noise2 * np.eye(sel.sum())
     for _ in range(3):
         mean = obs + 0.1 * rng.standard_normal(length)
         r = np.where(sel, obs - mean, 0.0)
         ll = -0.5 * np.sum((white @ r) ** 2) + const
         assert ll == pytest.approx(stats.multivariate_normal(np.zeros(sel.sum()), cov).logpdf((obs - mean)[sel]), rel=1e-9)
-    assert np.allclose(np.diag(k_d), s**2)
+    assert np.allclose(k_d, full)
     # Unobserved points play no part.
     assert np.all(white[:, ~sel] == 0) and np.all(white[~sel] == 0)
     # No discrepancy: the noise alone.
@@ -107,4 +146,4 @@ def test_level_reads_observed_points_only():
 
 def test_metadata_before_the_correlated_form_reads_as_independent_points():
     meta = {"discrepancy": {"per_task": {"cv": {"model": {"a_mA": 0.01, "b": 0.1}}}}}
-    assert _discrepancy(meta, "cv") == {"a": 0.01, "b": 0.1, "rho": 0.0, "nugget": 1.0}
+    assert _discrepancy(meta, "cv") == {"a": 0.01, "b": 0.1, "rho": 0.0, "nugget": 1.0, "gain": 0.0}

@@ -126,13 +126,14 @@ def current_nrmse(model, normalizers, data_dir, *, split: int = 2, n_rows: int =
 #: scale: the same estimator reads the simulator's current in calibration and the observed
 #: (noisy, possibly partial) current in inference, so the scale never depends on the parameters.
 LEVEL_HALF_WIDTH = 3
-DISCREPANCY_FORM_VERSION = 2
+DISCREPANCY_FORM_VERSION = 3
 
 
-def current_level(current, mask=None, half_width: int = LEVEL_HALF_WIDTH) -> np.ndarray:
+def current_level(current, mask=None, half_width: int = LEVEL_HALF_WIDTH, signed: bool = False) -> np.ndarray:
     """|moving average| of a current (..., L) over its observed points (``mask``, 1 = observed),
     window ``2 half_width + 1``; an unobserved point gets the average of its observed neighbours
-    (0 where it has none)."""
+    (0 where it has none). ``signed``: the moving average itself (the trace's smoothed shape, which
+    the discrepancy's gain term scales)."""
     x = np.asarray(current, np.float64)
     m = np.ones_like(x) if mask is None else np.broadcast_to(np.asarray(mask, np.float64), x.shape)
     kernel = np.ones(2 * half_width + 1)
@@ -141,7 +142,8 @@ def current_level(current, mask=None, half_width: int = LEVEL_HALF_WIDTH) -> np.
         return np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), -1, v)
 
     num, den = smooth(np.where(m > 0.5, x, 0.0)), smooth((m > 0.5).astype(np.float64))
-    return np.abs(np.where(den > 0, num / np.maximum(den, 1.0), 0.0))
+    avg = np.where(den > 0, num / np.maximum(den, 1.0), 0.0)
+    return avg if signed else np.abs(avg)
 
 
 def discrepancy_correlation(length: int, rho: float, nugget: float) -> np.ndarray:
@@ -150,46 +152,73 @@ def discrepancy_correlation(length: int, rho: float, nugget: float) -> np.ndarra
     return (1.0 - nugget) * rho**lag + nugget * np.eye(length)
 
 
-def _fit_discrepancy(resid: np.ndarray, level: np.ndarray) -> dict:
-    """Maximum-likelihood fit of ``resid_row ~ N(0, S R S)`` over rows (n, L): ``S = diag(s)``,
-    ``s^2 = a^2 + (b level)^2``, ``R = (1 - nugget) rho^|i-j| + nugget I``. ``R`` is shared by
-    every row, so one Cholesky factor per evaluation serves them all."""
+def _fit_discrepancy(resid: np.ndarray, level: np.ndarray, shape: np.ndarray | None = None) -> dict:
+    """Maximum-likelihood fit of ``resid_row ~ N(0, S R S + g^2 c c^T)`` over rows (n, L):
+    ``S = diag(s)``, ``s^2 = a^2 + (b level)^2``, ``R = (1 - nugget) rho^|i-j| + nugget I``, and,
+    when ``shape`` (the rows' smoothed signed currents ``c``) is given, a gain term: the surrogate's
+    whole trace off by a random factor ``1 + g eps`` (its amplitude errors are of that kind; the
+    correlated term alone reads one such error as many independent ones and hands it to the
+    parameters that set the amplitude, C sqrt(D)). ``R`` is shared by every row, so one Cholesky
+    factor per evaluation serves them all; the rank-one term enters through the
+    Sherman-Morrison and determinant identities."""
     from scipy.linalg import cho_factor, cho_solve
     from scipy.optimize import minimize
 
     n, length = resid.shape
     scale = max(float(np.sqrt(np.mean(resid**2))), 1e-9)
+    with_gain = shape is not None
 
     def unpack(theta):
         t = np.clip(np.asarray(theta, np.float64), -30.0, 30.0)
-        return (math.exp(t[0]), math.exp(t[1]), 1.0 / (1.0 + math.exp(-t[2])), 1.0 / (1.0 + math.exp(-t[3])))
+        return (math.exp(t[0]), math.exp(t[1]), 1.0 / (1.0 + math.exp(-t[2])), 1.0 / (1.0 + math.exp(-t[3])),
+                math.exp(t[4]) if with_gain else 0.0)
 
     def nll(theta):
-        a, b, rho, nugget = unpack(theta)
+        a, b, rho, nugget, g = unpack(theta)
         s = np.sqrt(a**2 + (b * level) ** 2 + (1e-6 * scale) ** 2)
         u = resid / s
         try:
             cf = cho_factor(discrepancy_correlation(length, min(rho, 0.9995), nugget), lower=True)
         except np.linalg.LinAlgError:
             return 1e30
-        quad = np.sum(u * cho_solve(cf, u.T).T)
-        logdet_r = 2.0 * np.sum(np.log(np.diag(cf[0])))
-        return float(0.5 * quad + n * 0.5 * logdet_r + np.sum(np.log(s)))
+        r_u = cho_solve(cf, u.T).T
+        quad = np.sum(u * r_u, axis=1)
+        logdet = np.full(n, 2.0 * np.sum(np.log(np.diag(cf[0]))))
+        if with_gain:
+            c = shape / s
+            cu, cc = np.sum(c * r_u, axis=1), np.sum(c * cho_solve(cf, c.T).T, axis=1)
+            quad = quad - g**2 * cu**2 / (1.0 + g**2 * cc)
+            logdet = logdet + np.log1p(g**2 * cc)
+        return float(0.5 * np.sum(quad + logdet) + np.sum(np.log(s)))
 
-    starts = ([math.log(scale), math.log(0.05), 2.0, -3.0], [math.log(0.1 * scale), math.log(0.2), 4.0, -5.0])
+    starts = [[math.log(scale), math.log(0.05), 2.0, -3.0], [math.log(0.1 * scale), math.log(0.2), 4.0, -5.0]]
+    if with_gain:
+        starts = [x + [math.log(g0)] for x in starts for g0 in (0.03, 0.3)]
     best = min((minimize(nll, np.asarray(x0), method="Nelder-Mead",
-                         options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 1500}) for x0 in starts),
+                         options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 3000}) for x0 in starts),
                key=lambda r: r.fun)
-    a, b, rho, nugget = unpack(best.x)
-    return {"a_mA": a, "b": b, "rho": min(rho, 0.9995), "nugget": nugget}
+    a, b, rho, nugget, g = unpack(best.x)
+    out = {"a_mA": a, "b": b, "rho": min(rho, 0.9995), "nugget": nugget}
+    return out | ({"gain": g} if with_gain else {})
 
 
-def _whitened(resid: np.ndarray, level: np.ndarray, model: dict) -> np.ndarray:
-    """Residual rows whitened by the fitted discrepancy: iid N(0, 1) where the model is right."""
+def discrepancy_covariance(level: np.ndarray, shape: np.ndarray | None, model: dict) -> np.ndarray:
+    """The discrepancy's covariance over one trace's points (L, L): ``S R S + g^2 c c^T``."""
     s = np.sqrt(model["a_mA"] ** 2 + (model["b"] * level) ** 2)
-    chol = np.linalg.cholesky(discrepancy_correlation(resid.shape[1], model["rho"], model["nugget"]))
+    k = s[:, None] * discrepancy_correlation(level.size, model["rho"], model["nugget"]) * s[None, :]
+    g = float(model.get("gain", 0.0))
+    return k + g**2 * np.outer(shape, shape) if g > 0 and shape is not None else k
+
+
+def _whitened(resid: np.ndarray, level: np.ndarray, model: dict, shape: np.ndarray | None = None) -> np.ndarray:
+    """Residual rows whitened by the fitted discrepancy: iid N(0, 1) where the model is right."""
     from scipy.linalg import solve_triangular
 
+    if float(model.get("gain", 0.0)) > 0 and shape is not None:  # a covariance per row
+        return np.stack([solve_triangular(np.linalg.cholesky(discrepancy_covariance(lv, sh, model)), r, lower=True)
+                         for r, lv, sh in zip(resid, level, shape)])
+    s = np.sqrt(model["a_mA"] ** 2 + (model["b"] * level) ** 2)
+    chol = np.linalg.cholesky(discrepancy_correlation(resid.shape[1], model["rho"], model["nugget"]))
     return solve_triangular(chol, (resid / s).T, lower=True).T
 
 
@@ -198,9 +227,10 @@ def _calibration_error(z: np.ndarray) -> float:
     return abs(float(np.mean(z <= 1)) - math.erf(1 / math.sqrt(2))) + abs(float(np.mean(z <= 2)) - math.erf(2 / math.sqrt(2)))
 
 
-def _discrepancy_from_residuals(resid: np.ndarray, level: np.ndarray, task_of_row: list, *, n_mc: int,
-                                n_steps: int, source: str, seed: int) -> dict:
-    """Per task: fit the correlated discrepancy on half the rows, check it on the other half."""
+def _discrepancy_from_residuals(resid: np.ndarray, level: np.ndarray, shape: np.ndarray, task_of_row: list, *,
+                                n_mc: int, n_steps: int, source: str, seed: int) -> dict:
+    """Per task: fit the correlated discrepancy (with its gain term) on half the rows, check it on
+    the other half."""
     rng = np.random.default_rng(seed)
     per_task = {}
     names = sorted(set(task_of_row), key=task_of_row.index)
@@ -208,12 +238,12 @@ def _discrepancy_from_residuals(resid: np.ndarray, level: np.ndarray, task_of_ro
     for name in names:
         rows = rng.permutation(np.flatnonzero(tasks == name))
         fit, check = (rows[: len(rows) // 2], rows[len(rows) // 2:]) if len(rows) >= 8 else (rows, rows)
-        model = _fit_discrepancy(resid[fit], level[fit])
-        # The per-point (marginal) bands: residual / s on held-out rows should cover 68 / 95 %;
+        model = _fit_discrepancy(resid[fit], level[fit], shape[fit])
+        # The per-point (marginal) bands: residual / sd on held-out rows should cover 68 / 95 %;
         # the fitted scale is kept (no rescaling), the coverages are reported.
-        s_chk = np.sqrt(model["a_mA"] ** 2 + (model["b"] * level[check]) ** 2)
-        z_marg = resid[check] / s_chk
-        z_white = _whitened(resid[check], level[check], model)
+        sd_chk = np.sqrt(model["a_mA"] ** 2 + (model["b"] * level[check]) ** 2 + (model["gain"] * shape[check]) ** 2)
+        z_marg = resid[check] / sd_chk
+        z_white = _whitened(resid[check], level[check], model, shape[check])
         per_task[name] = {"model": model, "n_rows": int(rows.size), "n_rows_fit": int(fit.size),
                           "residual_rms_mA": float(np.sqrt(np.mean(resid[rows] ** 2))),
                           "heldout_coverage_1sigma": float(np.mean(np.abs(z_marg) <= 1)),
@@ -221,8 +251,9 @@ def _discrepancy_from_residuals(resid: np.ndarray, level: np.ndarray, task_of_ro
                           "heldout_whitened_rms": float(np.sqrt(np.mean(z_white**2))),
                           "heldout_whitened_lag1_corr": float(np.mean(z_white[:, 1:] * z_white[:, :-1])
                                                               / max(np.mean(z_white**2), 1e-30))}
-    return {"form": "resid ~ N(0, S R S): S = diag(sqrt(a^2 + (b level)^2)), level = |moving average of the current| "
-                    f"(half-width {LEVEL_HALF_WIDTH}); R = (1 - nugget) rho^|i-j| + nugget I; resid = mean of the "
+    return {"form": "resid ~ N(0, S R S + gain^2 c c^T): S = diag(sqrt(a^2 + (b level)^2)), c = moving average of the "
+                    f"current (half-width {LEVEL_HALF_WIDTH}), level = |c|; R = (1 - nugget) rho^|i-j| + nugget I; "
+                    "resid = mean of the "
                     f"{n_mc} common-random-number draws - simulator current; maximum likelihood per task on half the "
                     "rows, checked on the other half",
             "form_version": DISCREPANCY_FORM_VERSION, "level_half_width": LEVEL_HALF_WIDTH,
@@ -253,7 +284,7 @@ def calibrate_discrepancy(model, normalizers, data, rows: np.ndarray, *, n_mc: i
                                       n_draws=n_mc, n_steps=n_steps), np.float64)
     truth = state_to_current(data.x[rows, -length:].astype(np.float64))
     names = data.manifest["task_names"]
-    return _discrepancy_from_residuals(draws.mean(0) - truth, current_level(truth),
+    return _discrepancy_from_residuals(draws.mean(0) - truth, current_level(truth), current_level(truth, signed=True),
                                        [names[t] for t in data.task_id[rows]], n_mc=n_mc, n_steps=n_steps,
                                        source="validation split", seed=seed)
 
@@ -275,7 +306,7 @@ def calibrate_discrepancy_fresh(model, normalizers, meta: dict, geometry: dict, 
     space = ParamSpace(int(geometry["max_species"]))
     rng = np.random.default_rng(seed)
     tasks, stages = list(meta["task_names"]), list(meta["stage_names"])
-    resid, level, labels = [], [], []
+    resid, level, shape, labels = [], [], [], []
     for task in tqdm(tasks, desc="discrepancy", disable=not progress):
         keys = [k for k in meta["priors"] if k.split("/")[0] == task]
         if not keys:
@@ -294,9 +325,10 @@ def calibrate_discrepancy_fresh(model, normalizers, meta: dict, geometry: dict, 
                                           n_draws=n_mc, n_steps=n_steps), np.float64)
         resid.append(draws.mean(0) - truth)
         level.append(current_level(truth))
+        shape.append(current_level(truth, signed=True))
         labels += [task] * truth.shape[0]
-    return _discrepancy_from_residuals(np.concatenate(resid), np.concatenate(level), labels, n_mc=n_mc,
-                                       n_steps=n_steps, source=f"fresh prior draws ({n_per_task} per task)", seed=seed)
+    return _discrepancy_from_residuals(np.concatenate(resid), np.concatenate(level), np.concatenate(shape), labels,
+                                       n_mc=n_mc, n_steps=n_steps, source=f"fresh prior draws ({n_per_task} per task)", seed=seed)
 
 
 # =================================================================================================

@@ -1034,26 +1034,28 @@ def _simulator_engine(meta: dict, geometry: dict, task: str, active: np.ndarray)
 
 
 def _discrepancy(meta: dict, task: str | None) -> dict:
-    """The calibrated discrepancy of a task: scale ``s^2 = a^2 + (b level)^2`` (a in mA) and the
-    correlation ``(1 - nugget) rho^|i-j| + nugget I`` over points (metadata written before the
-    correlated form (``form_version`` < 2) read as independent points: rho 0, nugget 1)."""
+    """The calibrated discrepancy of a task: scale ``s^2 = a^2 + (b level)^2`` (a in mA), the
+    correlation ``(1 - nugget) rho^|i-j| + nugget I`` over points and the gain sd (metadata written
+    before the correlated form (``form_version`` < 2) read as independent points: rho 0, nugget 1;
+    before the gain term (< 3) as gain 0)."""
     disc = (meta or {}).get("discrepancy", {})
     per = disc.get("per_task", {}).get(task or "", {})
     model = per.get("model")
     if model is not None:
         return {"a": float(model["a_mA"]), "b": float(model["b"]), "rho": float(model.get("rho", 0.0)),
-                "nugget": float(model.get("nugget", 1.0))}
+                "nugget": float(model.get("nugget", 1.0)), "gain": float(model.get("gain", 0.0))}
     a = float(per.get("residual_rms_mA", disc.get("current_residual_rms_mA", 0.0)))
-    return {"a": a, "b": 0.0, "rho": 0.0, "nugget": 1.0}
+    return {"a": a, "b": 0.0, "rho": 0.0, "nugget": 1.0, "gain": 0.0}
 
 
 def _likelihood_covariance(obs: np.ndarray, sel: np.ndarray, noise2: float, disc: dict | None):
-    """The likelihood's covariance over the observed points -- discrepancy ``S R S`` (scale from
-    the observed current's level, so it does not depend on the parameters) + noise -- as a
+    """The likelihood's covariance over the observed points -- discrepancy ``S R S + g^2 c c^T``
+    (scale and shape ``c`` from the observed current, smoothed, so it does not depend on the
+    parameters) + noise -- as a
     whitening matrix (L, L) (zero rows/columns at unobserved points, one shape for every mask:
     no recompiles), the constant -1/2 (log det + n log 2 pi), and the discrepancy's covariance
     over every point (L, L) (zero without a discrepancy) for the predictive."""
-    from .eval_classical import current_level, discrepancy_correlation
+    from .eval_classical import current_level, discrepancy_covariance
 
     length = obs.size
     idx = np.flatnonzero(sel)
@@ -1061,8 +1063,8 @@ def _likelihood_covariance(obs: np.ndarray, sel: np.ndarray, noise2: float, disc
         white = np.diag(np.where(sel, 1.0 / math.sqrt(noise2), 0.0))
         const = -0.5 * idx.size * (math.log(noise2) + math.log(2 * math.pi))
         return white, float(const), np.zeros((length, length))
-    s = np.sqrt(disc["a"] ** 2 + (disc["b"] * current_level(obs, sel)) ** 2)
-    k_d = s[:, None] * discrepancy_correlation(length, disc["rho"], disc["nugget"]) * s[None, :]
+    model = {"a_mA": disc["a"], "b": disc["b"], "rho": disc["rho"], "nugget": disc["nugget"], "gain": disc.get("gain", 0.0)}
+    k_d = discrepancy_covariance(current_level(obs, sel), current_level(obs, sel, signed=True), model)
     chol = np.linalg.cholesky(k_d[np.ix_(idx, idx)] + noise2 * np.eye(idx.size))
     white = np.zeros((length, length))
     white[np.ix_(idx, idx)] = np.linalg.inv(chol)
