@@ -470,7 +470,7 @@ def _cmd_recalibrate(args) -> int:
     for task, row in disc["per_task"].items():
         m = row["model"]
         print(f"{task:16s} a {m['a_mA']:.3g} mA  b {m['b']:.3g}  rho {m['rho']:.3f}  nugget {m['nugget']:.3f}  "
-              f"held-out whitened rms {row['heldout_whitened_rms']:.2f}")
+              f"gain {m.get('gain', 0.0):.3f}  held-out whitened rms {row['heldout_whitened_rms']:.2f}")
     return 0
 
 
