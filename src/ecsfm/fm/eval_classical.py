@@ -284,7 +284,8 @@ def calibrate_discrepancy(model, normalizers, data, rows: np.ndarray, *, n_mc: i
                                       n_draws=n_mc, n_steps=n_steps), np.float64)
     truth = state_to_current(data.x[rows, -length:].astype(np.float64))
     names = data.manifest["task_names"]
-    return _discrepancy_from_residuals(draws.mean(0) - truth, current_level(truth), current_level(truth, signed=True),
+    shape = current_level(truth, signed=True)
+    return _discrepancy_from_residuals(draws.mean(0) - truth, np.abs(shape), shape,
                                        [names[t] for t in data.task_id[rows]], n_mc=n_mc, n_steps=n_steps,
                                        source="validation split", seed=seed)
 
@@ -324,8 +325,8 @@ def calibrate_discrepancy_fresh(model, normalizers, meta: dict, geometry: dict, 
         draws = np.asarray(sample_current(model, normalizers, jax.random.PRNGKey(int(rng.integers(2**31))), e, full,
                                           n_draws=n_mc, n_steps=n_steps), np.float64)
         resid.append(draws.mean(0) - truth)
-        level.append(current_level(truth))
         shape.append(current_level(truth, signed=True))
+        level.append(np.abs(shape[-1]))
         labels += [task] * truth.shape[0]
     return _discrepancy_from_residuals(np.concatenate(resid), np.concatenate(level), np.concatenate(shape), labels,
                                        n_mc=n_mc, n_steps=n_steps, source=f"fresh prior draws ({n_per_task} per task)", seed=seed)

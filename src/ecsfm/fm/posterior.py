@@ -1064,7 +1064,8 @@ def _likelihood_covariance(obs: np.ndarray, sel: np.ndarray, noise2: float, disc
         const = -0.5 * idx.size * (math.log(noise2) + math.log(2 * math.pi))
         return white, float(const), np.zeros((length, length))
     model = {"a_mA": disc["a"], "b": disc["b"], "rho": disc["rho"], "nugget": disc["nugget"], "gain": disc.get("gain", 0.0)}
-    k_d = discrepancy_covariance(current_level(obs, sel), current_level(obs, sel, signed=True), model)
+    shape = current_level(obs, sel, signed=True)
+    k_d = discrepancy_covariance(np.abs(shape), shape, model)
     chol = np.linalg.cholesky(k_d[np.ix_(idx, idx)] + noise2 * np.eye(idx.size))
     white = np.zeros((length, length))
     white[np.ix_(idx, idx)] = np.linalg.inv(chol)
