@@ -587,7 +587,8 @@ def _cmd_study(args) -> int:
                                     chunk=args.data, progress=not args.no_progress)
         for engine in ("surrogate", "simulator"):
             v = res["summary"][engine]
-            print(f"  {engine:10s} coverage {v['coverage_1sigma']:.2f} / {v['coverage_2sigma']:.2f} "
+            print(f"  {engine:10s} coverage +-1/2 sd {v['coverage_1sigma']:.2f} / {v['coverage_2sigma']:.2f}, "
+                  f"68/95 % intervals {v['interval_coverage_1sigma']:.2f} / {v['interval_coverage_2sigma']:.2f} "
                   f"over {v['n_slots']} parameter slots")
         print(f"  posterior sd, surrogate / simulator (median): {res['summary']['sd_ratio_surrogate_over_simulator_median']:.2f}")
         print(f"wrote {args.out}/engines.json, engines.png")
@@ -608,7 +609,9 @@ def _cmd_study(args) -> int:
                                     tasks=[t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None)
         for g in res["grid"]:
             print(f"  keep {g['keep']:<5g} noise {g['noise_std']:<6g} error {g['active_param_nrmse_prior_units_mean']:.3f}"
-                  f"  coverage {g['active_param_cov_1sigma_pooled']:.2f} / {g['active_param_cov_2sigma_pooled']:.2f}")
+                  f"  coverage +-1/2 sd {g['active_param_cov_1sigma_pooled']:.2f} / {g['active_param_cov_2sigma_pooled']:.2f}"
+                  f"  68/95 % intervals {g['active_param_interval_cov_1sigma_pooled']:.2f} / "
+                  f"{g['active_param_interval_cov_2sigma_pooled']:.2f}")
         print(f"wrote {args.out}/sweep.json, sweep_heatmaps.png")
         return 0
     regimes = None
@@ -624,7 +627,9 @@ def _cmd_study(args) -> int:
                                     progress=not args.no_progress)
     for name, row in payload["summary"].items():
         print(f"  {name:12s} R={row['reliability_score_mean']:.1f} param_nrmse={row['param_nrmse_mean']:.3f} "
-              f"pred_cal={row['pred_calibration_error_mean']:.3f} t={row['elapsed_s_mean']:.2f}s")
+              f"pred_cal={row['pred_calibration_error_mean']:.3f} param cov 68/95 % intervals "
+              f"{row['active_param_interval_cov_1sigma_pooled']:.2f}/{row['active_param_interval_cov_2sigma_pooled']:.2f} "
+              f"t={row['elapsed_s_mean']:.2f}s")
     for c in payload["criteria"]:
         print(f"  {'HELD' if c['held'] else 'NOT HELD'}: {c['criterion']}")
     print(f"wrote {args.out}/report.md")

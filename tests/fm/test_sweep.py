@@ -16,13 +16,14 @@ def test_sweep_cells_carry_the_asked_information(tmp_path):
     study = json.loads((tmp_path / "study" / "posterior_identifiability_calibration.json").read_text())
     assert {r["task"] for r in study["records"]} == {"cv"} and len(study["records"]) == 8
     on_disk = json.loads((tmp_path / "sweep.json").read_text())
-    assert on_disk["schema_version"] == 1 and on_disk["grid"] == json.loads(json.dumps(res["grid"]))
+    assert on_disk["schema_version"] == 2 and on_disk["grid"] == json.loads(json.dumps(res["grid"]))
     assert (tmp_path / "sweep_heatmaps.png").stat().st_size > 20_000
     cell = {(g["keep"], g["noise_std"]): g for g in res["grid"]}
     for (keep, _), g in cell.items():
         # The observed fraction is the asked one (256 points x 2 cases: binomial sd < 0.03).
         assert abs(g["obs_fraction_mean"] - keep) < 0.1
         assert 0.0 <= g["active_param_cov_1sigma_pooled"] <= g["active_param_cov_2sigma_pooled"] <= 1.0
+        assert 0.0 <= g["active_param_interval_cov_1sigma_pooled"] <= g["active_param_interval_cov_2sigma_pooled"] <= 1.0
     # Ten times the noise on the same cases and points: the posterior contracts less.
     for keep in (1.0, 0.3):
         assert cell[(keep, 0.2)]["contraction_mean"] < cell[(keep, 0.02)]["contraction_mean"]

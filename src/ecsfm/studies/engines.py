@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import save_png, write_text
-from .calibration import SEED_INFERENCE, SEED_REGIMES, _jobs, _run_case, default_assets
+from .calibration import INTERVAL_MASS, SEED_INFERENCE, SEED_REGIMES, _jobs, _run_case, default_assets
 
 __all__ = ["run_engine_comparison", "ENGINES_SCHEMA_VERSION"]
 
-ENGINES_SCHEMA_VERSION = 1
+ENGINES_SCHEMA_VERSION = 2  # 2: central-interval coverage in the summary
 ENGINES = (("surrogate", "cem"), ("simulator", "smc"))
 
 
@@ -64,9 +64,13 @@ def run_engine_comparison(out_dir, *, n_cases: int = 6, regime: str = "dense_cle
                                                     "pred_calibration_error", "elapsed_s")},
         })
     zs = {e: np.abs(np.concatenate([c[e]["z"] for c in cases])) for e, _ in ENGINES}
+    us = {e: np.asarray([u for run in runs[e] for u in run["record"]["active_param_cdf_at_truth"].values()])
+          for e, _ in ENGINES}
     sd_ratio = np.concatenate([np.asarray(c["surrogate"]["sd_prior_units"]) / np.maximum(c["simulator"]["sd_prior_units"], 1e-12)
                                for c in cases])
     summary = {e: {"coverage_1sigma": float(np.mean(zs[e] <= 1)), "coverage_2sigma": float(np.mean(zs[e] <= 2)),
+                   "interval_coverage_1sigma": float(np.mean(np.abs(us[e] - 0.5) <= INTERVAL_MASS[0] / 2)),
+                   "interval_coverage_2sigma": float(np.mean(np.abs(us[e] - 0.5) <= INTERVAL_MASS[1] / 2)),
                    "n_slots": int(zs[e].size)} for e, _ in ENGINES}
     summary["sd_ratio_surrogate_over_simulator_median"] = float(np.median(sd_ratio))
     payload = {"schema_version": ENGINES_SCHEMA_VERSION, "regime": regime, "checkpoint": str(checkpoint),

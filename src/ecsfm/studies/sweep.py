@@ -22,11 +22,11 @@ from .calibration import run_calibration_study
 
 __all__ = ["run_information_sweep", "SWEEP_SCHEMA_VERSION"]
 
-SWEEP_SCHEMA_VERSION = 1
+SWEEP_SCHEMA_VERSION = 2  # 2: central-interval coverage beside the +-sd coverage
 _METRICS = (
     ("active_param_nrmse_prior_units_mean", "parameter error (prior sd, RMS)", "viridis_r", None),
-    ("active_param_cov_1sigma_pooled", "coverage at 1 sd (nominal 0.683)", "RdBu", 0.683),
-    ("active_param_cov_2sigma_pooled", "coverage at 2 sd (nominal 0.954)", "RdBu", 0.954),
+    ("active_param_interval_cov_1sigma_pooled", "68.3 % interval coverage", "RdBu", 0.683),
+    ("active_param_interval_cov_2sigma_pooled", "95.4 % interval coverage", "RdBu", 0.954),
     ("contraction_mean", "posterior contraction (1 - var/prior var)", "viridis", None),
 )
 
@@ -62,6 +62,8 @@ def run_information_sweep(out_dir, *, keep=(1.0, 0.35, 0.1), noise=(0.01, 0.02, 
                          "active_param_nrmse_prior_units_mean": summ["active_param_nrmse_prior_units_mean"],
                          "active_param_cov_1sigma_pooled": summ["active_param_cov_1sigma_pooled"],
                          "active_param_cov_2sigma_pooled": summ["active_param_cov_2sigma_pooled"],
+                         "active_param_interval_cov_1sigma_pooled": summ["active_param_interval_cov_1sigma_pooled"],
+                         "active_param_interval_cov_2sigma_pooled": summ["active_param_interval_cov_2sigma_pooled"],
                          "active_param_n_slots": summ["active_param_n_slots"],
                          "contraction_by_parameter": contraction,
                          "contraction_mean": float(np.mean(list(contraction.values()))) if contraction else float("nan"),
