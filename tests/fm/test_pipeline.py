@@ -250,5 +250,9 @@ def test_engine_comparison_runs_both_engines_on_the_same_observation(assets, tmp
         np.testing.assert_allclose(v["error_prior_units"], np.asarray(v["z"]) * sd, rtol=1e-9)
     # The exact likelihood's posterior is not degenerate: it keeps some spread in every slot.
     assert np.all(np.asarray(case["simulator"]["sd_prior_units"]) > 1e-3)
+    for engine in ("surrogate", "simulator"):  # nested intervals cover at least as often as narrower ones
+        v = res["summary"][engine]
+        assert 0.0 <= v["interval_coverage_1sigma"] <= v["interval_coverage_2sigma"] <= 1.0
+        assert v["n_slots"] == len(case["parameters"])
     assert (tmp_path / "engines.png").stat().st_size > 20_000
-    assert "coverage" in capsys.readouterr().out
+    assert "68/95 % intervals" in capsys.readouterr().out
