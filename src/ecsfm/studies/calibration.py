@@ -50,6 +50,13 @@ def default_assets() -> tuple[Path, Path]:
     return root / "surrogate_model.eqx", root / "chunk_0.npz"
 
 
+def interval_coverage(u, mass: float) -> float:
+    """The fraction of posterior CDF values at the truth ``u`` whose central credible interval of
+    this mass covers the truth (``|u - 1/2| <= mass / 2``); nan for none."""
+    u = np.asarray(u, float)
+    return float(np.mean(np.abs(u - 0.5) <= mass / 2)) if u.size else float("nan")
+
+
 def build_mask(length: int, keep_prob: float, rng: np.random.Generator, min_points: int = 24) -> np.ndarray:
     """The seed's observation mask: keep each point with ``keep_prob``, at least ``min_points``."""
     if keep_prob >= 0.999:
@@ -228,8 +235,7 @@ def summarize(rows: list[dict]) -> dict:
     # gives 0.577 / 1.000 at +-1 / 2 sd even when exactly calibrated).
     us = np.asarray([v for r in rows for v in r.get("active_param_cdf_at_truth", {}).values()], float)
     for k, mass in ((1, INTERVAL_MASS[0]), (2, INTERVAL_MASS[1])):
-        out[f"active_param_interval_cov_{k}sigma_pooled"] = (float(np.mean(np.abs(us - 0.5) <= mass / 2))
-                                                             if us.size else float("nan"))
+        out[f"active_param_interval_cov_{k}sigma_pooled"] = interval_coverage(us, mass)
     out["active_param_nrmse_prior_units_mean"] = float(np.nanmean(arr("active_param_nrmse_prior_units")))
     per = {}
     for r in rows:

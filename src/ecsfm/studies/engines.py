@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import save_png, write_text
-from .calibration import INTERVAL_MASS, SEED_INFERENCE, SEED_REGIMES, _jobs, _run_case, default_assets
+from .calibration import (INTERVAL_MASS, SEED_INFERENCE, SEED_REGIMES, _jobs, _run_case, default_assets,
+                          interval_coverage)
 
 __all__ = ["run_engine_comparison", "ENGINES_SCHEMA_VERSION"]
 
@@ -69,8 +70,8 @@ def run_engine_comparison(out_dir, *, n_cases: int = 6, regime: str = "dense_cle
     sd_ratio = np.concatenate([np.asarray(c["surrogate"]["sd_prior_units"]) / np.maximum(c["simulator"]["sd_prior_units"], 1e-12)
                                for c in cases])
     summary = {e: {"coverage_1sigma": float(np.mean(zs[e] <= 1)), "coverage_2sigma": float(np.mean(zs[e] <= 2)),
-                   "interval_coverage_1sigma": float(np.mean(np.abs(us[e] - 0.5) <= INTERVAL_MASS[0] / 2)),
-                   "interval_coverage_2sigma": float(np.mean(np.abs(us[e] - 0.5) <= INTERVAL_MASS[1] / 2)),
+                   "interval_coverage_1sigma": interval_coverage(us[e], INTERVAL_MASS[0]),
+                   "interval_coverage_2sigma": interval_coverage(us[e], INTERVAL_MASS[1]),
                    "n_slots": int(zs[e].size)} for e, _ in ENGINES}
     summary["sd_ratio_surrogate_over_simulator_median"] = float(np.median(sd_ratio))
     payload = {"schema_version": ENGINES_SCHEMA_VERSION, "regime": regime, "checkpoint": str(checkpoint),

@@ -85,7 +85,7 @@ def run_sbc(out_dir, *, model_dir=None, n: int = 200, task: str = "cv", stage: s
     from tqdm.auto import tqdm
 
     from ..fm.eval_classical import load_surrogate
-    from .calibration import default_assets
+    from .calibration import default_assets, interval_coverage
 
     if not (isinstance(n, int) and 10 <= n <= 1_000_000):
         raise ValueError(f"n: must be an integer in [10, 1000000], got {n}")
@@ -113,7 +113,7 @@ def run_sbc(out_dir, *, model_dir=None, n: int = 200, task: str = "cv", stage: s
     for name in names:
         u = np.asarray([it["u"][name] for it in items if name in it["u"]])
         ks = stats.kstest(u, "uniform")
-        cover = [float(np.mean(np.abs(u - 0.5) <= c / 2)) for c in LEVELS]
+        cover = [interval_coverage(u, c) for c in LEVELS]
         per[name] = {"n": int(u.size), "ks_pvalue": float(ks.pvalue), "ks_statistic": float(ks.statistic),
                      "coverage": dict(zip(map(str, LEVELS), cover)), "u": u.tolist()}
     failing = [k for k, v in per.items() if v["ks_pvalue"] < 0.01]
