@@ -73,6 +73,26 @@ def test_fit_recovers_a_known_gain_term():
     assert projection_sd(plain, sh) > 1.8
 
 
+def test_purely_relative_discrepancy_whitens_traces_with_zero_current():
+    # A chronoamperogram-like trace is exactly zero before its step; a discrepancy fitted as
+    # purely relative (a = 0, as for the shipped ca_step) has zero scale there, so its covariance
+    # alone is singular. Whitening must still work (the fit's floor joins the scale) and give
+    # N(0, 1) where the current flows.
+    rng = np.random.default_rng(11)
+    length, n = 96, 40
+    level = np.where(np.arange(length) < 30, 0.0, 1.0)[None] * rng.uniform(0.2, 1.0, (n, 1))
+    shape = level.copy()
+    model = {"a_mA": 0.0, "b": 0.2, "rho": 0.9, "nugget": 0.0, "gain": 0.1}
+    cov = [discrepancy_covariance(lv, sh, model) for lv, sh in zip(level, shape)]
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.cholesky(cov[0])
+    resid = np.stack([np.linalg.cholesky(c[30:, 30:]) @ rng.standard_normal(length - 30) for c in cov])
+    resid = np.concatenate([np.zeros((n, 30)), resid], axis=1)
+    z = _whitened(resid, level, model, shape)
+    assert np.all(np.isfinite(z))
+    assert np.sqrt(np.mean(z[:, 30:] ** 2)) == pytest.approx(1.0, abs=0.08)
+
+
 def test_likelihood_covariance_is_the_exact_gaussian_over_observed_points():
     rng = np.random.default_rng(0)
     length = 48

@@ -202,22 +202,26 @@ def _fit_discrepancy(resid: np.ndarray, level: np.ndarray, shape: np.ndarray | N
     return out | ({"gain": g} if with_gain else {})
 
 
-def discrepancy_covariance(level: np.ndarray, shape: np.ndarray | None, model: dict) -> np.ndarray:
-    """The discrepancy's covariance over one trace's points (L, L): ``S R S + g^2 c c^T``."""
-    s = np.sqrt(model["a_mA"] ** 2 + (model["b"] * level) ** 2)
+def discrepancy_covariance(level: np.ndarray, shape: np.ndarray | None, model: dict, floor: float = 0.0) -> np.ndarray:
+    """The discrepancy's covariance over one trace's points (L, L): ``S R S + g^2 c c^T``
+    (``floor`` (mA) joins each point's scale: ``s^2 = a^2 + (b level)^2 + floor^2``)."""
+    s = np.sqrt(model["a_mA"] ** 2 + (model["b"] * level) ** 2 + floor**2)
     k = s[:, None] * discrepancy_correlation(level.size, model["rho"], model["nugget"]) * s[None, :]
     g = float(model.get("gain", 0.0))
     return k + g**2 * np.outer(shape, shape) if g > 0 and shape is not None else k
 
 
 def _whitened(resid: np.ndarray, level: np.ndarray, model: dict, shape: np.ndarray | None = None) -> np.ndarray:
-    """Residual rows whitened by the fitted discrepancy: iid N(0, 1) where the model is right."""
+    """Residual rows whitened by the fitted discrepancy: iid N(0, 1) where the model is right.
+    Each point's scale carries the fit's floor (1e-6 x the residuals' RMS): a fit with a ~ 0
+    leaves zero scale, hence a singular covariance, wherever the current is zero."""
     from scipy.linalg import solve_triangular
 
+    floor = 1e-6 * max(float(np.sqrt(np.mean(resid**2))), 1e-9)
     if float(model.get("gain", 0.0)) > 0 and shape is not None:  # a covariance per row
-        return np.stack([solve_triangular(np.linalg.cholesky(discrepancy_covariance(lv, sh, model)), r, lower=True)
-                         for r, lv, sh in zip(resid, level, shape)])
-    s = np.sqrt(model["a_mA"] ** 2 + (model["b"] * level) ** 2)
+        return np.stack([solve_triangular(np.linalg.cholesky(discrepancy_covariance(lv, sh, model, floor)), r,
+                                          lower=True) for r, lv, sh in zip(resid, level, shape)])
+    s = np.sqrt(model["a_mA"] ** 2 + (model["b"] * level) ** 2 + floor**2)
     chol = np.linalg.cholesky(discrepancy_correlation(resid.shape[1], model["rho"], model["nugget"]))
     return solve_triangular(chol, (resid / s).T, lower=True).T
 
