@@ -34,8 +34,7 @@ DISCREPANCY_ROWS_PER_TASK = 128
 REBUILD_COMMANDS = (
     "ecsfm generate --recipe curriculum_multitask --n-samples 65536 --chunk-size 8192 --max-species 2 "
     "--target-len 256 --nx 16 --seed 0 --out DATA",
-    "ecsfm train --data DATA --out MODEL --hidden-size 16 --depth 3 --cond-dim 32 --batch-size 256 --steps 10000 "
-    "--max-minutes 34",
+    "ecsfm train --data DATA --out MODEL --hidden-size 16 --depth 3 --cond-dim 32 --batch-size 512 --steps 200000",
     "ecsfm export --model MODEL --data DATA --out src/ecsfm/assets/default",
 )
 
