@@ -2,11 +2,9 @@
 exact augmentation."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import jax.numpy as jnp
 import numpy as np
@@ -87,19 +85,32 @@ def test_one_and_two_workers_write_identical_bytes(reference, tmp_path):
     assert manifest["n_rows"] == json.loads((ref / "manifest.json").read_text())["n_rows"]
 
 
+_KILL_AFTER_FIRST_CHUNK = """
+import os, signal, sys
+import ecsfm.data._generate as g
+build = g.build_chunk_file
+def build_then_die(*args, **kwargs):
+    build(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+g.build_chunk_file = build_then_die
+from ecsfm.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_kill_then_rerun_loses_and_duplicates_nothing(reference, tmp_path):
     ref, _ = reference
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "ecsfm", "generate", "--recipe", SMALL["recipe"], "--n-samples",
             str(SMALL["n_samples"]), "--chunk-size", str(SMALL["chunk_size"]), "--max-species", "2",
             "--target-len", "32", "--nx", "4", "--seed", str(SMALL["seed"]), "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 240
-    while time.time() < deadline and not (out / "chunk_0.json").exists():
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert (out / "chunk_0.json").exists() and not (out / "manifest.json").exists()
+    # SIGKILL right after the first chunk is written, from inside the process: a watcher polling
+    # for the chunk races the generator, which can finish every small chunk before the kill lands.
+    killed = subprocess.run([sys.executable, "-c", _KILL_AFTER_FIRST_CHUNK, *args[3:]], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    assert (out / "chunk_0.json").exists() and not (out / "chunk_1.json").exists()
+    assert not (out / "manifest.json").exists()
     # Corrupt a finished chunk as a crash in the middle of a copy would.
     path = out / "chunk_0.npz"
     path.write_bytes(path.read_bytes()[:100])
