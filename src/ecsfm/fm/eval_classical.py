@@ -175,7 +175,7 @@ def _fit_discrepancy(resid: np.ndarray, level: np.ndarray, shape: np.ndarray | N
 
     def nll(theta):
         a, b, rho, nugget, g = unpack(theta)
-        s = np.sqrt(a**2 + (b * level) ** 2 + (1e-6 * scale) ** 2)
+        s = _point_scale(a, b, level, _SCALE_FLOOR * scale)
         u = resid / s
         try:
             cf = cho_factor(discrepancy_correlation(length, min(rho, 0.9995), nugget), lower=True)
@@ -202,10 +202,21 @@ def _fit_discrepancy(resid: np.ndarray, level: np.ndarray, shape: np.ndarray | N
     return out | ({"gain": g} if with_gain else {})
 
 
+#: Each point's discrepancy scale carries a floor of this fraction of the residuals' RMS (in the fit
+#: and in whitening): a purely relative fit (a ~ 0) would otherwise have zero scale, hence a
+#: singular covariance, wherever the current is zero.
+_SCALE_FLOOR = 1e-6
+
+
+def _point_scale(a: float, b: float, level: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """The discrepancy's scale at each point: ``sqrt(a^2 + (b level)^2 + floor^2)``."""
+    return np.sqrt(a**2 + (b * level) ** 2 + floor**2)
+
+
 def discrepancy_covariance(level: np.ndarray, shape: np.ndarray | None, model: dict, floor: float = 0.0) -> np.ndarray:
     """The discrepancy's covariance over one trace's points (L, L): ``S R S + g^2 c c^T``
     (``floor`` (mA) joins each point's scale: ``s^2 = a^2 + (b level)^2 + floor^2``)."""
-    s = np.sqrt(model["a_mA"] ** 2 + (model["b"] * level) ** 2 + floor**2)
+    s = _point_scale(model["a_mA"], model["b"], level, floor)
     k = s[:, None] * discrepancy_correlation(level.size, model["rho"], model["nugget"]) * s[None, :]
     g = float(model.get("gain", 0.0))
     return k + g**2 * np.outer(shape, shape) if g > 0 and shape is not None else k
@@ -213,15 +224,14 @@ def discrepancy_covariance(level: np.ndarray, shape: np.ndarray | None, model: d
 
 def _whitened(resid: np.ndarray, level: np.ndarray, model: dict, shape: np.ndarray | None = None) -> np.ndarray:
     """Residual rows whitened by the fitted discrepancy: iid N(0, 1) where the model is right.
-    Each point's scale carries the fit's floor (1e-6 x the residuals' RMS): a fit with a ~ 0
-    leaves zero scale, hence a singular covariance, wherever the current is zero."""
+    Each point's scale carries the fit's floor (``_SCALE_FLOOR`` x the residuals' RMS)."""
     from scipy.linalg import solve_triangular
 
-    floor = 1e-6 * max(float(np.sqrt(np.mean(resid**2))), 1e-9)
+    floor = _SCALE_FLOOR * max(float(np.sqrt(np.mean(resid**2))), 1e-9)
     if float(model.get("gain", 0.0)) > 0 and shape is not None:  # a covariance per row
         return np.stack([solve_triangular(np.linalg.cholesky(discrepancy_covariance(lv, sh, model, floor)), r,
                                           lower=True) for r, lv, sh in zip(resid, level, shape)])
-    s = np.sqrt(model["a_mA"] ** 2 + (model["b"] * level) ** 2 + floor**2)
+    s = _point_scale(model["a_mA"], model["b"], level, floor)
     chol = np.linalg.cholesky(discrepancy_correlation(resid.shape[1], model["rho"], model["nugget"]))
     return solve_triangular(chol, (resid / s).T, lower=True).T
 
