@@ -470,7 +470,8 @@ def _cmd_recalibrate(args) -> int:
     for task, row in disc["per_task"].items():
         m = row["model"]
         print(f"{task:16s} a {m['a_mA']:.3g} mA  b {m['b']:.3g}  rho {m['rho']:.3f}  nugget {m['nugget']:.3f}  "
-              f"gain {m.get('gain', 0.0):.3f}  held-out whitened rms {row['heldout_whitened_rms']:.2f}")
+              f"gain {m.get('gain', 0.0):.3f}  onset {m.get('onset', 0.0):.3g}  end {m.get('end', 0.0):.3g}  "
+              f"edge {m.get('edge_points', 1.0):.2f} pts  held-out whitened rms {row['heldout_whitened_rms']:.2f}")
     return 0
 
 

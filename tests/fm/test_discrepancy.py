@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from ecsfm.fm.eval_classical import (_fit_discrepancy, _whitened, current_level, discrepancy_correlation,
-                                     discrepancy_covariance)
+                                     discrepancy_covariance, edge_variance)
 from ecsfm.fm.posterior import _discrepancy, _discrepancy_conditional, _likelihood_covariance
 
 
@@ -93,12 +93,44 @@ def test_purely_relative_discrepancy_whitens_traces_with_zero_current():
     assert np.sqrt(np.mean(z[:, 30:] ** 2)) == pytest.approx(1.0, abs=0.08)
 
 
+def test_fit_recovers_a_known_onset_term_and_keeps_the_bulk_scale():
+    # Residuals = a smooth correlated term + a large independent error on the first points (the
+    # surrogate's miss of a fast onset transient; variance 30 e^(-i) in units of the point's scale).
+    # The fit with the ends' term finds it and the bulk's scale; without it the onset's few large
+    # innovations widen the model everywhere: fresh residuals whitened by it are too small in the
+    # bulk (bands too wide there) and too large at the onset.
+    rng = np.random.default_rng(11)
+    length, truth = 64, {"a_mA": 0.002, "b": 0.1, "rho": 0.95, "nugget": 0.0, "onset": 30.0, "end": 0.0,
+                         "edge_points": 1.0}
+
+    def draw(n):
+        resid, level = _draw(rng, n, length, truth["a_mA"], truth["b"], truth["rho"], truth["nugget"])
+        s = np.sqrt(truth["a_mA"] ** 2 + (truth["b"] * level) ** 2)
+        extra = np.sqrt(edge_variance(length, truth["onset"], truth["end"], truth["edge_points"]))
+        return resid + s * extra * rng.standard_normal((n, length)), level
+
+    resid, level = draw(60)
+    fit = _fit_discrepancy(resid, level, edges=True)
+    assert fit["b"] == pytest.approx(truth["b"], rel=0.15)
+    assert fit["rho"] == pytest.approx(truth["rho"], abs=0.03)
+    assert fit["onset"] == pytest.approx(truth["onset"], rel=0.5)
+    assert fit["edge_points"] == pytest.approx(truth["edge_points"], rel=0.5)
+    assert fit["end"] < 0.5
+    fresh, lv = draw(60)
+    z = _whitened(fresh, lv, fit)
+    assert np.sqrt(np.mean(z[:, 8:] ** 2)) == pytest.approx(1.0, abs=0.06)
+    assert np.sqrt(np.mean(z[:, :3] ** 2)) == pytest.approx(1.0, abs=0.3)  # the onset too
+    z_plain = _whitened(fresh, lv, _fit_discrepancy(resid, level))
+    assert np.sqrt(np.mean(z_plain[:, 8:] ** 2)) < 0.85
+    assert np.sqrt(np.mean(z_plain[:, :3] ** 2)) > 2.0
+
+
 def test_likelihood_covariance_is_the_exact_gaussian_over_observed_points():
     rng = np.random.default_rng(0)
     length = 48
     obs = np.sin(np.linspace(0, 6, length)) + 0.01 * rng.standard_normal(length)
     sel = rng.random(length) < 0.6
-    disc = {"a": 0.02, "b": 0.3, "rho": 0.9, "nugget": 0.1, "gain": 0.15}
+    disc = {"a": 0.02, "b": 0.3, "rho": 0.9, "nugget": 0.1, "gain": 0.15, "onset": 5.0, "end": 1.0, "edge_points": 1.5}
     noise2 = 0.05**2
     white, const, k_d = _likelihood_covariance(obs, sel, noise2, disc)
     s = np.sqrt(disc["a"] ** 2 + (disc["b"] * current_level(obs, sel)) ** 2)
@@ -107,6 +139,8 @@ def test_likelihood_covariance_is_the_exact_gaussian_over_observed_points():
                       if sel[max(0, j - 3):j + 4].any() else 0.0 for j in range(length)])
     full = s[:, None] * discrepancy_correlation(length, disc["rho"], disc["nugget"]) * s[None, :]
     full += disc["gain"] ** 2 * np.outer(shape, shape)
+    i = np.arange(length)
+    full += np.diag(s**2 * (5.0 * np.exp(-i / 1.5) + 1.0 * np.exp(-(length - 1 - i) / 1.5)))  # the ends' term
     cov = full[np.ix_(sel, sel)] + noise2 * np.eye(sel.sum())
     for _ in range(3):
         mean = obs + 0.1 * rng.standard_normal(length)
@@ -166,4 +200,5 @@ def test_level_reads_observed_points_only():
 
 def test_metadata_before_the_correlated_form_reads_as_independent_points():
     meta = {"discrepancy": {"per_task": {"cv": {"model": {"a_mA": 0.01, "b": 0.1}}}}}
-    assert _discrepancy(meta, "cv") == {"a": 0.01, "b": 0.1, "rho": 0.0, "nugget": 1.0, "gain": 0.0}
+    assert _discrepancy(meta, "cv") == {"a": 0.01, "b": 0.1, "rho": 0.0, "nugget": 1.0, "gain": 0.0, "onset": 0.0,
+                                        "end": 0.0, "edge_points": 1.0}

@@ -22,8 +22,9 @@ The statistics (each choice is deliberate; the seed notebook's names are kept):
 * **Likelihood.** Gaussian over the observed points, full and untempered (a sum, no averaging
   over points), covariance ``obs_noise_std^2 I + S R S``: the surrogate's calibrated discrepancy
   from ``model_meta.json`` -- per task a scale ``s^2 = a^2 + (b level)^2`` and a correlation
-  ``R = (1 - nugget) rho^|i-j| + nugget I`` over points, fitted by maximum likelihood on rows the
-  model never saw (``ecsfm.fm.eval_classical.calibrate_discrepancy``). Two choices, both from
+  ``R = (1 - nugget) rho^|i-j| + nugget I`` over points, plus an independent term at the trace's
+  first and last few points (where the surrogate misses fast transients), fitted by maximum
+  likelihood on rows the model never saw (``ecsfm.fm.eval_classical.calibrate_discrepancy``). Two choices, both from
   measurement: the surrogate's error is smooth along a trace (lag-1 correlation of its residual
   ~0.97), so independent points would count one error hundreds of times and give posteriors far
   narrower than the exact (simulator) one; and the scale reads the *observed* current's level,
@@ -1037,15 +1038,17 @@ def _discrepancy(meta: dict, task: str | None) -> dict:
     """The calibrated discrepancy of a task: scale ``s^2 = a^2 + (b level)^2`` (a in mA), the
     correlation ``(1 - nugget) rho^|i-j| + nugget I`` over points and the gain sd (metadata written
     before the correlated form (``form_version`` < 2) read as independent points: rho 0, nugget 1;
-    before the gain term (< 3) as gain 0)."""
+    before the gain term (< 3) as gain 0; before the ends' term (< 4) as onset = end = 0)."""
     disc = (meta or {}).get("discrepancy", {})
     per = disc.get("per_task", {}).get(task or "", {})
     model = per.get("model")
     if model is not None:
         return {"a": float(model["a_mA"]), "b": float(model["b"]), "rho": float(model.get("rho", 0.0)),
-                "nugget": float(model.get("nugget", 1.0)), "gain": float(model.get("gain", 0.0))}
+                "nugget": float(model.get("nugget", 1.0)), "gain": float(model.get("gain", 0.0)),
+                "onset": float(model.get("onset", 0.0)), "end": float(model.get("end", 0.0)),
+                "edge_points": float(model.get("edge_points", 1.0))}
     a = float(per.get("residual_rms_mA", disc.get("current_residual_rms_mA", 0.0)))
-    return {"a": a, "b": 0.0, "rho": 0.0, "nugget": 1.0, "gain": 0.0}
+    return {"a": a, "b": 0.0, "rho": 0.0, "nugget": 1.0, "gain": 0.0, "onset": 0.0, "end": 0.0, "edge_points": 1.0}
 
 
 def _likelihood_covariance(obs: np.ndarray, sel: np.ndarray, noise2: float, disc: dict | None):
@@ -1063,7 +1066,8 @@ def _likelihood_covariance(obs: np.ndarray, sel: np.ndarray, noise2: float, disc
         white = np.diag(np.where(sel, 1.0 / math.sqrt(noise2), 0.0))
         const = -0.5 * idx.size * (math.log(noise2) + math.log(2 * math.pi))
         return white, float(const), np.zeros((length, length))
-    model = {"a_mA": disc["a"], "b": disc["b"], "rho": disc["rho"], "nugget": disc["nugget"], "gain": disc.get("gain", 0.0)}
+    model = {"a_mA": disc["a"], "b": disc["b"], "rho": disc["rho"], "nugget": disc["nugget"], "gain": disc.get("gain", 0.0),
+             "onset": disc.get("onset", 0.0), "end": disc.get("end", 0.0), "edge_points": disc.get("edge_points", 1.0)}
     shape = current_level(obs, sel, signed=True)
     k_d = discrepancy_covariance(np.abs(shape), shape, model)
     chol = np.linalg.cholesky(k_d[np.ix_(idx, idx)] + noise2 * np.eye(idx.size))
