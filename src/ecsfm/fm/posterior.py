@@ -1066,8 +1066,7 @@ def _likelihood_covariance(obs: np.ndarray, sel: np.ndarray, noise2: float, disc
         white = np.diag(np.where(sel, 1.0 / math.sqrt(noise2), 0.0))
         const = -0.5 * idx.size * (math.log(noise2) + math.log(2 * math.pi))
         return white, float(const), np.zeros((length, length))
-    model = {"a_mA": disc["a"], "b": disc["b"], "rho": disc["rho"], "nugget": disc["nugget"], "gain": disc.get("gain", 0.0),
-             "onset": disc.get("onset", 0.0), "end": disc.get("end", 0.0), "edge_points": disc.get("edge_points", 1.0)}
+    model = {"a_mA": disc["a"]} | {k: v for k, v in disc.items() if k != "a"}
     shape = current_level(obs, sel, signed=True)
     k_d = discrepancy_covariance(np.abs(shape), shape, model)
     chol = np.linalg.cholesky(k_d[np.ix_(idx, idx)] + noise2 * np.eye(idx.size))
