@@ -257,6 +257,15 @@ def discrepancy_covariance(level: np.ndarray, shape: np.ndarray | None, model: d
     return k + g**2 * np.outer(shape, shape) if g > 0 and shape is not None else k
 
 
+def discrepancy_variance(level: np.ndarray, shape: np.ndarray | None, model: dict, floor: float = 0.0) -> np.ndarray:
+    """Each point's discrepancy variance (..., L): the diagonal of ``discrepancy_covariance``,
+    over any number of rows at once."""
+    s2 = _point_scale(model["a_mA"], model["b"], level, floor) ** 2
+    var = s2 * (1.0 + edge_variance(np.shape(level)[-1], *_edges(model)))  # R's diagonal: 1 + the ends' term
+    g = float(model.get("gain", 0.0))
+    return var + g**2 * np.asarray(shape) ** 2 if g > 0 and shape is not None else var
+
+
 def _whitened(resid: np.ndarray, level: np.ndarray, model: dict, shape: np.ndarray | None = None) -> np.ndarray:
     """Residual rows whitened by the fitted discrepancy: iid N(0, 1) where the model is right.
     Each point's scale carries the fit's floor (``_SCALE_FLOOR`` x the residuals' RMS)."""
@@ -290,10 +299,7 @@ def _discrepancy_from_residuals(resid: np.ndarray, level: np.ndarray, shape: np.
         model = _fit_discrepancy(resid[fit], level[fit], shape[fit], edges=True)
         # The per-point (marginal) bands: residual / sd on held-out rows should cover 68 / 95 %;
         # the fitted scale is kept (no rescaling), the coverages are reported.
-        edge = edge_variance(resid.shape[1], *_edges(model))
-        sd_chk = np.sqrt(_point_scale(model["a_mA"], model["b"], level[check]) ** 2 * (1.0 + edge)
-                         + (model["gain"] * shape[check]) ** 2)
-        z_marg = resid[check] / sd_chk
+        z_marg = resid[check] / np.sqrt(discrepancy_variance(level[check], shape[check], model))
         z_white = _whitened(resid[check], level[check], model, shape[check])
         per_task[name] = {"model": model, "n_rows": int(rows.size), "n_rows_fit": int(fit.size),
                           "residual_rms_mA": float(np.sqrt(np.mean(resid[rows] ** 2))),

@@ -1039,16 +1039,18 @@ def _discrepancy(meta: dict, task: str | None) -> dict:
     correlation ``(1 - nugget) rho^|i-j| + nugget I`` over points and the gain sd (metadata written
     before the correlated form (``form_version`` < 2) read as independent points: rho 0, nugget 1;
     before the gain term (< 3) as gain 0; before the ends' term (< 4) as onset = end = 0)."""
+    from .eval_classical import _edges
+
     disc = (meta or {}).get("discrepancy", {})
     per = disc.get("per_task", {}).get(task or "", {})
     model = per.get("model")
-    if model is not None:
-        return {"a": float(model["a_mA"]), "b": float(model["b"]), "rho": float(model.get("rho", 0.0)),
-                "nugget": float(model.get("nugget", 1.0)), "gain": float(model.get("gain", 0.0)),
-                "onset": float(model.get("onset", 0.0)), "end": float(model.get("end", 0.0)),
-                "edge_points": float(model.get("edge_points", 1.0))}
-    a = float(per.get("residual_rms_mA", disc.get("current_residual_rms_mA", 0.0)))
-    return {"a": a, "b": 0.0, "rho": 0.0, "nugget": 1.0, "gain": 0.0, "onset": 0.0, "end": 0.0, "edge_points": 1.0}
+    if model is None:  # no fitted form: the residual RMS, independent points
+        a = float(per.get("residual_rms_mA", disc.get("current_residual_rms_mA", 0.0)))
+        model = {"a_mA": a, "b": 0.0, "rho": 0.0, "nugget": 1.0}
+    onset, end, edge_points = _edges(model)
+    return {"a": float(model["a_mA"]), "b": float(model["b"]), "rho": float(model.get("rho", 0.0)),
+            "nugget": float(model.get("nugget", 1.0)), "gain": float(model.get("gain", 0.0)),
+            "onset": onset, "end": end, "edge_points": edge_points}
 
 
 def _likelihood_covariance(obs: np.ndarray, sel: np.ndarray, noise2: float, disc: dict | None):
