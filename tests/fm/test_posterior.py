@@ -394,3 +394,32 @@ def test_study_interval_coverage_is_nominal_for_a_calibrated_flat_posterior_wher
     # The same calibrated posteriors read through mean +- sd: too few at 1 sd, (nearly) all at 2 sd.
     assert s["active_param_cov_1sigma_pooled"] < 0.6827 - 3 * math.sqrt(0.6827 * 0.3173 / n)
     assert s["active_param_cov_2sigma_pooled"] > 0.98
+
+
+def test_exact_posterior_reference_matches_simulated_exact_posteriors_on_the_seeds_in_sample_metric():
+    # Linear-Gaussian problems drawn from their own prior, each fitted by its exact posterior; the
+    # seed's predictive calibration error counted at the fitted points (the package's own metric)
+    # averages to the reference given the points and the effective number of parameters
+    # tr(I - Sigma_post Sigma_prior^-1) -- for well-determined and for half-determined parameters.
+    from ecsfm.fm.posterior import compute_reliability_metrics
+    from ecsfm.studies.calibration import exact_posterior_calibration_error
+
+    rng = np.random.default_rng(11)
+    n, p, sigma = 128, 12, 0.5
+    for prior_sd in (5.0, 0.06):
+        errs, p_eff = [], []
+        for _ in range(1500):
+            x = rng.normal(size=(n, p))
+            theta = rng.normal(0, prior_sd, p)
+            y = x @ theta + rng.normal(0, sigma, n)
+            cov = np.linalg.inv(x.T @ x / sigma**2 + np.eye(p) / prior_sd**2)
+            mean = cov @ x.T @ y / sigma**2
+            pred_sd = np.sqrt(np.einsum("ij,jk,ik->i", x, cov, x) + sigma**2)
+            errs.append(compute_reliability_metrics(y, x @ mean, pred_sd)["calibration_error"])
+            p_eff.append(p - np.trace(cov) / prior_sd**2)
+        simulated, se = np.mean(errs), np.std(errs) / np.sqrt(len(errs))
+        reference = exact_posterior_calibration_error(n, np.mean(p_eff))
+        assert abs(simulated - reference) < 4 * se + 0.001, (prior_sd, np.mean(p_eff), simulated, reference, se)
+        # Decisive: the leverage matters here (the reference without it is off by more).
+        if np.mean(p_eff) > 4:
+            assert abs(simulated - exact_posterior_calibration_error(n, 0.0)) > 4 * se + 0.003
