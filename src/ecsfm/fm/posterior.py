@@ -997,11 +997,12 @@ def _log_likelihood_batch(forward, space, y, obs, white, const):
 def _forward_jacobian(forward, space, y):
     """Mean, model variance (K, L) and d mean / d y (K, L, dim) at K points y (K, dim)."""
 
-    def mean_of(v):
-        return forward(space.to_raw(v[None]))[0][0]
+    def mean_of(v):  # the mean, and (as aux) the primal pass's values: no second forward pass
+        m, s = forward(space.to_raw(v[None]))
+        return m[0], (m[0], s[0])
 
-    mean, var = forward(space.to_raw(y))
-    return mean, var, jax.vmap(jax.jacfwd(mean_of))(y)
+    jac, (mean, var) = jax.vmap(jax.jacfwd(mean_of, has_aux=True))(y)
+    return mean, var, jac
 
 
 def _surrogate_engine(model, normalizers, geometry, applied_signal, n_mc: int, n_steps: int, seed: int):
