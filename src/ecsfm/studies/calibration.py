@@ -511,7 +511,7 @@ def _report(out: Path, payload: dict, criteria: list[dict]) -> None:
               "predictive sigma^2 (1 + h), with h the leverage), and a coverage fraction over a few hundred points "
               "scatters, which the absolute values in the error turn into a positive bias. The column 'exact "
               "posterior's cal. error' is what an exact linear-Gaussian posterior with each case's number of observed "
-              "points and effective parameters (the sum of its contractions) would score: the floor a perfectly "
+              "points and effective parameters (the sum of its contractions) would score on average: what a perfectly "
               "calibrated posterior is expected to reach.", "",
               "## Posterior contraction per parameter (1 - posterior var / prior var)", "",
               "| regime | " + " | ".join(next(iter(summary.values()))["contraction_by_parameter"]) + " |",
