@@ -629,7 +629,7 @@ def _cmd_study(args) -> int:
     for name, row in payload["summary"].items():
         print(f"  {name:12s} R={row['reliability_score_mean']:.1f} param_nrmse={row['param_nrmse_mean']:.3f} "
               f"pred_cal={row['pred_calibration_error_mean']:.3f} (exact posterior "
-              f"{row.get('pred_calibration_error_exact_reference_mean', float('nan')):.3f}) param cov 68/95 % intervals "
+              f"{row['pred_calibration_error_exact_reference_mean']:.3f}) param cov 68/95 % intervals "
               f"{row['active_param_interval_cov_1sigma_pooled']:.2f}/{row['active_param_interval_cov_2sigma_pooled']:.2f} "
               f"t={row['elapsed_s_mean']:.2f}s")
     for c in payload["criteria"]:
