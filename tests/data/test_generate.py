@@ -12,6 +12,7 @@ import pytest
 
 from ecsfm import data
 from ecsfm.data._generate import _task_runner
+from ecsfm.fm._data import manifest_hash
 
 SMALL = dict(recipe="curriculum_multitask", n_samples=96, chunk_size=24, max_species=2, target_len=32, nx=4, seed=7)
 
@@ -83,6 +84,27 @@ def test_one_and_two_workers_write_identical_bytes(reference, tmp_path):
     manifest = data.generate(data.Plan(**SMALL), tmp_path / "two", workers=2, progress=False)
     assert _hashes(tmp_path / "two") == _hashes(ref)
     assert manifest["n_rows"] == json.loads((ref / "manifest.json").read_text())["n_rows"]
+    # The same dataset made by another run (other timings) has the same identity.
+    assert manifest_hash(tmp_path / "two") == manifest_hash(ref)
+    assert (tmp_path / "two" / "manifest.json").read_bytes() != (ref / "manifest.json").read_bytes()
+
+
+def test_dataset_identity_ignores_timings_and_sees_content(reference, tmp_path):
+    ref, _ = reference
+    base = json.loads((ref / "manifest.json").read_text())
+
+    def identity(manifest, name):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=3))  # another layout, too
+        return manifest_hash(folder)
+
+    timings = {**base, "generation": {k: v + 1.0 for k, v in base["generation"].items()}}
+    assert identity(timings, "timings") == manifest_hash(ref)
+    chunk = json.loads(json.dumps(base))
+    chunk["chunks"][1]["sha256"] = "0" * 64
+    assert identity(chunk, "chunk") != manifest_hash(ref)
+    assert identity({**base, "seed": base["seed"] + 1}, "seed") != manifest_hash(ref)
 
 
 _KILL_AFTER_FIRST_CHUNK = """

@@ -1,5 +1,7 @@
 """Training: loss goes down, artifacts load as the seed loads them, resume continues exactly."""
 
+import json
+
 import equinox as eqx
 import jax
 import numpy as np
@@ -38,6 +40,13 @@ def test_resume_continues_exactly(dataset, trained, tmp_path):
     h0 = train(dataset, cut, CFG, progress=False, stop_at_step=20)
     assert h0["step"] == [20]
     assert not fm.load_model_metadata(cut / fm.MODEL_META_FILENAME)["training"]["finished"]
+    # A state saved when the dataset's identity was its manifest file's bytes still resumes.
+    from ecsfm.fm._data import legacy_manifest_hash
+    from ecsfm.fm.train import TRAIN_STATE_META_FILENAME
+
+    state_meta = json.loads((cut / TRAIN_STATE_META_FILENAME).read_text())
+    state_meta["dataset_manifest_sha256"] = legacy_manifest_hash(dataset)
+    (cut / TRAIN_STATE_META_FILENAME).write_text(json.dumps(state_meta))
     h1 = train(dataset, cut, CFG, progress=False)
     assert h1["step"] == [20, 40, 60]
     a = eqx.tree_deserialise_leaves(cut / fm.CHECKPOINT_FILENAME, build_model(CFG, _geom(cut), jax.random.PRNGKey(1)))

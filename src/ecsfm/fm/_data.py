@@ -11,6 +11,7 @@ one-hot of an absent task) gets std 1, any other at least ``STD_FLOOR``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,23 @@ class SurrogateData:
                     target_len=int(m["target_len"]))
 
 
+#: manifest sections that describe one run of the generator, not the dataset it made
+_RUN_ONLY_KEYS = ("generation",)
+
+
 def manifest_hash(folder: str | os.PathLike) -> str:
+    """The dataset's identity: sha256 of its manifest as canonical JSON (sorted keys, no
+    whitespace) without the sections that describe a run rather than the data (``generation``:
+    this run's timings). Two generations of one plan -- same chunks, same checksums -- hash alike;
+    any change to the plan, the recipe or a chunk's bytes (its sha256) changes it."""
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    content = {k: v for k, v in manifest.items() if k not in _RUN_ONLY_KEYS}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def legacy_manifest_hash(folder: str | os.PathLike) -> str:
+    """sha256 of the manifest file's bytes (timings included): what training states written
+    before ``manifest_hash`` recorded, still accepted when one is resumed."""
     return hashlib.sha256((Path(folder) / "manifest.json").read_bytes()).hexdigest()
 
 

@@ -195,7 +195,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Train
     from jax.sharding import PartitionSpec as P
     from tqdm.auto import tqdm
 
-    from ._data import fit_normalizers, load_rows, manifest_hash
+    from ._data import fit_normalizers, legacy_manifest_hash, load_rows, manifest_hash
     from .objective import cfm_loss
 
     out = Path(out_dir)
@@ -236,7 +236,8 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Train
     state_meta_path = out / TRAIN_STATE_META_FILENAME
     if resume and state_meta_path.exists():
         smeta = json.loads(state_meta_path.read_text())
-        if smeta["config"] != asdict(config) or smeta["dataset_manifest_sha256"] != data_hash:
+        same_data = smeta["dataset_manifest_sha256"] in (data_hash, legacy_manifest_hash(data_dir))
+        if smeta["config"] != asdict(config) or not same_data:
             raise ValueError(f"out: {out} holds a run with another config or dataset; use a new --out")
         state_file = smeta.get("state_file", TRAIN_STATE_FILENAME)
         params, ema, opt_state = eqx.tree_deserialise_leaves(out / state_file, (params, ema, opt_state))
