@@ -423,3 +423,20 @@ def test_exact_posterior_reference_matches_simulated_exact_posteriors_on_the_see
         # Decisive: the leverage matters here (the reference without it is off by more).
         if np.mean(p_eff) > 4:
             assert abs(simulated - exact_posterior_calibration_error(n, 0.0)) > 4 * se + 0.003
+
+
+def test_weighted_variance_is_unbiased_at_a_small_effective_sample_size():
+    # Draws x ~ N(0, 1) under fixed unequal weights (ESS 3.6): the estimate's mean over
+    # repetitions is the true variance, 1; the plain weighted variance is low by 1 - sum w^2.
+    from ecsfm.fm.posterior import _weighted_variance
+
+    rng = np.random.default_rng(0)
+    w = np.array([0.4, 0.25, 0.15, 0.1, 0.05, 0.05])
+    x = rng.standard_normal((20000, w.size, 2)).transpose(1, 0, 2)  # (N, reps, 2): any trailing shape
+    m, var = _weighted_variance(x, w)
+    assert m.shape == var.shape == (20000, 2)
+    assert np.mean(var) == pytest.approx(1.0, abs=0.02)  # sd of the mean ~0.006
+    plain = np.tensordot(w, (x - m) ** 2, axes=1)
+    assert np.mean(plain) == pytest.approx(1.0 - np.sum(w**2), abs=0.02)
+    _, one = _weighted_variance(rng.standard_normal((3, 4)), np.array([1.0, 0.0, 0.0]))
+    assert np.all(one == 0.0)  # a single particle: no spread to measure

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, save_png, write_text
-from .posterior import _PER_TRACE_KEYS
+from .posterior import _PER_TRACE_KEYS, _weighted_variance
 
 __all__ = ["read_measurement", "run_infer", "PHYSICAL_NAMES", "SUMMARY_SCHEMA_VERSION"]
 
@@ -270,11 +270,11 @@ def _summary(post: dict, space, cfg, measurement, noise) -> dict:
         base = slot.split("[")[0]
         is_log = base.startswith("ln_")
         x = np.exp(samples[:, i]) if is_log else samples[:, i]
-        mean = float(w @ x)
+        mean, var = _weighted_variance(x, w)
         unit = space.units[i].replace("ln(", "").rstrip(")") if is_log else space.units[i]
         q05, q50, q95 = _weighted_quantiles(x, w, (0.05, 0.5, 0.95))
         name = (base[3:] if is_log else base) + (slot[len(base):] if "[" in slot else "")
-        params[name] = {"mean": mean, "sd": float(np.sqrt(max(w @ (x - mean) ** 2, 0.0))), "q05": q05, "q50": q50,
+        params[name] = {"mean": float(mean), "sd": float(np.sqrt(var)), "q05": q05, "q50": q50,
                         "q95": q95, "unit": unit, "slot": slot}
     return {"schema_version": SUMMARY_SCHEMA_VERSION, "measurement": str(measurement), "parameters": params,
             "diagnostics": {"engine": post["engine"], "method": post["method"], "task": post["task"],
