@@ -1108,7 +1108,8 @@ def _discrepancy_conditional(mean_i: np.ndarray, obs: np.ndarray, sel: np.ndarra
     ``P = (K_oo + noise)^-1``: mean ``y_j - (P r)_j / P_jj``, variance ``1 / P_jj - noise`` -- a
     point does not predict itself, so coverage of the observed points measures calibration, not
     fit. Without a discrepancy (``k_d = 0``) both are the model's current with zero variance.
-    ``white`` is the likelihood's whitening matrix (``W^T W = P`` on the observed block)."""
+    ``white`` whitens ``k_d`` + noise on the observed block (``W^T W = P``), as
+    ``_likelihood_covariance`` returns it."""
     if not np.any(k_d):
         return mean_i, np.zeros(obs.size)
     idx = np.flatnonzero(sel)
