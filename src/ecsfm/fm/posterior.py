@@ -1119,10 +1119,9 @@ def _discrepancy_conditional(mean_i: np.ndarray, obs: np.ndarray, sel: np.ndarra
     r = obs[idx][None, :] - mean_i[:, idx]  # (N, n_obs)
     corrected = mean_i + r @ gain.T
     var = np.maximum(np.diag(k_d) - np.einsum("ij,ji->i", gain, k_d[idx, :]), 0.0)
-    if np.any(k_d):
-        p_jj = np.diag(prec)
-        corrected[:, idx] = obs[idx][None, :] - (r @ prec) / p_jj[None, :]
-        var[idx] = np.maximum(1.0 / p_jj - noise2, 0.0)
+    p_jj = np.diag(prec)
+    corrected[:, idx] = obs[idx][None, :] - (r @ prec) / p_jj[None, :]
+    var[idx] = np.maximum(1.0 / p_jj - noise2, 0.0)
     return corrected, var
 
 
