@@ -219,11 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     px.add_argument("--data", type=Path, required=True)
     px.add_argument("--out", type=Path, required=True)
     px.add_argument("--rows", type=int, default=384, help="test rows in the held-out chunk (default 384)")
+    px.add_argument("--parameter-error-cases", type=int, default=48,
+                    help="fresh cases per task for the parameter error, one inference each (default 48; 0: none)")
 
-    pr = sub.add_parser("recalibrate", help="refit a model's calibrated discrepancy on fresh simulations")
+    pr = sub.add_parser("recalibrate", help="refit a model's calibrated discrepancy and parameter error on fresh "
+                                            "simulations")
     pr.add_argument("--model", type=Path, required=True, help="model folder (its model_meta.json is rewritten)")
     pr.add_argument("--rows-per-task", type=int, default=128, help="fresh simulated rows per task (default 128)")
     pr.add_argument("--seed", type=int, default=17)
+    pr.add_argument("--parameter-error-cases", type=int, default=48,
+                    help="fresh cases per task for the parameter error, one inference each (default 48; 0: none)")
+    pr.add_argument("--parameter-error-seed", type=int, default=0)
+    pr.add_argument("--keep-discrepancy", action="store_true",
+                    help="refit the parameter error only, under the model's current discrepancy")
     pr.add_argument("--no-progress", action="store_true")
 
     pn = sub.add_parser("infer", help="posterior of unknown parameters from a measured current")
@@ -290,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--method", default="cem", choices=("cem", "smc"))
     pc.add_argument("--regimes", default=None, help="comma list of the seed's regimes (default: all three)")
     pc.add_argument("--scheduler", default=None, help="Dask scheduler address to spread cases over")
+    pc.add_argument("--no-parameter-error", action="store_true",
+                    help="leave the model's calibrated parameter error out of the posteriors (for comparison)")
     pc.add_argument("--out", type=Path, default=Path("ecsfm_study"), help="output folder (default ecsfm_study)")
     pc.add_argument("--no-progress", action="store_true")
     pb = ssub.add_parser("sbc", help="simulation-based calibration over prior draws")
@@ -448,7 +458,8 @@ def _cmd_evaluate(args) -> int:
 def _cmd_export(args) -> int:
     from .fm.export import export_assets
 
-    meta = export_assets(args.model, args.data, args.out, n_rows=args.rows)
+    meta = export_assets(args.model, args.data, args.out, n_rows=args.rows,
+                         parameter_error_cases=args.parameter_error_cases, progress=True)
     print(f"wrote {args.out}: model + {meta['provenance']['held_out_chunk']['n_rows']} held-out test rows")
     return 0
 
@@ -465,9 +476,17 @@ def _discrepancy_length(text: str) -> float | None:
 def _cmd_recalibrate(args) -> int:
     from .fm.export import recalibrate_discrepancy
 
-    disc = recalibrate_discrepancy(args.model, n_per_task=args.rows_per_task, seed=args.seed,
-                                   progress=not args.no_progress)
-    for task, row in disc["per_task"].items():
+    if args.parameter_error_cases and args.parameter_error_cases < 4:
+        raise ValueError(f"parameter-error-cases: must be 0 or >= 4, got {args.parameter_error_cases}")
+    meta = recalibrate_discrepancy(args.model, n_per_task=args.rows_per_task, seed=args.seed,
+                                   parameter_error_cases=args.parameter_error_cases,
+                                   parameter_error_seed=args.parameter_error_seed,
+                                   discrepancy=not args.keep_discrepancy, progress=not args.no_progress)
+    for task, sds in (meta.get("parameter_error") or {}).get("per_task", {}).items():
+        print(f"{task:16s} parameter error (prior sd units): " + "  ".join(f"{k} {v:.2f}" for k, v in sds.items()))
+    if args.keep_discrepancy:
+        return 0
+    for task, row in meta["discrepancy"]["per_task"].items():
         m = row["model"]
         print(f"{task:16s} a {m['a_mA']:.3g} mA  b {m['b']:.3g}  rho {m['rho']:.3f}  nugget {m['nugget']:.3f}  "
               f"gain {m.get('gain', 0.0):.3f}  onset {m.get('onset', 0.0):.3g}  end {m.get('end', 0.0):.3g}  "
@@ -625,7 +644,7 @@ def _cmd_study(args) -> int:
     ckpt = args.model / "surrogate_model.eqx" if args.model else None
     payload = run_calibration_study(args.out, checkpoint=ckpt, chunk=args.data, n_cases=args.cases, engine=args.engine,
                                     method=args.method, regimes=regimes, scheduler=args.scheduler,
-                                    progress=not args.no_progress)
+                                    progress=not args.no_progress, parameter_error=not args.no_parameter_error)
     for name, row in payload["summary"].items():
         print(f"  {name:12s} R={row['reliability_score_mean']:.1f} param_nrmse={row['param_nrmse_mean']:.3f} "
               f"pred_cal={row['pred_calibration_error_mean']:.3f} (exact posterior "

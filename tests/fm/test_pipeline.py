@@ -1,6 +1,7 @@
 """The chain on a tiny model: scorecard, export, `ecsfm infer`, the calibration study, both engines."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ def assets(dataset, trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("assets")
     from ecsfm.fm.export import export_assets
 
-    meta = export_assets(trained[0], dataset, out, n_rows=24)
+    meta = export_assets(trained[0], dataset, out, n_rows=24, parameter_error_cases=4)
     return out, meta
 
 
@@ -43,6 +44,39 @@ def test_export_ships_only_test_rows_and_a_calibrated_discrepancy(assets, datase
     for task, row in meta["discrepancy"]["per_task"].items():
         assert row["model"]["a_mA"] >= 0 and row["model"]["b"] >= 0
     assert meta["provenance"]["held_out_chunk"]["split"] == "test" and meta["simulator"]["area_cm2"] == 1.0
+
+
+def test_export_calibrates_the_parameter_error_and_the_posterior_embeds_it(assets):
+    from ecsfm.fm.eval_classical import load_surrogate
+    from ecsfm.fm.posterior import PosteriorInferenceConfig, infer_parameter_posterior
+
+    out, meta = assets
+    block = meta["parameter_error"]
+    assert block["method"] == "cem" and block["n_per_task"] == 4
+    assert set(block["per_task"]) == set(meta["task_names"])
+    for sds in block["per_task"].values():
+        assert "e0" in sds and all(math.isfinite(v) and v >= 0 for v in sds.values())
+    assert block["check"]["n_slots"] == len(block["rows"]) > 0
+    # A case whose task has a non-zero error: the embedded posterior is wider on those slots and
+    # the predictive (the surrogate's current at the sampler's particles) is exactly unchanged.
+    model, normalizers, meta, geometry = load_surrogate(out)
+    with np.load(out / "chunk_0.npz", allow_pickle=False) as z:
+        tasks = [meta["task_names"][t] for t in z["task_id"]]
+    row = next(r for r, t in enumerate(tasks) if max(block["per_task"][t].values()) > 0.05)
+    e, i, core, geometry = _case(out, row)
+    known = np.zeros(core.size, bool)
+    known[geometry["phys_dim_base"]:] = True
+    posts = [infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry, observed_current=i,
+                                       applied_signal=e, known_p_core=core, known_p_mask=known, seed=3,
+                                       config=PosteriorInferenceConfig(parameter_error=flag)) for flag in (True, False)]
+    with_, without = posts
+    for key in ("predictive_mean_current", "predictive_std_current"):
+        assert np.array_equal(with_[key], without[key])
+    sd_err = np.asarray(with_["parameter_error_sd_raw"], np.float64)
+    assert not np.any(without["parameter_error_sd_raw"])
+    big = sd_err > 0.05 * np.asarray(with_["prior_std_raw"])
+    assert big.any()
+    assert np.all(with_["posterior_std_raw"][big] > without["posterior_std_raw"][big])
 
 
 def _case(assets_dir, row=0):

@@ -5,14 +5,16 @@
 * ``surrogate_model.eqx``, ``normalizers.npz`` -- copied from the training folder;
 * ``model_meta.json`` -- the training metadata, with the discrepancy re-calibrated on fresh
   prior draws simulated at export time (so old training folders gain the current discrepancy
-  model; see ``calibrate_discrepancy_fresh``), the simulator settings
+  model; see ``calibrate_discrepancy_fresh``), then the surrogate's error in parameter space
+  calibrated on other fresh draws at the seed's inference settings (it depends on the
+  discrepancy; see ``ecsfm.fm.parameter_error``), the simulator settings
   and a ``provenance`` block (dataset manifest hash, recipe, plan, which split the chunk came
   from, the commands that rebuild it);
 * ``chunk_0.npz`` -- up to ``n_rows`` rows of the dataset's **test** split (never trained on),
   with the dataset's keys, stratified over tasks.
 
-``recalibrate_discrepancy(model_dir)`` (``ecsfm recalibrate``) refits the discrepancy of an
-existing model folder in place.
+``recalibrate_discrepancy(model_dir)`` (``ecsfm recalibrate``) refits the discrepancy and then
+the parameter error of an existing model folder in place (or either alone).
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ import numpy as np
 
 from .._atomic import atomic_path
 
-__all__ = ["export_assets", "recalibrate_discrepancy", "REBUILD_COMMANDS", "DISCREPANCY_ROWS_PER_TASK"]
+__all__ = ["export_assets", "recalibrate_discrepancy", "REBUILD_COMMANDS", "DISCREPANCY_ROWS_PER_TASK",
+           "PARAMETER_ERROR_CASES_PER_TASK"]
 
 #: Fresh simulated rows per task the exported discrepancy is fitted on (half fit, half check).
 DISCREPANCY_ROWS_PER_TASK = 128
+
+#: Fresh simulated cases per task the parameter error is calibrated on (one inference each).
+PARAMETER_ERROR_CASES_PER_TASK = 48
 
 #: How the shipped default assets are rebuilt (also recorded in their model_meta.json).
 REBUILD_COMMANDS = (
@@ -39,8 +45,11 @@ REBUILD_COMMANDS = (
 )
 
 
-def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int = 0) -> dict:
-    """Copy a trained model and a held-out test chunk into ``out_dir``; returns the new metadata."""
+def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int = 0,
+                  parameter_error_cases: int = PARAMETER_ERROR_CASES_PER_TASK, progress: bool = False) -> dict:
+    """Copy a trained model and a held-out test chunk into ``out_dir``; returns the new metadata.
+    ``parameter_error_cases`` per task calibrate the parameter error (0: none; ~6 s per case on a
+    2-core CPU)."""
     from ..data import read_chunk, read_manifest
     from ._data import load_rows
     from .eval_classical import calibrate_discrepancy_fresh, load_surrogate
@@ -56,7 +65,12 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
     meta = dict(meta)
     meta["simulator"] = manifest["simulator"]
     meta["discrepancy"] = calibrate_discrepancy_fresh(model, normalizers, meta, geometry,
-                                                      n_per_task=DISCREPANCY_ROWS_PER_TASK, seed=seed + 17)
+                                                      n_per_task=DISCREPANCY_ROWS_PER_TASK, seed=seed + 17,
+                                                      progress=progress)
+    meta.pop("parameter_error", None)  # calibrated under the previous discrepancy
+    if parameter_error_cases:
+        meta["parameter_error"] = _parameter_error(model, normalizers, meta, geometry, parameter_error_cases,
+                                                   seed, progress)
     meta["provenance"] = {
         "dataset_manifest_sha256": meta.get("dataset_manifest_sha256"),
         "recipe": manifest["recipe"]["name"],
@@ -93,18 +107,35 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
     return meta
 
 
+def _parameter_error(model, normalizers, meta, geometry, n_per_task: int, seed: int, progress: bool) -> dict:
+    from .parameter_error import calibrate_parameter_error
+
+    # The metadata is passed to each inference explicitly: the new discrepancy is the one used.
+    return calibrate_parameter_error(model, normalizers, meta, geometry, n_per_task=n_per_task, seed=seed,
+                                     progress=progress)
+
+
 def recalibrate_discrepancy(model_dir, *, n_per_task: int = DISCREPANCY_ROWS_PER_TASK, seed: int = 17,
-                            progress: bool = True) -> dict:
-    """Refit the calibrated discrepancy of a model folder on fresh simulated rows and rewrite its
-    ``model_meta.json`` atomically (the model and normalisers are untouched); returns it."""
+                            parameter_error_cases: int = PARAMETER_ERROR_CASES_PER_TASK, parameter_error_seed: int = 0,
+                            discrepancy: bool = True, progress: bool = True) -> dict:
+    """Refit the calibrated discrepancy of a model folder on fresh simulated rows (unless
+    ``discrepancy=False``), then its parameter error on ``parameter_error_cases`` fresh cases per
+    task (0: none, and a parameter error calibrated under a replaced discrepancy is dropped), and
+    rewrite its ``model_meta.json`` atomically (the model and normalisers are untouched); returns
+    the new metadata."""
     from .eval_classical import calibrate_discrepancy_fresh, load_surrogate
     from .train import MODEL_META_FILENAME, save_model_metadata
 
     model, normalizers, meta, geometry = load_surrogate(model_dir)
     if "simulator" not in meta:
         raise ValueError(f"model: {model_dir} has no 'simulator' section in its metadata (re-export it)")
-    disc = calibrate_discrepancy_fresh(model, normalizers, meta, geometry, n_per_task=n_per_task, seed=seed,
-                                       progress=progress)
-    meta = {k: v for k, v in meta.items() if k not in ("schema_version", "package_version")} | {"discrepancy": disc}
+    meta = {k: v for k, v in meta.items() if k not in ("schema_version", "package_version")}
+    if discrepancy:
+        meta["discrepancy"] = calibrate_discrepancy_fresh(model, normalizers, meta, geometry, n_per_task=n_per_task,
+                                                          seed=seed, progress=progress)
+        meta.pop("parameter_error", None)
+    if parameter_error_cases:
+        meta["parameter_error"] = _parameter_error(model, normalizers, meta, geometry, parameter_error_cases,
+                                                   parameter_error_seed, progress)
     save_model_metadata(Path(model_dir) / MODEL_META_FILENAME, meta)
-    return disc
+    return meta

@@ -53,6 +53,13 @@ The statistics (each choice is deliberate; the seed notebook's names are kept):
   conditioned on the *other* points (leave-one-out, closed form), so the coverage of observed
   points measures calibration rather than fit -- with parameter uncertainty + the discrepancy's
   conditional variance + observation noise; ``predictive_std_current_noise_free`` leaves the noise out.
+* **The surrogate's error in parameter space.** The discrepancy says how large the surrogate's
+  error is along a trace, not that it often looks like a change of the parameters, which the
+  likelihood then absorbs. When the model's metadata carries a calibrated ``parameter_error``
+  (``ecsfm.fm.parameter_error``), the parameter posterior is that of p with the surrogate read at
+  p + eps, eps ~ N(0, S): the sampler's particles each get draws of eps, importance-weighted by the
+  prior (exact on the pair; no further likelihood call). The predictive keeps the sampler's
+  particles (it is the surrogate's current that must match the data).
 
 Nothing loops over particles or Euler steps in Python: each iteration evaluates all particles in
 one compiled call.
@@ -69,6 +76,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data import SPECIES_QUANTITIES
+from .parameter_error import embed_parameter_error, parameter_error_sd
 
 __all__ = [
     "CEMPosteriorConfig",
@@ -186,6 +194,10 @@ class PosteriorInferenceConfig:
     ``use_discrepancy`` adds the surrogate's calibrated discrepancy (correlated over the trace's
     points, see ``ecsfm.fm.eval_classical.calibrate_discrepancy``) to the likelihood covariance;
     without it the surrogate's likelihood has the observation noise alone.
+    ``parameter_error`` embeds the surrogate's calibrated error in parameter space
+    (``model_meta.json["parameter_error"]``, see ``ecsfm.fm.parameter_error``) into the parameter
+    posterior: surrogate engine only, and only for the method it was calibrated for; the
+    predictive is not affected.
     """
 
     cem: CEMPosteriorConfig = field(default_factory=CEMPosteriorConfig)
@@ -196,6 +208,7 @@ class PosteriorInferenceConfig:
     engine: str = "surrogate"
     smc: SMCPosteriorConfig = field(default_factory=SMCPosteriorConfig)
     use_discrepancy: bool = True
+    parameter_error: bool = True
 
     def __post_init__(self):
         _require_ints(self, n_mc_per_particle=1, n_integration_steps=1)
@@ -1171,7 +1184,9 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
     ``observed_current``, ``observed_mask``, ``reliability`` (observed points) -- plus
     ``reliability_heldout`` (masked-out points), ``predictive_std_current_noise_free``,
     ``parameter_names``, ``free_indices``, ``ess``, ``pareto_k``, ``warnings``, ``method``,
-    ``engine``, ``task``, ``stage``, ``prior_std_raw``, ``log_evidence``.
+    ``engine``, ``task``, ``stage``, ``prior_std_raw``, ``log_evidence``, and
+    ``parameter_error_sd_raw`` (core,): the embedded parameter error's sd per slot (0 where none
+    was applied; then the samples are the sampler's own particles).
     """
     res = infer_joint_posterior(model=model, normalizers=normalizers, geometry=geometry,
                                 observed_currents=[observed_current], applied_signals=[applied_signal],
@@ -1186,6 +1201,14 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
 #: keys of ``infer_joint_posterior``'s result that hold one entry per trace
 _PER_TRACE_KEYS = ("predictive_mean_current", "predictive_std_current", "predictive_std_current_noise_free",
                    "observed_current", "observed_mask", "reliability", "reliability_heldout")
+
+
+def _on_free(space: ParameterSpace, values) -> np.ndarray:
+    """(core,) float32: ``values`` (dim,) on the free slots, 0 elsewhere (and everywhere for None)."""
+    out = np.zeros(space.known.size, np.float32)
+    if values is not None:
+        out[space.free] = values
+    return out
 
 
 def _check_trace(geometry: dict, obs, sig, obs_mask, k: int, n_traces: int):
@@ -1368,7 +1391,21 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
         per_trace["reliability_heldout"].append(compute_reliability_metrics(obs, pred_mean, pred_std, ~sel)
                                                 if (~sel).any() else None)
     mean_raw, var_raw = _weighted_variance(samples, w)
-    std_raw = np.sqrt(var_raw)
+    error_sd = None
+    if config.engine == "surrogate" and config.parameter_error and log_likelihood_override is None:
+        units = parameter_error_sd(meta, space.task, config.method, [space.names[i] for i in space.free])
+        if units is not None and np.any(units > 0):
+            error_sd = units * space.prior_std_raw()[space.free]
+    if error_sd is not None:
+        # The surrogate's calibrated error in parameter space (ecsfm.fm.parameter_error): the
+        # posterior of p with the surrogate read at p + eps, by importance sampling on the pair.
+        # The sampler's small-sample variance correction carries over to the embedded sample.
+        w = w / w.sum()
+        plain = np.tensordot(w, (samples - np.tensordot(w, samples, axes=1)) ** 2, axes=1)
+        samples, w, _ = embed_parameter_error(space, samples, w, error_sd, np.random.default_rng([seed, 7]))
+        mean_raw, var_plain = _weighted_variance(samples, w)
+        var_raw = var_plain * (1.0 - float(np.sum(w**2))) + (var_raw - plain)
+    std_raw = np.sqrt(np.maximum(var_raw, 0.0))
     std_raw[~np.isin(np.arange(samples.shape[1]), space.free)] = 0.0
     p_mean = np.asarray(normalizers[4], np.float64).reshape(-1)[: samples.shape[1]]
     p_std = np.asarray(normalizers[5], np.float64).reshape(-1)[: samples.shape[1]]
@@ -1383,6 +1420,7 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
         "parameter_names": space.names,
         "free_indices": space.free.tolist(),
         "prior_std_raw": space.prior_std_raw(),
+        "parameter_error_sd_raw": _on_free(space, error_sd),
         "ess": float(res["ess"]),
         "pareto_k": float(res["pareto_k"]),
         "log_evidence": float(res["log_evidence"]),

@@ -130,7 +130,8 @@ def _run_case(checkpoint: str, job: dict) -> dict:
         cem=CEMPosteriorConfig(n_particles=int(inf["n_particles"]), n_iterations=int(inf["n_iters"]),
                                elite_fraction=float(inf["elite_frac"])),
         n_mc_per_particle=int(inf["n_mc"]), n_integration_steps=int(inf["n_steps"]),
-        obs_noise_std=float(job["noise_std"]), engine=job["engine"], method=job["method"])
+        obs_noise_std=float(job["noise_std"]), engine=job["engine"], method=job["method"],
+        parameter_error=bool(job.get("parameter_error", True)))
     truth_core = np.asarray(job["p_core"], np.float32)
     known_mask = np.zeros(truth_core.size, bool)
     known_mask[int(geometry["phys_dim_base"]):] = True
@@ -185,6 +186,7 @@ def _record(job, post, truth_core, normalizers, geometry, elapsed) -> dict:
         # Beyond the seed: identifiable slots only, in units of the prior's sd, per parameter.
         "task": post["task"], "stage": post["stage"], "engine": post["engine"], "method": post["method"],
         "ess": float(post["ess"]), "pareto_k": float(post["pareto_k"]), "n_warnings": len(post["warnings"]),
+        "parameter_error_applied": bool(np.any(np.asarray(post.get("parameter_error_sd_raw", 0.0)) > 0)),
         "active_param_names": names,
         "active_param_nrmse_prior_units": float(np.sqrt(np.mean(err_prior_units**2))) if names else float("nan"),
         "active_param_cov_1sigma": float(np.mean(np.abs(z_free) <= 1)) if names else float("nan"),
@@ -290,12 +292,15 @@ def summarize(rows: list[dict]) -> dict:
 
 def run_calibration_study(out_dir, *, checkpoint=None, chunk=None, n_cases: int = 8, regimes: dict | None = None,
                           inference: dict | None = None, engine: str = "surrogate", method: str = "cem",
-                          scheduler: str | None = None, progress: bool = True, tasks=None) -> dict:
+                          scheduler: str | None = None, progress: bool = True, tasks=None,
+                          parameter_error: bool = True) -> dict:
     """Run the seed's study and write its JSON, its three PNGs and ``report.md`` into ``out_dir``.
 
     ``checkpoint``/``chunk`` default to the assets shipped in the package. ``scheduler``: address of
     a Dask scheduler (or a ``distributed.Client``/``LocalCluster``) to spread cases over. ``tasks``:
     draw the cases only from rows of these tasks (default: every row, exactly the seed's draw).
+    ``parameter_error=False`` leaves the model's calibrated parameter error out of the posteriors
+    (``PosteriorInferenceConfig.parameter_error``).
     """
     from tqdm.auto import tqdm
 
@@ -324,11 +329,13 @@ def run_calibration_study(out_dir, *, checkpoint=None, chunk=None, n_cases: int 
             raise ValueError(f"tasks: unknown {unknown}; the model knows {meta['task_names']}")
         only = [meta["task_names"].index(t) for t in tasks]
     jobs = _jobs(chunk, geometry, n_cases, regimes, inference, engine, method, only)
+    for job in jobs:
+        job["parameter_error"] = bool(parameter_error)
 
     config = {"checkpoint": str(checkpoint), "dataset_chunk": str(chunk),
               "case_indices": sorted({j["case_index"] for j in jobs}, key=[j["case_index"] for j in jobs].index),
               "observation_regimes": regimes, "inference_base": inference, "engine": engine, "method": method,
-              **({"tasks": list(tasks)} if tasks else {})}
+              **({"tasks": list(tasks)} if tasks else {}), **({} if parameter_error else {"parameter_error": False})}
     # Resume: records of finished cases (same configuration) are kept in records.jsonl.
     journal = Journal(out / "records.jsonl", config, key=lambda it: (it["record"]["regime"], it["record"]["case_index"]))
     done = journal.done
