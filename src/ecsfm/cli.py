@@ -219,16 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     px.add_argument("--data", type=Path, required=True)
     px.add_argument("--out", type=Path, required=True)
     px.add_argument("--rows", type=int, default=384, help="test rows in the held-out chunk (default 384)")
-    px.add_argument("--parameter-error-cases", type=int, default=48,
-                    help="fresh cases per task for the parameter error, one inference each (default 48; 0: none)")
+    px.add_argument("--parameter-error-cases", type=int, default=32,
+                    help="fresh cases per task for the parameter error, one inference each (default 32; 0: none)")
 
     pr = sub.add_parser("recalibrate", help="refit a model's calibrated discrepancy and parameter error on fresh "
                                             "simulations")
     pr.add_argument("--model", type=Path, required=True, help="model folder (its model_meta.json is rewritten)")
     pr.add_argument("--rows-per-task", type=int, default=128, help="fresh simulated rows per task (default 128)")
     pr.add_argument("--seed", type=int, default=17)
-    pr.add_argument("--parameter-error-cases", type=int, default=48,
-                    help="fresh cases per task for the parameter error, one inference each (default 48; 0: none)")
+    pr.add_argument("--parameter-error-cases", type=int, default=32,
+                    help="fresh cases per task for the parameter error, one inference each (default 32; 0: none)")
     pr.add_argument("--parameter-error-seed", type=int, default=0)
     pr.add_argument("--keep-discrepancy", action="store_true",
                     help="refit the parameter error only, under the model's current discrepancy")
@@ -482,8 +482,8 @@ def _cmd_recalibrate(args) -> int:
                                    parameter_error_cases=args.parameter_error_cases,
                                    parameter_error_seed=args.parameter_error_seed,
                                    discrepancy=not args.keep_discrepancy, progress=not args.no_progress)
-    for task, sds in (meta.get("parameter_error") or {}).get("per_task", {}).items():
-        print(f"{task:16s} parameter error (prior sd units): " + "  ".join(f"{k} {v:.2f}" for k, v in sds.items()))
+    for task, weight in (meta.get("parameter_error") or {}).get("per_task", {}).items():
+        print(f"{task:16s} prior weight in the posterior (how often the inference misses): {weight:.2f}")
     if args.keep_discrepancy:
         return 0
     for task, row in meta["discrepancy"]["per_task"].items():

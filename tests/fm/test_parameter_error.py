@@ -1,132 +1,118 @@
-"""The surrogate's embedded parameter error: its estimator, its sampler, and where it applies."""
+"""The calibrated prior weight in the surrogate's posteriors: its fit, its mixture, where it applies."""
 
 import math
 
 import numpy as np
-from scipy import stats
 
 from ecsfm.data._recipes import STAGE_NAMES
 from ecsfm.data._tasks import TASK_NAMES
-from ecsfm.fm.parameter_error import (FORM_VERSION, embed_parameter_error, fit_parameter_error,
-                                      parameter_error_sd)
+from ecsfm.fm.parameter_error import (FORM_VERSION, _interval_coverage, contaminate, crps_terms, fit_prior_weight,
+                                      prior_draws, prior_weight)
 from ecsfm.fm.posterior import ParameterSpace
 
 from .test_posterior import _fake_model_context
 
 
-def _cv_space():
+def _space(task="cv", couples=1):
     layout, meta, geometry, _ = _fake_model_context()
     base = layout.filler()
-    base[layout.index("c_ox", 0)] = 1.25
+    for k in range(couples):
+        base[layout.index("c_ox", k)] = 1.25
     base[layout.index("ln_time_scale")] = math.log(20.0)
-    core = np.concatenate([base, np.eye(len(TASK_NAMES))[TASK_NAMES.index("cv")],
+    core = np.concatenate([base, np.eye(len(TASK_NAMES))[TASK_NAMES.index(task)],
                            np.eye(len(STAGE_NAMES))[STAGE_NAMES.index("intermediate")]])
     known = np.zeros(core.size, bool)
     known[layout.size:] = True
-    space = ParameterSpace(meta, core, known, geometry)
-    centre = space.to_raw(np.zeros((1, space.dim)))[0]  # every box's midpoint (C_red: half its fraction box)
-    width = space.highs[space.free] - space.lows[space.free]
-    frac = space.frac_of[space.free] >= 0
-    width[frac] *= centre[space.frac_of[space.free][frac]]
-    return space, centre, width
+    return ParameterSpace(meta, core, known, geometry)
 
 
-def test_fit_recovers_a_known_error_sd_from_errors_and_posterior_sds():
-    # For a calibrated posterior the mean's squared error averages its variance; an extra error of
-    # sd s adds s^2. Rows with known s per (task, parameter) -- couple indices pooled -- must give s
-    # back, and 0 where there is none (dropping the posterior variance would give ~0.4 there).
+def _rows(rng, n_cases: int, lost: float, s: float = 0.05):
+    """CRPS pieces of 1-D cases: truth ~ U(0, 1) (the prior); the posterior N(truth + s xi, s^2)
+    (calibrated for an improper flat prior, s << 1), or, with probability ``lost``, a posterior
+    as sharp somewhere else in the box."""
+    rows, u = [], []
+    x0 = rng.uniform(size=256)
+    for _ in range(n_cases):
+        t = rng.uniform()
+        centre = rng.uniform() if rng.uniform() < lost else t + s * rng.standard_normal()
+        x = centre + s * rng.standard_normal(128)
+        rows.append(crps_terms(x, np.ones(x.size), x0, t))
+        u.append((np.mean(x < t), np.mean(x0 < t)))
+    return rows, np.asarray(u)
+
+
+def test_fitted_weight_is_zero_for_calibrated_posteriors_and_grows_with_lost_ones():
+    # A proper score's optimum: no prior weight when every posterior is calibrated; a weight that
+    # grows with the fraction of lost posteriors, short of the prior alone (which is calibrated but
+    # not sharp), and that moves interval coverage toward nominal.
     rng = np.random.default_rng(0)
-    truth = {("cv", "e0"): 0.0, ("cv", "ln_k0"): 0.3, ("swv", "e0"): 0.8}
-    rows = []
-    for (task, kind), s in truth.items():
-        for k in range(3000):
-            sd = rng.uniform(0.1, 0.6)
-            rows.append({"task": task, "kind": kind, "err": float(rng.normal(0.0, math.hypot(sd, s))), "sd": sd})
-    fit = fit_parameter_error(rows)
-    for (task, kind), s in truth.items():
-        assert abs(fit[task][kind] - s) < (0.06 if s else 0.1), (task, kind, fit[task][kind], s)
+    rows, _ = _rows(rng, 300, 0.0)
+    assert fit_prior_weight(rows) <= 0.03
+    fitted = []
+    for lost in (0.1, 0.3, 0.5):
+        rows, u = _rows(rng, 300, lost)
+        w = fit_prior_weight(rows)
+        fitted.append(w)
+        miss = [sum(abs(c - m) for c, m in zip(_interval_coverage(v), (0.6827, 0.9545)))
+                for v in (u[:, 0], (1 - w) * u[:, 0] + w * u[:, 1])]
+        assert miss[1] < miss[0], (lost, w, miss)
+    assert 0.0 < fitted[0] < fitted[1] < fitted[2] < 1.0, fitted
+
+
+def test_mixture_score_is_the_crps_of_the_mixture_sample():
+    # The closed form in w against the CRPS computed directly from the mixed weighted sample.
+    rng = np.random.default_rng(4)
+    x, x0, t, w = rng.normal(0.3, 0.1, 300), rng.uniform(size=500), 0.6, 0.35
+    terms = crps_terms(x, np.ones(300), x0, t)
+    closed = (1 - w) * terms["a"] + w * terms["b"] - 0.5 * ((1 - w) ** 2 * terms["A"] + w**2 * terms["B"]
+                                                             + 2 * w * (1 - w) * terms["C"])
+    both = np.concatenate([x, x0])
+    p = np.concatenate([np.full(300, (1 - w) / 300), np.full(500, w / 500)])
+    direct = p @ np.abs(both - t) - 0.5 * p @ np.abs(both[:, None] - both[None, :]) @ p
+    assert abs(closed - direct) < 1e-12
 
 
 def test_lookup_applies_only_to_the_calibrated_task_method_and_form():
-    meta = {"parameter_error": {"form_version": FORM_VERSION, "method": "cem",
-                                "per_task": {"cv": {"e0": 0.5, "ln_k0": 0.25}}}}
-    names = ["e0[0]", "e0[1]", "ln_k0[1]", "alpha[0]"]
-    assert np.allclose(parameter_error_sd(meta, "cv", "cem", names), [0.5, 0.5, 0.25, 0.0])
-    assert parameter_error_sd(meta, "cv", "smc", names) is None
-    assert parameter_error_sd(meta, "swv", "cem", names) is None
-    assert parameter_error_sd({}, "cv", "cem", names) is None
+    meta = {"parameter_error": {"form_version": FORM_VERSION, "method": "cem", "per_task": {"cv": 0.4}}}
+    assert prior_weight(meta, "cv", "cem") == 0.4
+    assert prior_weight(meta, "cv", "smc") is None and prior_weight(meta, "swv", "cem") is None
+    assert prior_weight({}, "cv", "cem") is None
     old = {"parameter_error": dict(meta["parameter_error"], form_version=FORM_VERSION - 1)}
-    assert parameter_error_sd(old, "cv", "cem", names) is None
+    assert prior_weight(old, "cv", "cem") is None
 
 
-def test_embedding_adds_the_error_variance_inside_the_prior_box():
-    # Sampler particles N(centre, s^2) per free slot, far from every edge; the embedded posterior of
-    # p = q + eps, eps ~ N(0, e^2), is N(centre, s^2 + e^2) (the prior is flat there; C_red's
-    # density, 1 / (C_ox x fraction width), tilts it by a negligible amount).
-    space, centre, width = _cv_space()
-    rng = np.random.default_rng(1)
-    n = 4000
-    s, e = 0.03 * width, 0.04 * width
+def test_prior_draws_follow_the_prior_and_its_constraints():
+    # Two exchangeable couples: every draw has increasing E0; a uniform box slot has the box's
+    # mean and variance; C_red = u C_ox stays within its fraction of C_ox.
+    space = _space("cv_multispecies", couples=2)
+    draws = prior_draws(space, 20000, np.random.default_rng(1))
+    e0 = draws[:, space.ordered_e0]
+    assert len(space.ordered_e0) == 2 and np.all(np.diff(e0, axis=1) > 0)
+    j = space.layout.index("alpha", 0)
+    lo, hi = space.lows[j], space.highs[j]
+    assert abs(draws[:, j].mean() - (lo + hi) / 2) < 0.02 * (hi - lo)
+    assert abs(draws[:, j].var() / ((hi - lo) ** 2 / 12) - 1) < 0.05
+    red, ox = space.layout.index("c_red", 0), space.layout.index("c_ox", 0)
+    assert np.all(draws[:, red] <= space.highs[red] * draws[:, ox] + 1e-12) and np.all(draws[:, red] >= 0)
+
+
+def test_mixture_moments_and_weights_are_the_mixtures():
+    # The returned weighted sample is the sampler's particles at (1 - w) of the mass and prior draws
+    # at w; its mean is the mixture's, and the variance formula matches the weighted sample's.
+    space = _space()
+    rng = np.random.default_rng(2)
+    n = 5000
+    centre = space.to_raw(np.zeros((1, space.dim)))[0]
     q = np.tile(centre, (n, 1))
-    q[:, space.free] += rng.standard_normal((n, space.dim)) * s
-    draws, w, parent = embed_parameter_error(space, q, np.full(n, 1.0 / n), e, rng)
-    assert draws.shape[0] >= 4096 and np.all(np.bincount(parent) == draws.shape[0] // n)
-    known = np.setdiff1d(np.arange(centre.size), space.free)
-    assert np.array_equal(draws[:, known], q[parent][:, known])  # known slots never move
-    m = w @ draws[:, space.free]
-    var = w @ (draws[:, space.free] - m) ** 2
-    sd = np.sqrt(s**2 + e**2)
-    assert np.all(np.abs(m - centre[space.free]) < 5 * sd / math.sqrt(n)), (m, centre[space.free])
-    assert np.all(np.abs(var / sd**2 - 1.0) < 0.08), var / sd**2
-
-
-def test_embedding_at_a_prior_edge_keeps_the_effective_parameter_in_the_box():
-    # One particle at the lower edge of ln k0's box plus half an error sd. The surrogate's effective
-    # parameter q is kept in its training box: q | p ~ N(p, e^2) restricted to the box, so the
-    # embedded posterior of p is proportional to N(q0; p, e^2) / Z(p) on the box, Z(p) the
-    # Gaussian's mass in it. Its mean and sd by quadrature; draws outside the box carry no weight.
-    from scipy import integrate
-
-    space, centre, width = _cv_space()
-    j = list(space.free).index(space.layout.index("ln_k0", 0))
-    lo, hi = space.lows[space.free][j], space.highs[space.free][j]
-    e = np.zeros(space.dim)
-    e[j] = 0.05 * width[j]
-    q = centre.copy()
-    q0 = q[space.free[j]] = lo + 0.5 * e[j]
-    draws, w, _ = embed_parameter_error(space, q[None], np.ones(1), e, np.random.default_rng(2), min_draws=20000)
-    x = draws[:, space.free[j]]
-    assert np.all(x[w > 0] >= lo) and abs(np.mean(w == 0) - stats.norm.cdf(-0.5)) < 0.02
-
-    def density(p):
-        return stats.norm.pdf(q0, p, e[j]) / (stats.norm.cdf(hi, p, e[j]) - stats.norm.cdf(lo, p, e[j]))
-
-    top = q0 + 8 * e[j]
-    z = integrate.quad(density, lo, top)[0]
-    mean = integrate.quad(lambda p: p * density(p), lo, top)[0] / z
-    sd = math.sqrt(integrate.quad(lambda p: (p - mean) ** 2 * density(p), lo, top)[0] / z)
-    n_eff = 1.0 / np.sum(w**2)
-    assert abs(w @ x - mean) < 5 * sd / math.sqrt(n_eff), (w @ x, mean)
-    assert abs(math.sqrt(w @ (x - w @ x) ** 2) - sd) < 5 * sd / math.sqrt(2 * n_eff)
-    others = np.delete(space.free, j)
-    assert np.array_equal(draws[:, others], np.broadcast_to(q[others], (x.size, others.size)))
-
-
-def test_embedding_leaves_a_posterior_as_flat_as_its_prior_flat():
-    # A flat likelihood: the sampler's particles are prior draws; the embedded posterior must be
-    # the prior again (no thinning at the box's edges), here checked by the slots' sds against
-    # the uniform box's width / sqrt(12) and by the mass in the outer tenths of each box.
-    space, centre, width = _cv_space()
-    rng = np.random.default_rng(3)
-    n = 20000
-    u = rng.uniform(size=(n, space.dim))
-    q = space.to_raw(np.log(u) - np.log1p(-u))
-    draws, w, _ = embed_parameter_error(space, q, np.full(n, 1.0 / n), 0.1 * width, rng, min_draws=n)
-    box = ~(space.frac_of[space.free] >= 0)
-    x = draws[:, space.free[box]]
-    lo, hi = space.lows[space.free][box], space.highs[space.free][box]
-    sd = np.sqrt(w @ (x - w @ x) ** 2)
-    assert np.all(np.abs(sd / ((hi - lo) / math.sqrt(12)) - 1) < 0.03), sd / ((hi - lo) / math.sqrt(12))
-    rel = (x - lo) / (hi - lo)
-    outer = w @ ((rel < 0.1) | (rel > 0.9))
-    assert np.all(np.abs(outer - 0.2) < 0.02), outer
+    width = space.highs[space.free] - space.lows[space.free]
+    q[:, space.free] += rng.standard_normal((n, space.dim)) * 0.02 * np.where(width > 0, width, 1.0)
+    w_in = np.full(n, 1.0 / n)
+    var_in = q.var(0, ddof=1)
+    both, w, mean, var = contaminate(space, q, w_in, var_in, 0.3, rng, n_prior=50000)
+    assert both.shape[0] == n + 50000 and np.array_equal(both[:n], q)
+    assert abs(w[:n].sum() - 0.7) < 1e-12 and abs(w.sum() - 1.0) < 1e-12
+    np.testing.assert_allclose(mean, w @ both, rtol=1e-9, atol=1e-12)
+    sample_var = w @ (both - w @ both) ** 2
+    np.testing.assert_allclose(var[space.free], sample_var[space.free], rtol=0.02)
+    prior_var = prior_draws(space, 50000, np.random.default_rng(3)).var(0)
+    assert np.all(var[space.free] > 0.3 * prior_var[space.free])

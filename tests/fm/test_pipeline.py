@@ -1,7 +1,6 @@
 """The chain on a tiny model: scorecard, export, `ecsfm infer`, the calibration study, both engines."""
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -46,37 +45,38 @@ def test_export_ships_only_test_rows_and_a_calibrated_discrepancy(assets, datase
     assert meta["provenance"]["held_out_chunk"]["split"] == "test" and meta["simulator"]["area_cm2"] == 1.0
 
 
-def test_export_calibrates_the_parameter_error_and_the_posterior_embeds_it(assets):
+def test_export_calibrates_the_prior_weight_and_the_posterior_mixes_it_in(assets):
     from ecsfm.fm.eval_classical import load_surrogate
-    from ecsfm.fm.posterior import PosteriorInferenceConfig, infer_parameter_posterior
+    from ecsfm.fm.posterior import ParameterSpace, PosteriorInferenceConfig, infer_parameter_posterior
 
     out, meta = assets
     block = meta["parameter_error"]
-    assert block["method"] == "cem" and block["n_per_task"] == 4
+    assert block["method"] == "cem" and block["n_per_task"] == 4 and block["form_version"] == 2
     assert set(block["per_task"]) == set(meta["task_names"])
-    for sds in block["per_task"].values():
-        assert "e0" in sds and all(math.isfinite(v) and v >= 0 for v in sds.values())
+    assert all(0.0 <= w <= 1.0 for w in block["per_task"].values())
     assert block["check"]["n_slots"] == len(block["rows"]) > 0
-    # A case whose task has a non-zero error: the embedded posterior is wider on those slots and
-    # the predictive (the surrogate's current at the sampler's particles) is exactly unchanged.
+    # With a weight of 0.4 for the case's task: the sampler's particles carry 0.6 of the mass,
+    # prior draws (inside the support) the rest, and the predictive is exactly unchanged.
     model, normalizers, meta, geometry = load_surrogate(out)
-    with np.load(out / "chunk_0.npz", allow_pickle=False) as z:
-        tasks = [meta["task_names"][t] for t in z["task_id"]]
-    row = next(r for r, t in enumerate(tasks) if max(block["per_task"][t].values()) > 0.05)
-    e, i, core, geometry = _case(out, row)
+    e, i, core, geometry = _case(out, 0)
     known = np.zeros(core.size, bool)
     known[geometry["phys_dim_base"]:] = True
-    posts = [infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry, observed_current=i,
-                                       applied_signal=e, known_p_core=core, known_p_mask=known, seed=3,
-                                       config=PosteriorInferenceConfig(parameter_error=flag)) for flag in (True, False)]
-    with_, without = posts
+    space = ParameterSpace(meta, core, known, geometry)
+    forced = dict(meta, parameter_error=dict(block, per_task={space.task: 0.4}))
+    with_, without = (infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry,
+                                                observed_current=i, applied_signal=e, known_p_core=core,
+                                                known_p_mask=known, seed=3, meta=forced,
+                                                config=PosteriorInferenceConfig(parameter_error=flag))
+                      for flag in (True, False))
     for key in ("predictive_mean_current", "predictive_std_current"):
         assert np.array_equal(with_[key], without[key])
-    sd_err = np.asarray(with_["parameter_error_sd_raw"], np.float64)
-    assert not np.any(without["parameter_error_sd_raw"])
-    big = sd_err > 0.05 * np.asarray(with_["prior_std_raw"])
-    assert big.any()
-    assert np.all(with_["posterior_std_raw"][big] > without["posterior_std_raw"][big])
+    assert with_["parameter_error_prior_weight"] == 0.4 and without["parameter_error_prior_weight"] == 0.0
+    n = without["posterior_samples_raw"].shape[0]
+    assert np.array_equal(with_["posterior_samples_raw"][:n], without["posterior_samples_raw"])
+    w = np.asarray(with_["posterior_weights"], np.float64)
+    assert abs(w[n:].sum() / w.sum() - 0.4) < 1e-5
+    y = space.from_z(space.to_z(np.asarray(with_["posterior_samples_raw"][n:], np.float64)))
+    assert np.isfinite(space.log_prior(y[np.all(np.isfinite(y), axis=1)])).all() and np.mean(np.isfinite(y)) > 0.99
 
 
 def _case(assets_dir, row=0):

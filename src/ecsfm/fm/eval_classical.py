@@ -348,6 +348,24 @@ def calibrate_discrepancy(model, normalizers, data, rows: np.ndarray, *, n_mc: i
                                        source="validation split", seed=seed)
 
 
+def fresh_prior_rows(meta: dict, geometry: dict, task: str, keys: list[str], n: int, rng: np.random.Generator):
+    """``n`` base parameter vectors drawn from the priors ``keys`` (``task/stage``, in turn) and
+    simulated now with the dataset's simulator: (p (n, base), stage index per row, current (n, L)
+    mA, applied signal (n, L) V)."""
+    from ..data import ParamSpace, PriorSpec
+
+    space = ParamSpace(int(geometry["max_species"]))
+    stages = list(meta["stage_names"])
+    p_rows, which = [], []
+    for j, key in enumerate(keys):
+        m = n // len(keys) + (j < n % len(keys))
+        p_rows.append(PriorSpec.from_dict(meta["priors"][key]).sample(rng, m, space))
+        which += [stages.index(key.split("/")[1])] * m
+    p = np.concatenate(p_rows)
+    truth, e, _ = _simulate_rows(meta, geometry, task, p)
+    return p, which, truth, e
+
+
 def calibrate_discrepancy_fresh(model, normalizers, meta: dict, geometry: dict, *, n_per_task: int = 128,
                                 n_mc: int = 2, n_steps: int = 60, seed: int = 0, progress: bool = False) -> dict:
     """``calibrate_discrepancy`` on fresh rows: parameters drawn from each task's priors (every
@@ -356,27 +374,19 @@ def calibrate_discrepancy_fresh(model, normalizers, meta: dict, geometry: dict, 
     import jax
     from tqdm.auto import tqdm
 
-    from ..data import ParamSpace, PriorSpec
     from ._data import compose_core_params
     from .train import sample_current
 
     if not (isinstance(n_per_task, int) and n_per_task >= 8):
         raise ValueError(f"n_per_task: must be an integer >= 8, got {n_per_task}")
-    space = ParamSpace(int(geometry["max_species"]))
     rng = np.random.default_rng(seed)
-    tasks, stages = list(meta["task_names"]), list(meta["stage_names"])
+    tasks = list(meta["task_names"])
     resid, level, shape, labels = [], [], [], []
     for task in tqdm(tasks, desc="discrepancy", disable=not progress):
         keys = [k for k in meta["priors"] if k.split("/")[0] == task]
         if not keys:
             continue
-        p_rows, which = [], []
-        for j, key in enumerate(keys):
-            m = n_per_task // len(keys) + (j < n_per_task % len(keys))
-            p_rows.append(PriorSpec.from_dict(meta["priors"][key]).sample(rng, m, space))
-            which += [stages.index(key.split("/")[1])] * m
-        p = np.concatenate(p_rows)
-        truth, e, _ = _simulate_rows(meta, geometry, task, p)
+        p, which, truth, e = fresh_prior_rows(meta, geometry, task, keys, n_per_task, rng)
         core = np.stack([compose_core_params(p[r], tasks.index(task), which[r], geometry) for r in range(p.shape[0])])
         full = np.zeros((core.shape[0], int(geometry["phys_dim"])), np.float32)
         full[:, : core.shape[1]] = core

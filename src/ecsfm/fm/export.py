@@ -5,9 +5,9 @@
 * ``surrogate_model.eqx``, ``normalizers.npz`` -- copied from the training folder;
 * ``model_meta.json`` -- the training metadata, with the discrepancy re-calibrated on fresh
   prior draws simulated at export time (so old training folders gain the current discrepancy
-  model; see ``calibrate_discrepancy_fresh``), then the surrogate's error in parameter space
-  calibrated on other fresh draws at the seed's inference settings (it depends on the
-  discrepancy; see ``ecsfm.fm.parameter_error``), the simulator settings
+  model; see ``calibrate_discrepancy_fresh``), then how often the surrogate's inference misses
+  (the prior weight in its posteriors), calibrated on other fresh draws at the seed's inference
+  settings (it depends on the discrepancy; see ``ecsfm.fm.parameter_error``), the simulator settings
   and a ``provenance`` block (dataset manifest hash, recipe, plan, which split the chunk came
   from, the commands that rebuild it);
 * ``chunk_0.npz`` -- up to ``n_rows`` rows of the dataset's **test** split (never trained on),
@@ -34,7 +34,7 @@ __all__ = ["export_assets", "recalibrate_discrepancy", "REBUILD_COMMANDS", "DISC
 DISCREPANCY_ROWS_PER_TASK = 128
 
 #: Fresh simulated cases per task the parameter error is calibrated on (one inference each).
-PARAMETER_ERROR_CASES_PER_TASK = 48
+PARAMETER_ERROR_CASES_PER_TASK = 32
 
 #: How the shipped default assets are rebuilt (also recorded in their model_meta.json).
 REBUILD_COMMANDS = (

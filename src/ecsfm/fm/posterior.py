@@ -53,13 +53,11 @@ The statistics (each choice is deliberate; the seed notebook's names are kept):
   conditioned on the *other* points (leave-one-out, closed form), so the coverage of observed
   points measures calibration rather than fit -- with parameter uncertainty + the discrepancy's
   conditional variance + observation noise; ``predictive_std_current_noise_free`` leaves the noise out.
-* **The surrogate's error in parameter space.** The discrepancy says how large the surrogate's
-  error is along a trace, not that it often looks like a change of the parameters, which the
-  likelihood then absorbs. When the model's metadata carries a calibrated ``parameter_error``
-  (``ecsfm.fm.parameter_error``), the parameter posterior is that of p with the surrogate read at
-  p + eps, eps ~ N(0, S): the sampler's particles each get draws of eps, importance-weighted by the
-  prior (exact on the pair; no further likelihood call). The predictive keeps the sampler's
-  particles (it is the surrogate's current that must match the data).
+* **How often the inference misses.** When the model's metadata carries a calibrated
+  ``parameter_error`` for the task and method (``ecsfm.fm.parameter_error``), the parameter
+  posterior is mixed with the prior at that weight: the fraction of fresh simulated cases on which
+  the sampler's posterior at this budget carries no information about the truth. The predictive
+  keeps the sampler's particles.
 
 Nothing loops over particles or Euler steps in Python: each iteration evaluates all particles in
 one compiled call.
@@ -76,7 +74,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data import SPECIES_QUANTITIES
-from .parameter_error import embed_parameter_error, parameter_error_sd
+from .parameter_error import contaminate, prior_weight
 
 __all__ = [
     "CEMPosteriorConfig",
@@ -194,10 +192,9 @@ class PosteriorInferenceConfig:
     ``use_discrepancy`` adds the surrogate's calibrated discrepancy (correlated over the trace's
     points, see ``ecsfm.fm.eval_classical.calibrate_discrepancy``) to the likelihood covariance;
     without it the surrogate's likelihood has the observation noise alone.
-    ``parameter_error`` embeds the surrogate's calibrated error in parameter space
-    (``model_meta.json["parameter_error"]``, see ``ecsfm.fm.parameter_error``) into the parameter
-    posterior: surrogate engine only, and only for the method it was calibrated for; the
-    predictive is not affected.
+    ``parameter_error`` mixes the prior into the parameter posterior at the model's calibrated
+    weight (``model_meta.json["parameter_error"]``, see ``ecsfm.fm.parameter_error``): surrogate
+    engine only, and only for the method it was calibrated for; the predictive is not affected.
     """
 
     cem: CEMPosteriorConfig = field(default_factory=CEMPosteriorConfig)
@@ -1185,8 +1182,8 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
     ``reliability_heldout`` (masked-out points), ``predictive_std_current_noise_free``,
     ``parameter_names``, ``free_indices``, ``ess``, ``pareto_k``, ``warnings``, ``method``,
     ``engine``, ``task``, ``stage``, ``prior_std_raw``, ``log_evidence``, and
-    ``parameter_error_sd_raw`` (core,): the embedded parameter error's sd per slot (0 where none
-    was applied; then the samples are the sampler's own particles).
+    ``parameter_error_prior_weight``: the calibrated prior weight mixed into the parameter
+    posterior (0 where none was applied; then the samples are the sampler's own particles).
     """
     res = infer_joint_posterior(model=model, normalizers=normalizers, geometry=geometry,
                                 observed_currents=[observed_current], applied_signals=[applied_signal],
@@ -1201,14 +1198,6 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
 #: keys of ``infer_joint_posterior``'s result that hold one entry per trace
 _PER_TRACE_KEYS = ("predictive_mean_current", "predictive_std_current", "predictive_std_current_noise_free",
                    "observed_current", "observed_mask", "reliability", "reliability_heldout")
-
-
-def _on_free(space: ParameterSpace, values) -> np.ndarray:
-    """(core,) float32: ``values`` (dim,) on the free slots, 0 elsewhere (and everywhere for None)."""
-    out = np.zeros(space.known.size, np.float32)
-    if values is not None:
-        out[space.free] = values
-    return out
 
 
 def _check_trace(geometry: dict, obs, sig, obs_mask, k: int, n_traces: int):
@@ -1391,20 +1380,14 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
         per_trace["reliability_heldout"].append(compute_reliability_metrics(obs, pred_mean, pred_std, ~sel)
                                                 if (~sel).any() else None)
     mean_raw, var_raw = _weighted_variance(samples, w)
-    error_sd = None
+    mixed = None
     if config.engine == "surrogate" and config.parameter_error and log_likelihood_override is None:
-        units = parameter_error_sd(meta, space.task, config.method, [space.names[i] for i in space.free])
-        if units is not None and np.any(units > 0):
-            error_sd = units * space.prior_std_raw()[space.free]
-    if error_sd is not None:
-        # The surrogate's calibrated error in parameter space (ecsfm.fm.parameter_error): the
-        # posterior of p with the surrogate read at p + eps, by importance sampling on the pair.
-        # The sampler's small-sample variance correction carries over to the embedded sample.
-        w = w / w.sum()
-        plain = np.tensordot(w, (samples - np.tensordot(w, samples, axes=1)) ** 2, axes=1)
-        samples, w, _ = embed_parameter_error(space, samples, w, error_sd, np.random.default_rng([seed, 7]))
-        mean_raw, var_plain = _weighted_variance(samples, w)
-        var_raw = var_plain * (1.0 - float(np.sum(w**2))) + (var_raw - plain)
+        mixed = prior_weight(meta, space.task, config.method)
+    if mixed:
+        # The calibrated chance that this inference misses (ecsfm.fm.parameter_error): the posterior
+        # is mixed with the prior at that weight. The predictive above keeps the sampler's particles.
+        samples, w, mean_raw, var_raw = contaminate(space, samples, w, var_raw, mixed,
+                                                    np.random.default_rng([seed, 7]))
     std_raw = np.sqrt(np.maximum(var_raw, 0.0))
     std_raw[~np.isin(np.arange(samples.shape[1]), space.free)] = 0.0
     p_mean = np.asarray(normalizers[4], np.float64).reshape(-1)[: samples.shape[1]]
@@ -1420,7 +1403,7 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
         "parameter_names": space.names,
         "free_indices": space.free.tolist(),
         "prior_std_raw": space.prior_std_raw(),
-        "parameter_error_sd_raw": _on_free(space, error_sd),
+        "parameter_error_prior_weight": float(mixed or 0.0),
         "ess": float(res["ess"]),
         "pareto_k": float(res["pareto_k"]),
         "log_evidence": float(res["log_evidence"]),
