@@ -53,6 +53,7 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
     from ..data import read_chunk, read_manifest
     from ._data import load_rows
     from .eval_classical import calibrate_discrepancy_fresh, load_surrogate
+    from .parameter_error import calibrate_parameter_error
     from .train import CHECKPOINT_FILENAME, MODEL_META_FILENAME, NORMALIZERS_FILENAME, save_model_metadata
 
     model_dir, data_dir, out = Path(model_dir), Path(data_dir), Path(out_dir)
@@ -69,8 +70,9 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
                                                       progress=progress)
     meta.pop("parameter_error", None)  # calibrated under the previous discrepancy
     if parameter_error_cases:
-        meta["parameter_error"] = _parameter_error(model, normalizers, meta, geometry, parameter_error_cases,
-                                                   seed, progress)
+        # The metadata is passed to each inference explicitly: the new discrepancy is the one used.
+        meta["parameter_error"] = calibrate_parameter_error(model, normalizers, meta, geometry,
+                                                            n_per_task=parameter_error_cases, seed=seed, progress=progress)
     meta["provenance"] = {
         "dataset_manifest_sha256": meta.get("dataset_manifest_sha256"),
         "recipe": manifest["recipe"]["name"],
@@ -107,14 +109,6 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
     return meta
 
 
-def _parameter_error(model, normalizers, meta, geometry, n_per_task: int, seed: int, progress: bool) -> dict:
-    from .parameter_error import calibrate_parameter_error
-
-    # The metadata is passed to each inference explicitly: the new discrepancy is the one used.
-    return calibrate_parameter_error(model, normalizers, meta, geometry, n_per_task=n_per_task, seed=seed,
-                                     progress=progress)
-
-
 def recalibrate_discrepancy(model_dir, *, n_per_task: int = DISCREPANCY_ROWS_PER_TASK, seed: int = 17,
                             parameter_error_cases: int = PARAMETER_ERROR_CASES_PER_TASK, parameter_error_seed: int = 0,
                             discrepancy: bool = True, progress: bool = True) -> dict:
@@ -124,6 +118,7 @@ def recalibrate_discrepancy(model_dir, *, n_per_task: int = DISCREPANCY_ROWS_PER
     rewrite its ``model_meta.json`` atomically (the model and normalisers are untouched); returns
     the new metadata."""
     from .eval_classical import calibrate_discrepancy_fresh, load_surrogate
+    from .parameter_error import calibrate_parameter_error
     from .train import MODEL_META_FILENAME, save_model_metadata
 
     model, normalizers, meta, geometry = load_surrogate(model_dir)
@@ -135,7 +130,8 @@ def recalibrate_discrepancy(model_dir, *, n_per_task: int = DISCREPANCY_ROWS_PER
                                                           seed=seed, progress=progress)
         meta.pop("parameter_error", None)
     if parameter_error_cases:
-        meta["parameter_error"] = _parameter_error(model, normalizers, meta, geometry, parameter_error_cases,
-                                                   parameter_error_seed, progress)
+        meta["parameter_error"] = calibrate_parameter_error(model, normalizers, meta, geometry,
+                                                            n_per_task=parameter_error_cases, seed=parameter_error_seed,
+                                                            progress=progress)
     save_model_metadata(Path(model_dir) / MODEL_META_FILENAME, meta)
     return meta
