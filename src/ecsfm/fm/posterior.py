@@ -1183,7 +1183,9 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
     ``parameter_names``, ``free_indices``, ``ess``, ``pareto_k``, ``warnings``, ``method``,
     ``engine``, ``task``, ``stage``, ``prior_std_raw``, ``log_evidence``, and
     ``parameter_error_prior_weight``: the calibrated prior weight mixed into the parameter
-    posterior (0 where none was applied; then the samples are the sampler's own particles).
+    posterior (0 where none was applied; then the samples are the sampler's own particles), and
+    ``posterior_std_raw_sampler``: the sds of the sampler's posterior before that mixing (the one
+    the predictive uses).
     """
     res = infer_joint_posterior(model=model, normalizers=normalizers, geometry=geometry,
                                 observed_currents=[observed_current], applied_signals=[applied_signal],
@@ -1380,6 +1382,7 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
         per_trace["reliability_heldout"].append(compute_reliability_metrics(obs, pred_mean, pred_std, ~sel)
                                                 if (~sel).any() else None)
     mean_raw, var_raw = _weighted_variance(samples, w)
+    std_sampler = np.sqrt(np.maximum(var_raw, 0.0))
     mixed = None
     if config.engine == "surrogate" and config.parameter_error and log_likelihood_override is None:
         mixed = prior_weight(meta, space.task, config.method)
@@ -1404,6 +1407,7 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
         "free_indices": space.free.tolist(),
         "prior_std_raw": space.prior_std_raw(),
         "parameter_error_prior_weight": float(mixed or 0.0),
+        "posterior_std_raw_sampler": np.where(std_raw > 0, std_sampler, 0.0).astype(np.float32),
         "ess": float(res["ess"]),
         "pareto_k": float(res["pareto_k"]),
         "log_evidence": float(res["log_evidence"]),

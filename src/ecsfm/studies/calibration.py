@@ -173,7 +173,9 @@ def _record(job, post, truth_core, normalizers, geometry, elapsed) -> dict:
     w_post = w_post / max(w_post.sum(), 1e-300)
     u_free = w_post @ (np.asarray(post["posterior_samples_raw"], np.float64)[:, free] < truth_core[free])
     contraction = 1 - post_sd_raw**2 / np.maximum(prior_sd**2, 1e-300)
-    n_eff = float(np.sum(np.clip(contraction, 0.0, 1.0)))
+    # The predictive's effective parameters are the sampler's (the prior weight does not enter it).
+    sampler_sd = np.asarray(post.get("posterior_std_raw_sampler", post["posterior_std_raw"]), np.float64)[free]
+    n_eff = float(np.sum(np.clip(1 - sampler_sd**2 / np.maximum(prior_sd**2, 1e-300), 0.0, 1.0)))
     record = {
         "regime": job["regime"], "case_index": int(job["case_index"]), "elapsed_s": float(elapsed),
         "obs_fraction": float(np.mean(sel)),
