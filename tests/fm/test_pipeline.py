@@ -71,6 +71,7 @@ def test_export_calibrates_the_prior_weight_and_the_posterior_mixes_it_in(assets
     for key in ("predictive_mean_current", "predictive_std_current"):
         assert np.array_equal(with_[key], without[key])
     assert with_["parameter_error_prior_weight"] == 0.4 and without["parameter_error_prior_weight"] == 0.0
+    np.testing.assert_allclose(with_["posterior_std_raw_sampler"], without["posterior_std_raw"], rtol=1e-6)
     n = without["posterior_samples_raw"].shape[0]
     assert np.array_equal(with_["posterior_samples_raw"][:n], without["posterior_samples_raw"])
     w = np.asarray(with_["posterior_weights"], np.float64)
