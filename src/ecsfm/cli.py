@@ -313,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--noise", type=float, default=0.02, help="observation noise sd, mA (default 0.02)")
     pb.add_argument("--seed", type=int, default=0)
     pb.add_argument("--scheduler", default=None)
+    pb.add_argument("--no-parameter-error", action="store_true",
+                    help="leave the model's calibrated parameter error out of the posteriors (for comparison)")
     pb.add_argument("--out", type=Path, default=Path("ecsfm_sbc"))
     pb.add_argument("--compare", type=Path, nargs="+", default=None, metavar="SBC_JSON",
                     help="instead of running: plot these sbc.json results' coverage curves side by side into --out")
@@ -594,9 +596,12 @@ def _cmd_study(args) -> int:
             return 0
         res = run_sbc(args.out, model_dir=args.model, n=args.n, task=args.task, stage=args.stage, engine=args.engine,
                       method=args.method, noise=args.noise, n_particles=args.particles, seed=args.seed,
-                      scheduler=args.scheduler, progress=not args.no_progress)
+                      scheduler=args.scheduler, progress=not args.no_progress,
+                      parameter_error=not args.no_parameter_error)
         for name, v in res["parameters"].items():
             print(f"  {name:12s} KS p = {v['ks_pvalue']:.3f}   90 % interval coverage {v['coverage']['0.9']:.3f}")
+        if res["parameter_error_prior_weight"] > 0:
+            print(f"  posteriors mixed with the prior at the model's calibrated weight {res['parameter_error_prior_weight']:.2f}")
         print(f"wrote {args.out}/sbc.json, sbc_ranks.png, sbc_coverage.png")
         return 0
     if args.study == "engines":

@@ -267,6 +267,7 @@ def test_sbc_writes_ranks_coverage_and_resumes(assets, tmp_path):
         cov = list(v["coverage"].values())
         assert len(cov) == len(LEVELS) and all(a <= b for a, b in zip(cov, cov[1:]))  # nested intervals
     assert (tmp_path / "sbc_ranks.png").exists() and (tmp_path / "sbc_coverage.png").exists()
+    assert res["parameter_error_prior_weight"] == 0.0  # the simulator engine's posteriors carry no prior weight
     again = run_sbc(tmp_path, **kw)  # everything journalled: nothing recomputed, same numbers
     assert again["parameters"] == res["parameters"]
 

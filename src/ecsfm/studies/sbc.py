@@ -51,7 +51,7 @@ def _draws(meta: dict, geometry: dict, task: str, stage: str, n: int, noise: flo
 _CACHE: dict = {}
 
 
-def _run_draw(model_dir: str, engine: str, method: str, n_particles: int, job: dict) -> dict:
+def _run_draw(model_dir: str, engine: str, method: str, n_particles: int, parameter_error: bool, job: dict) -> dict:
     from ..fm.eval_classical import load_surrogate
     from ..fm.posterior import (CEMPosteriorConfig, ParameterSpace, PosteriorInferenceConfig, SMCPosteriorConfig,
                                 infer_parameter_posterior)
@@ -64,7 +64,8 @@ def _run_draw(model_dir: str, engine: str, method: str, n_particles: int, job: d
     known[int(geometry["phys_dim_base"]):] = True
     cfg = PosteriorInferenceConfig(obs_noise_std=float(job["noise"]), engine=engine, method=method,
                                    cem=CEMPosteriorConfig(n_particles=n_particles if method == "cem" else 64),
-                                   smc=SMCPosteriorConfig(n_particles=n_particles if method == "smc" else 2048))
+                                   smc=SMCPosteriorConfig(n_particles=n_particles if method == "smc" else 2048),
+                                   parameter_error=parameter_error)
     post = infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry,
                                      observed_current=np.asarray(job["observed"]), applied_signal=np.asarray(job["signal"]),
                                      known_p_core=core, known_p_mask=known, config=cfg, seed=int(job["k"]))
@@ -74,13 +75,18 @@ def _run_draw(model_dir: str, engine: str, method: str, n_particles: int, job: d
     w = w / w.sum()
     free = [i for i in post["free_indices"] if i < int(geometry["phys_dim_base"])]
     u = {post["parameter_names"][i]: float(w @ (samples[:, i] < core[i])) for i in free}
-    return {"k": int(job["k"]), "u": u, "ess": float(post["ess"]), "n_warnings": len(post["warnings"])}
+    return {"k": int(job["k"]), "u": u, "ess": float(post["ess"]), "n_warnings": len(post["warnings"]),
+            "prior_weight": float(post.get("parameter_error_prior_weight", 0.0))}
 
 
 def run_sbc(out_dir, *, model_dir=None, n: int = 200, task: str = "cv", stage: str = "intermediate",
             engine: str = "simulator", method: str = "smc", noise: float = 0.02, n_particles: int = 1024,
-            seed: int = 0, scheduler=None, progress: bool = True) -> dict:
-    """Run SBC and write ``sbc.json``, ``sbc_ranks.png`` and ``sbc_coverage.png`` into ``out_dir``."""
+            seed: int = 0, scheduler=None, progress: bool = True, parameter_error: bool = True) -> dict:
+    """Run SBC and write ``sbc.json``, ``sbc_ranks.png`` and ``sbc_coverage.png`` into ``out_dir``.
+
+    ``parameter_error=False`` leaves the model's calibrated prior weight out of the surrogate
+    engine's posteriors (``PosteriorInferenceConfig.parameter_error``); the result records the
+    weight each draw's posterior carried."""
     from scipy import stats
     from tqdm.auto import tqdm
 
@@ -96,7 +102,8 @@ def run_sbc(out_dir, *, model_dir=None, n: int = 200, task: str = "cv", stage: s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = {"model_dir": model_dir, "n": n, "task": task, "stage": stage, "engine": engine, "method": method,
-              "noise": noise, "n_particles": n_particles, "seed": seed}
+              "noise": noise, "n_particles": n_particles, "seed": seed,
+              **({} if parameter_error else {"parameter_error": False})}
     journal = Journal(out / "records.jsonl", config, key=lambda it: it["k"])
     jobs = [j for j in _draws(meta, geometry, task, stage, n, noise, seed) if j["k"] not in journal.done]
     bar = tqdm(total=n, initial=n - len(jobs), desc=f"SBC ({engine}/{method})", unit="draw", disable=not progress)
@@ -105,7 +112,7 @@ def run_sbc(out_dir, *, model_dir=None, n: int = 200, task: str = "cv", stage: s
         journal.add(item)
         bar.update()
 
-    run_items(jobs, _run_draw, (model_dir, engine, method, n_particles), keep, scheduler)
+    run_items(jobs, _run_draw, (model_dir, engine, method, n_particles, bool(parameter_error)), keep, scheduler)
     bar.close()
     items = [journal.done[k] for k in range(n)]
     names = sorted({name for it in items for name in it["u"]}, key=lambda s: (s.split("[")[-1], s))
@@ -120,7 +127,9 @@ def run_sbc(out_dir, *, model_dir=None, n: int = 200, task: str = "cv", stage: s
     result = {"schema_version": SBC_SCHEMA_VERSION, "config": config, "levels": list(LEVELS), "parameters": per,
               "failing_ks_p_below_0.01": failing,
               "median_ess": float(np.median([it["ess"] for it in items])),
-              "draws_with_warnings": int(sum(it["n_warnings"] > 0 for it in items))}
+              "draws_with_warnings": int(sum(it["n_warnings"] > 0 for it in items)),
+              # journals written before the weight existed carry none: their posteriors had none
+              "parameter_error_prior_weight": float(np.median([it.get("prior_weight", 0.0) for it in items]))}
     write_text(out / SBC_FILENAME, json.dumps(result, indent=1))
     _plot(out, per, n)
     return result
