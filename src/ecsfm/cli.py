@@ -600,7 +600,7 @@ def _cmd_study(args) -> int:
                       parameter_error=not args.no_parameter_error)
         for name, v in res["parameters"].items():
             print(f"  {name:12s} KS p = {v['ks_pvalue']:.3f}   90 % interval coverage {v['coverage']['0.9']:.3f}")
-        if res["parameter_error_prior_weight"] > 0:
+        if res["parameter_error_prior_weight"]:
             print(f"  posteriors mixed with the prior at the model's calibrated weight {res['parameter_error_prior_weight']:.2f}")
         print(f"wrote {args.out}/sbc.json, sbc_ranks.png, sbc_coverage.png")
         return 0

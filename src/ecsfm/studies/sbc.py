@@ -128,11 +128,17 @@ def run_sbc(out_dir, *, model_dir=None, n: int = 200, task: str = "cv", stage: s
               "failing_ks_p_below_0.01": failing,
               "median_ess": float(np.median([it["ess"] for it in items])),
               "draws_with_warnings": int(sum(it["n_warnings"] > 0 for it in items)),
-              # journals written before the weight existed carry none: their posteriors had none
-              "parameter_error_prior_weight": float(np.median([it.get("prior_weight", 0.0) for it in items]))}
+              "parameter_error_prior_weight": _median_prior_weight(items)}
     write_text(out / SBC_FILENAME, json.dumps(result, indent=1))
     _plot(out, per, n)
     return result
+
+
+def _median_prior_weight(items: list[dict]) -> float | None:
+    """The median prior weight the draws' posteriors carried; None when a draw journalled before
+    this was recorded is among them (its posterior may have carried one: it was not written down)."""
+    weights = [it.get("prior_weight") for it in items]
+    return None if any(w is None for w in weights) else float(np.median(weights))
 
 
 def _plot(out: Path, per: dict, n: int) -> None:
