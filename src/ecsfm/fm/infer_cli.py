@@ -282,7 +282,7 @@ def _summary(post: dict, space, cfg, measurement, noise) -> dict:
                             "n_likelihood_evaluations": post["n_likelihood_evaluations"],
                             "log_evidence": post["log_evidence"], "obs_noise_std_mA": float(noise),
                             "warnings": post["warnings"], "reliability_observed": post["reliability"],
-                            "parameter_error_applied": float(post.get("parameter_error_prior_weight", 0.0)) > 0,
+                            "parameter_error_applied": post["parameter_error_prior_weight"] > 0,
                             "reliability_heldout": post["reliability_heldout"]},
             "units": {"current": "mA per cm^2 of electrode (the model's units)"}}
 

@@ -174,7 +174,7 @@ def _record(job, post, truth_core, normalizers, geometry, elapsed) -> dict:
     u_free = w_post @ (np.asarray(post["posterior_samples_raw"], np.float64)[:, free] < truth_core[free])
     contraction = 1 - post_sd_raw**2 / np.maximum(prior_sd**2, 1e-300)
     # The predictive's effective parameters are the sampler's (the prior weight does not enter it).
-    sampler_sd = np.asarray(post.get("posterior_std_raw_sampler", post["posterior_std_raw"]), np.float64)[free]
+    sampler_sd = np.asarray(post["posterior_std_raw_sampler"], np.float64)[free]
     n_eff = float(np.sum(np.clip(1 - sampler_sd**2 / np.maximum(prior_sd**2, 1e-300), 0.0, 1.0)))
     record = {
         "regime": job["regime"], "case_index": int(job["case_index"]), "elapsed_s": float(elapsed),
@@ -188,7 +188,7 @@ def _record(job, post, truth_core, normalizers, geometry, elapsed) -> dict:
         # Beyond the seed: identifiable slots only, in units of the prior's sd, per parameter.
         "task": post["task"], "stage": post["stage"], "engine": post["engine"], "method": post["method"],
         "ess": float(post["ess"]), "pareto_k": float(post["pareto_k"]), "n_warnings": len(post["warnings"]),
-        "parameter_error_applied": float(post.get("parameter_error_prior_weight", 0.0)) > 0,
+        "parameter_error_applied": post["parameter_error_prior_weight"] > 0,
         "active_param_names": names,
         "active_param_nrmse_prior_units": float(np.sqrt(np.mean(err_prior_units**2))) if names else float("nan"),
         "active_param_cov_1sigma": float(np.mean(np.abs(z_free) <= 1)) if names else float("nan"),

@@ -76,7 +76,7 @@ def _run_draw(model_dir: str, engine: str, method: str, n_particles: int, parame
     free = [i for i in post["free_indices"] if i < int(geometry["phys_dim_base"])]
     u = {post["parameter_names"][i]: float(w @ (samples[:, i] < core[i])) for i in free}
     return {"k": int(job["k"]), "u": u, "ess": float(post["ess"]), "n_warnings": len(post["warnings"]),
-            "prior_weight": float(post.get("parameter_error_prior_weight", 0.0))}
+            "prior_weight": post["parameter_error_prior_weight"]}
 
 
 def run_sbc(out_dir, *, model_dir=None, n: int = 200, task: str = "cv", stage: str = "intermediate",
