@@ -300,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--scheduler", default=None, help="Dask scheduler address to spread cases over")
     pc.add_argument("--no-parameter-error", action="store_true",
                     help="leave the model's calibrated parameter error out of the posteriors (for comparison)")
+    pc.add_argument("--no-band-scale", action="store_true",
+                    help="leave the model's calibrated predictive band scale out (for comparison)")
     pc.add_argument("--out", type=Path, default=Path("ecsfm_study"), help="output folder (default ecsfm_study)")
     pc.add_argument("--no-progress", action="store_true")
     pb = ssub.add_parser("sbc", help="simulation-based calibration over prior draws")
@@ -484,8 +486,11 @@ def _cmd_recalibrate(args) -> int:
                                    parameter_error_cases=args.parameter_error_cases,
                                    parameter_error_seed=args.parameter_error_seed,
                                    discrepancy=not args.keep_discrepancy, progress=not args.no_progress)
-    for task, weight in (meta.get("parameter_error") or {}).get("per_task", {}).items():
-        print(f"{task:16s} prior weight in the posterior (how often the inference misses): {weight:.2f}")
+    block = meta.get("parameter_error") or {}
+    scales = (block.get("band_scale") or {}).get("per_task", {})
+    for task, weight in block.get("per_task", {}).items():
+        band = f"  predictive band scale (discrepancy variance x) {scales[task]:.2f}" if task in scales else ""
+        print(f"{task:16s} prior weight in the posterior (how often the inference misses): {weight:.2f}{band}")
     if args.keep_discrepancy:
         return 0
     for task, row in meta["discrepancy"]["per_task"].items():
@@ -649,7 +654,8 @@ def _cmd_study(args) -> int:
     ckpt = args.model / "surrogate_model.eqx" if args.model else None
     payload = run_calibration_study(args.out, checkpoint=ckpt, chunk=args.data, n_cases=args.cases, engine=args.engine,
                                     method=args.method, regimes=regimes, scheduler=args.scheduler,
-                                    progress=not args.no_progress, parameter_error=not args.no_parameter_error)
+                                    progress=not args.no_progress, parameter_error=not args.no_parameter_error,
+                                    band_scale=not args.no_band_scale)
     for name, row in payload["summary"].items():
         print(f"  {name:12s} R={row['reliability_score_mean']:.1f} param_nrmse={row['param_nrmse_mean']:.3f} "
               f"pred_cal={row['pred_calibration_error_mean']:.3f} (exact posterior "

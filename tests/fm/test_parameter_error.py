@@ -6,7 +6,8 @@ import numpy as np
 
 from ecsfm.data._recipes import STAGE_NAMES
 from ecsfm.data._tasks import TASK_NAMES
-from ecsfm.fm.parameter_error import (FORM_VERSION, _interval_coverage, contaminate, crps_terms, fit_prior_weight,
+from ecsfm.fm.parameter_error import (FORM_VERSION, _band_two_fold_check, _interval_coverage, contaminate, crps_terms,
+                                      fit_band_scale, fit_prior_weight, gaussian_crps, predictive_band_scale,
                                       prior_draws, prior_weight)
 from ecsfm.fm.posterior import ParameterSpace
 
@@ -116,3 +117,52 @@ def test_mixture_moments_and_weights_are_the_mixtures():
     np.testing.assert_allclose(var[space.free], sample_var[space.free], rtol=0.02)
     prior_var = prior_draws(space, 50000, np.random.default_rng(3)).var(0)
     assert np.all(var[space.free] > 0.3 * prior_var[space.free])
+
+
+def test_gaussian_crps_is_the_closed_form_and_the_expected_score_is_least_at_the_true_sd():
+    # CRPS(N(0, 1), 0) = (sqrt 2 - 1) / sqrt(pi); scale equivariance; and, averaged over outcomes
+    # drawn from N(0, 1), the score of N(0, s^2) is least at s = 1 (a proper score), where its
+    # expectation is 1 / sqrt(pi).
+    assert abs(float(gaussian_crps(0.0, 1.0)) - (math.sqrt(2) - 1) / math.sqrt(math.pi)) < 1e-12
+    assert abs(float(gaussian_crps(1.5, 3.0)) - 3.0 * float(gaussian_crps(0.5, 1.0))) < 1e-12
+    y = np.random.default_rng(0).standard_normal(200_000)
+    scores = {s: float(np.mean(gaussian_crps(y, s))) for s in (0.7, 0.9, 1.0, 1.1, 1.4)}
+    assert min(scores, key=scores.get) == 1.0
+    assert abs(scores[1.0] - 1 / math.sqrt(math.pi)) < 0.003
+
+
+def _band_cases(true_scale, n_cases=24, n_points=256, seed=0):
+    # Residuals drawn from N(0, vp + true_scale * vd + noise^2) with per-point variance parts
+    # spread like a voltammogram's (a discrepancy larger at a peak, a small parameter spread).
+    rng = np.random.default_rng(seed)
+    cases = []
+    for k in range(n_cases):
+        x = np.linspace(0, 1, n_points)
+        vd = (0.01 + 0.05 * np.exp(-((x - rng.uniform(0.3, 0.7)) / 0.1) ** 2)) ** 2
+        vp = np.full(n_points, 0.002**2)
+        sd = np.sqrt(vp + true_scale * vd + 0.02**2)
+        cases.append({"task": "cv", "case": k, "noise_var": 0.02**2, "residual": sd * rng.standard_normal(n_points),
+                      "var_parameters": vp, "var_discrepancy": vd})
+    return cases
+
+
+def test_band_scale_recovers_a_known_factor_and_fixes_coverage_on_held_out_cases():
+    for true_scale in (0.5, 1.0, 2.5):
+        lam = fit_band_scale(_band_cases(true_scale))
+        assert abs(math.log(lam / true_scale)) < 0.12, (true_scale, lam)
+    # Bands twice too wide in variance: the two-fold check's calibration error must fall.
+    check = _band_two_fold_check(_band_cases(0.5, seed=1))
+    assert check["calibration_error_with"] < check["calibration_error_without"] - 0.025, check
+    cov1, cov2 = check["per_task"]["cv"]["coverage_with"]
+    assert abs(cov1 - 0.6827) < 0.03 and abs(cov2 - 0.9545) < 0.02
+    no_disc = [dict(c, var_discrepancy=np.zeros_like(c["var_discrepancy"])) for c in _band_cases(1.0)]
+    assert fit_band_scale(no_disc) == 1.0
+
+
+def test_band_scale_applies_only_to_the_method_it_was_fitted_for():
+    meta = {"parameter_error": {"form_version": FORM_VERSION, "method": "cem", "per_task": {"cv": 0.4},
+                                "band_scale": {"per_task": {"cv": 0.8}}}}
+    assert predictive_band_scale(meta, "cv", "cem") == 0.8
+    assert predictive_band_scale(meta, "cv", "smc") is None and predictive_band_scale(meta, "swv", "cem") is None
+    older = {"parameter_error": {k: v for k, v in meta["parameter_error"].items() if k != "band_scale"}}
+    assert predictive_band_scale(older, "cv", "cem") is None

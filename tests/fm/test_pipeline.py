@@ -55,6 +55,8 @@ def test_export_calibrates_the_prior_weight_and_the_posterior_mixes_it_in(assets
     assert set(block["per_task"]) == set(meta["task_names"])
     assert all(0.0 <= w <= 1.0 for w in block["per_task"].values())
     assert block["check"]["n_slots"] == len(block["rows"]) > 0
+    assert set(block["band_scale"]["per_task"]) == set(meta["task_names"])
+    assert all(1e-4 <= v <= 100.0 for v in block["band_scale"]["per_task"].values())
     # With a weight of 0.4 for the case's task: the sampler's particles carry 0.6 of the mass,
     # prior draws (inside the support) the rest, and the predictive is exactly unchanged.
     model, normalizers, meta, geometry = load_surrogate(out)
@@ -71,6 +73,25 @@ def test_export_calibrates_the_prior_weight_and_the_posterior_mixes_it_in(assets
     for key in ("predictive_mean_current", "predictive_std_current"):
         assert np.array_equal(with_[key], without[key])
     assert with_["parameter_error_prior_weight"] == 0.4 and without["parameter_error_prior_weight"] == 0.0
+    # The predictive band scale multiplies the discrepancy's part of the variance alone: the
+    # predictive mean and the parameter posterior are unchanged, and the sd is the sum of its parts.
+    banded = dict(forced, parameter_error=dict(forced["parameter_error"],
+                                               band_scale={"per_task": {space.task: 0.25}}))
+    scaled, unscaled = (infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry,
+                                                  observed_current=i, applied_signal=e, known_p_core=core,
+                                                  known_p_mask=known, seed=3, meta=banded,
+                                                  config=PosteriorInferenceConfig(band_scale=flag))
+                        for flag in (True, False))
+    assert scaled["predictive_band_scale"] == 0.25 and unscaled["predictive_band_scale"] == 1.0
+    for key in ("predictive_mean_current", "posterior_samples_raw", "posterior_weights", "predictive_var_discrepancy"):
+        assert np.array_equal(scaled[key], unscaled[key])
+    noise2 = PosteriorInferenceConfig().obs_noise_std ** 2
+    assert with_["predictive_band_scale"] == block["band_scale"]["per_task"][space.task]  # the exported one
+    for res, lam in ((scaled, 0.25), (unscaled, 1.0), (with_, with_["predictive_band_scale"])):
+        vp, vd = (np.asarray(res[k], np.float64) for k in ("predictive_var_parameters", "predictive_var_discrepancy"))
+        np.testing.assert_allclose(np.asarray(res["predictive_std_current"], np.float64) ** 2, vp + lam * vd + noise2,
+                                   rtol=1e-5)
+    assert np.any(np.asarray(unscaled["predictive_var_discrepancy"]) > 0)
     np.testing.assert_allclose(with_["posterior_std_raw_sampler"], without["posterior_std_raw"], rtol=1e-6)
     n = without["posterior_samples_raw"].shape[0]
     assert np.array_equal(with_["posterior_samples_raw"][:n], without["posterior_samples_raw"])

@@ -283,6 +283,7 @@ def _summary(post: dict, space, cfg, measurement, noise) -> dict:
                             "log_evidence": post["log_evidence"], "obs_noise_std_mA": float(noise),
                             "warnings": post["warnings"], "reliability_observed": post["reliability"],
                             "parameter_error_applied": post["parameter_error_prior_weight"] > 0,
+                            "predictive_band_scale": post["predictive_band_scale"],
                             "reliability_heldout": post["reliability_heldout"]},
             "units": {"current": "mA per cm^2 of electrode (the model's units)"}}
 

@@ -53,6 +53,12 @@ The statistics (each choice is deliberate; the seed notebook's names are kept):
   conditioned on the *other* points (leave-one-out, closed form), so the coverage of observed
   points measures calibration rather than fit -- with parameter uncertainty + the discrepancy's
   conditional variance + observation noise; ``predictive_std_current_noise_free`` leaves the noise out.
+  The two variance parts are returned (``predictive_var_parameters``, ``predictive_var_discrepancy``);
+  the discrepancy's enters scaled by the model's calibrated band scale (``predictive_band_scale``):
+  the discrepancy is fitted to the surrogate's error at the *true* parameters, which the likelihood
+  needs, while after the posterior has moved the parameters part of that error is absorbed, so the
+  band it implies can be too wide (or too narrow) for the residual that is left; the scale is fitted
+  per task on fresh simulated cases (``ecsfm.fm.parameter_error.fit_band_scale``).
 * **How often the inference misses.** When the model's metadata carries a calibrated
   ``parameter_error`` for the task and method (``ecsfm.fm.parameter_error``), the parameter
   posterior is mixed with the prior at that weight: the fraction of fresh simulated cases on which
@@ -74,7 +80,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data import SPECIES_QUANTITIES
-from .parameter_error import contaminate, prior_weight
+from .parameter_error import contaminate, predictive_band_scale, prior_weight
 
 __all__ = [
     "CEMPosteriorConfig",
@@ -195,6 +201,9 @@ class PosteriorInferenceConfig:
     ``parameter_error`` mixes the prior into the parameter posterior at the model's calibrated
     weight (``model_meta.json["parameter_error"]``, see ``ecsfm.fm.parameter_error``): surrogate
     engine only, and only for the method it was calibrated for; the predictive is not affected.
+    ``band_scale`` multiplies the discrepancy's part of the predictive variance by the model's
+    calibrated band scale (same block, fitted on the same fresh cases; surrogate engine and that
+    method only); the likelihood and the parameter posterior are not affected.
     """
 
     cem: CEMPosteriorConfig = field(default_factory=CEMPosteriorConfig)
@@ -206,6 +215,7 @@ class PosteriorInferenceConfig:
     smc: SMCPosteriorConfig = field(default_factory=SMCPosteriorConfig)
     use_discrepancy: bool = True
     parameter_error: bool = True
+    band_scale: bool = True
 
     def __post_init__(self):
         _require_ints(self, n_mc_per_particle=1, n_integration_steps=1)
@@ -1136,8 +1146,10 @@ def _discrepancy_conditional(mean_i: np.ndarray, obs: np.ndarray, sel: np.ndarra
 
 
 def _predictive_current(mean_i: np.ndarray, w: np.ndarray, obs: np.ndarray, sel: np.ndarray, noise2: float,
-                        disc: dict | None, white: np.ndarray, k_d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The posterior predictive of the current (L,) and its variance less the noise (L,), from the
+                        disc: dict | None, white: np.ndarray,
+                        k_d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The posterior predictive of the current (L,) and its variance less the noise in two parts,
+    the particles' weighted spread (L,) and the discrepancy's conditional variance (L,), from the
     particles' model currents ``mean_i`` (N, L) and weights ``w`` (N,): per particle the
     discrepancy's conditional (``_discrepancy_conditional``) is added, then the weighted moments.
 
@@ -1154,7 +1166,7 @@ def _predictive_current(mean_i: np.ndarray, w: np.ndarray, obs: np.ndarray, sel:
         white, _, k_d = _likelihood_covariance(obs, sel, noise2, disc, gain_shape=current_level(w @ mean_i, signed=True))
     mean_i, var_cond = _discrepancy_conditional(mean_i, obs, sel, white, k_d, noise2)
     pred_mean, spread = _weighted_variance(mean_i, w)
-    return pred_mean, spread + var_cond
+    return pred_mean, spread, var_cond
 
 
 # =================================================================================================
@@ -1199,6 +1211,7 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
 
 #: keys of ``infer_joint_posterior``'s result that hold one entry per trace
 _PER_TRACE_KEYS = ("predictive_mean_current", "predictive_std_current", "predictive_std_current_noise_free",
+                   "predictive_var_parameters", "predictive_var_discrepancy",
                    "observed_current", "observed_mask", "reliability", "reliability_heldout")
 
 
@@ -1350,6 +1363,9 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
     y, w = res["samples"], res["weights"]
     samples = space.to_raw(y)
     per_trace = {key: [] for key in _PER_TRACE_KEYS}
+    band_scale = 1.0
+    if disc is not None and config.band_scale and log_likelihood_override is None:
+        band_scale = predictive_band_scale(meta, space.task, config.method) or 1.0
     for t in traces:
         obs, sel = t["obs"], t["sel"]
         # Predictive: the forward values of the weighted particles -- for CEM those computed during
@@ -1367,15 +1383,22 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
             # at the observed points themselves) is added to the prediction, and its conditional
             # variance joins the parameter uncertainty (Kennedy & O'Hagan's predictive of the real
             # process). Without a discrepancy both are zero.
-            pred_mean, pred_var_nf = _predictive_current(mean_i, w, obs, sel, noise2, disc, t["white"], t["k_d"])
+            # The discrepancy's part carries the band scale calibrated on fresh simulations
+            # (ecsfm.fm.parameter_error.fit_band_scale; 1 where the model has none).
+            pred_mean, var_par, var_disc = _predictive_current(mean_i, w, obs, sel, noise2, disc, t["white"],
+                                                               t["k_d"])
+            pred_var_nf = var_par + band_scale * var_disc
             pred_std = np.sqrt(pred_var_nf + noise2)
             pred_std_nf = np.sqrt(pred_var_nf)
         else:
             pred_mean = np.zeros(length)
             pred_std = pred_std_nf = np.full(length, math.sqrt(noise2))
+            var_par = var_disc = np.zeros(length)
         per_trace["predictive_mean_current"].append(pred_mean.astype(np.float32))
         per_trace["predictive_std_current"].append(pred_std.astype(np.float32))
         per_trace["predictive_std_current_noise_free"].append(pred_std_nf.astype(np.float32))
+        per_trace["predictive_var_parameters"].append(var_par.astype(np.float32))
+        per_trace["predictive_var_discrepancy"].append(var_disc.astype(np.float32))
         per_trace["observed_current"].append(obs.astype(np.float32))
         per_trace["observed_mask"].append(sel.astype(np.float32))
         per_trace["reliability"].append(compute_reliability_metrics(obs, pred_mean, pred_std, sel))
@@ -1407,6 +1430,7 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
         "free_indices": space.free.tolist(),
         "prior_std_raw": space.prior_std_raw(),
         "parameter_error_prior_weight": float(mixed or 0.0),
+        "predictive_band_scale": float(band_scale),
         "posterior_std_raw_sampler": np.where(std_raw > 0, std_sampler, 0.0).astype(np.float32),
         "ess": float(res["ess"]),
         "pareto_k": float(res["pareto_k"]),

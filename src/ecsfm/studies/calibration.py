@@ -131,7 +131,7 @@ def _run_case(checkpoint: str, job: dict) -> dict:
                                elite_fraction=float(inf["elite_frac"])),
         n_mc_per_particle=int(inf["n_mc"]), n_integration_steps=int(inf["n_steps"]),
         obs_noise_std=float(job["noise_std"]), engine=job["engine"], method=job["method"],
-        parameter_error=bool(job.get("parameter_error", True)))
+        parameter_error=bool(job.get("parameter_error", True)), band_scale=bool(job.get("band_scale", True)))
     truth_core = np.asarray(job["p_core"], np.float32)
     known_mask = np.zeros(truth_core.size, bool)
     known_mask[int(geometry["phys_dim_base"]):] = True
@@ -189,6 +189,7 @@ def _record(job, post, truth_core, normalizers, geometry, elapsed) -> dict:
         "task": post["task"], "stage": post["stage"], "engine": post["engine"], "method": post["method"],
         "ess": float(post["ess"]), "pareto_k": float(post["pareto_k"]), "n_warnings": len(post["warnings"]),
         "parameter_error_applied": post["parameter_error_prior_weight"] > 0,
+        "predictive_band_scale": float(post["predictive_band_scale"]),
         "active_param_names": names,
         "active_param_nrmse_prior_units": float(np.sqrt(np.mean(err_prior_units**2))) if names else float("nan"),
         "active_param_cov_1sigma": float(np.mean(np.abs(z_free) <= 1)) if names else float("nan"),
@@ -295,14 +296,15 @@ def summarize(rows: list[dict]) -> dict:
 def run_calibration_study(out_dir, *, checkpoint=None, chunk=None, n_cases: int = 8, regimes: dict | None = None,
                           inference: dict | None = None, engine: str = "surrogate", method: str = "cem",
                           scheduler: str | None = None, progress: bool = True, tasks=None,
-                          parameter_error: bool = True) -> dict:
+                          parameter_error: bool = True, band_scale: bool = True) -> dict:
     """Run the seed's study and write its JSON, its three PNGs and ``report.md`` into ``out_dir``.
 
     ``checkpoint``/``chunk`` default to the assets shipped in the package. ``scheduler``: address of
     a Dask scheduler (or a ``distributed.Client``/``LocalCluster``) to spread cases over. ``tasks``:
     draw the cases only from rows of these tasks (default: every row, exactly the seed's draw).
     ``parameter_error=False`` leaves the model's calibrated parameter error out of the posteriors
-    (``PosteriorInferenceConfig.parameter_error``).
+    (``PosteriorInferenceConfig.parameter_error``); ``band_scale=False`` the calibrated scale of the
+    predictive bands (``PosteriorInferenceConfig.band_scale``).
     """
     from tqdm.auto import tqdm
 
@@ -333,11 +335,13 @@ def run_calibration_study(out_dir, *, checkpoint=None, chunk=None, n_cases: int 
     jobs = _jobs(chunk, geometry, n_cases, regimes, inference, engine, method, only)
     for job in jobs:
         job["parameter_error"] = bool(parameter_error)
+        job["band_scale"] = bool(band_scale)
 
     config = {"checkpoint": str(checkpoint), "dataset_chunk": str(chunk),
               "case_indices": sorted({j["case_index"] for j in jobs}, key=[j["case_index"] for j in jobs].index),
               "observation_regimes": regimes, "inference_base": inference, "engine": engine, "method": method,
-              **({"tasks": list(tasks)} if tasks else {}), **({} if parameter_error else {"parameter_error": False})}
+              **({"tasks": list(tasks)} if tasks else {}), **({} if parameter_error else {"parameter_error": False}),
+              **({} if band_scale else {"band_scale": False})}
     # Resume: records of finished cases (same configuration) are kept in records.jsonl.
     journal = Journal(out / "records.jsonl", config, key=lambda it: (it["record"]["regime"], it["record"]["case_index"]))
     done = journal.done
@@ -494,6 +498,15 @@ def _parameter_error_note(records: list[dict]) -> str:
             "it)")
 
 
+def _band_scale_note(records: list[dict]) -> str:
+    scales = {r["task"]: r["predictive_band_scale"] for r in records if r.get("predictive_band_scale", 1.0) != 1.0}
+    if not scales:
+        return "none (the engine has no discrepancy, the model has none for this method, or it was switched off)"
+    return ("the discrepancy's part of the predictive variance times " +
+            ", ".join(f"{v:.2f} ({t})" for t, v in sorted(scales.items())) +
+            " (calibrated on fresh simulations; ecsfm.fm.parameter_error.fit_band_scale)")
+
+
 def _report(out: Path, payload: dict, criteria: list[dict]) -> None:
     cfg, summary = payload["config"], payload["summary"]
     lines = ["# Posterior identifiability and calibration", "",
@@ -501,7 +514,9 @@ def _report(out: Path, payload: dict, criteria: list[dict]) -> None:
              f"Engine: {cfg['engine']}, method: {cfg['method']}, inference settings: {cfg['inference_base']}  ",
              f"Cases: {len(cfg['case_indices'])} per regime  ",
              "Surrogate's calibrated parameter error in the posteriors: "
-             f"{_parameter_error_note(payload['records'])}", "", "## The seed's success criteria", ""]
+             f"{_parameter_error_note(payload['records'])}  ",
+             f"Calibrated predictive band scale: {_band_scale_note(payload['records'])}", "",
+             "## The seed's success criteria", ""]
     for c in criteria:
         lines.append(f"- **{'HELD' if c['held'] else 'NOT HELD'}** -- {c['criterion']}: {c['numbers']}")
     lines += ["", "## Summary", "",
