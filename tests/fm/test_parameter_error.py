@@ -159,10 +159,13 @@ def test_band_scale_recovers_a_known_factor_and_fixes_coverage_on_held_out_cases
     assert fit_band_scale(no_disc) == 1.0
 
 
-def test_band_scale_applies_only_to_the_method_it_was_fitted_for():
+def test_band_scale_applies_only_to_the_method_it_was_fitted_for_and_follows_the_observed_fraction():
     meta = {"parameter_error": {"form_version": FORM_VERSION, "method": "cem", "per_task": {"cv": 0.4},
-                                "band_scale": {"per_task": {"cv": 0.8}}}}
-    assert predictive_band_scale(meta, "cv", "cem") == 0.8
+                                "band_scale": {"per_task": {"cv": {"1.0": 0.8, "0.35": 0.2}}}}}
+    assert abs(predictive_band_scale(meta, "cv", "cem") - 0.8) < 1e-12
+    assert abs(predictive_band_scale(meta, "cv", "cem", 0.35) - 0.2) < 1e-12
+    assert abs(predictive_band_scale(meta, "cv", "cem", 0.675) - 0.4) < 1e-12  # ln-linear: the geometric mean
+    assert abs(predictive_band_scale(meta, "cv", "cem", 0.1) - 0.2) < 1e-12  # the nearest outside the range
     assert predictive_band_scale(meta, "cv", "smc") is None and predictive_band_scale(meta, "swv", "cem") is None
     older = {"parameter_error": {k: v for k, v in meta["parameter_error"].items() if k != "band_scale"}}
     assert predictive_band_scale(older, "cv", "cem") is None

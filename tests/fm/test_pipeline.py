@@ -56,7 +56,8 @@ def test_export_calibrates_the_prior_weight_and_the_posterior_mixes_it_in(assets
     assert all(0.0 <= w <= 1.0 for w in block["per_task"].values())
     assert block["check"]["n_slots"] == len(block["rows"]) > 0
     assert set(block["band_scale"]["per_task"]) == set(meta["task_names"])
-    assert all(1e-4 <= v <= 100.0 for v in block["band_scale"]["per_task"].values())
+    assert all(set(v) == {"1.0", "0.35"} and all(1e-4 <= x <= 100.0 for x in v.values())
+               for v in block["band_scale"]["per_task"].values())
     # With a weight of 0.4 for the case's task: the sampler's particles carry 0.6 of the mass,
     # prior draws (inside the support) the rest, and the predictive is exactly unchanged.
     model, normalizers, meta, geometry = load_surrogate(out)
@@ -76,7 +77,7 @@ def test_export_calibrates_the_prior_weight_and_the_posterior_mixes_it_in(assets
     # The predictive band scale multiplies the discrepancy's part of the variance alone: the
     # predictive mean and the parameter posterior are unchanged, and the sd is the sum of its parts.
     banded = dict(forced, parameter_error=dict(forced["parameter_error"],
-                                               band_scale={"per_task": {space.task: 0.25}}))
+                                               band_scale={"per_task": {space.task: {"1.0": 0.25}}}))
     scaled, unscaled = (infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry,
                                                   observed_current=i, applied_signal=e, known_p_core=core,
                                                   known_p_mask=known, seed=3, meta=banded,
@@ -86,7 +87,7 @@ def test_export_calibrates_the_prior_weight_and_the_posterior_mixes_it_in(assets
     for key in ("predictive_mean_current", "posterior_samples_raw", "posterior_weights", "predictive_var_discrepancy"):
         assert np.array_equal(scaled[key], unscaled[key])
     noise2 = PosteriorInferenceConfig().obs_noise_std ** 2
-    assert with_["predictive_band_scale"] == block["band_scale"]["per_task"][space.task]  # the exported one
+    assert with_["predictive_band_scale"] == float(block["band_scale"]["per_task"][space.task]["1.0"])  # exported
     for res, lam in ((scaled, 0.25), (unscaled, 1.0), (with_, with_["predictive_band_scale"])):
         vp, vd = (np.asarray(res[k], np.float64) for k in ("predictive_var_parameters", "predictive_var_discrepancy"))
         np.testing.assert_allclose(np.asarray(res["predictive_std_current"], np.float64) ** 2, vp + lam * vd + noise2,

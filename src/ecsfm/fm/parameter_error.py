@@ -36,7 +36,11 @@ narrow, for the residual that is left. Per task one factor ``lambda`` multiplies
 part of the predictive variance (``parameter spread + lambda x discrepancy + noise``), chosen to
 minimise the mean Gaussian CRPS of the predictive at the observed points of the task's cases (a
 proper score again; a factor fitted to the coverage at one or two levels would chase the heavy tails
-of the residuals). The likelihood and the parameter posterior are not touched. A two-fold check
+of the residuals). How much the leave-one-out variance overstates the residual depends on how
+densely the trace is observed (measured: ca_step's dense factor, 0.03, made its bands far too narrow
+at 35 % of the points), so the factor is fitted at each of ``BAND_KEEP`` (the seed's dense and sparse
+fractions; the same parameter draws, observed anew) and ``ln lambda`` is interpolated linearly in the
+observed fraction. The likelihood and the parameter posterior are not touched. A two-fold check
 reports the seed's calibration error on cases the factor was not fitted on.
 """
 
@@ -49,7 +53,7 @@ import re
 import numpy as np
 
 __all__ = ["FORM_VERSION", "slot_kind", "prior_weight", "predictive_band_scale", "prior_draws", "contaminate",
-           "crps_terms", "fit_prior_weight", "gaussian_crps", "fit_band_scale", "calibrate_parameter_error"]
+           "crps_terms", "fit_prior_weight", "gaussian_crps", "fit_band_scale", "calibrate_parameter_error", "BAND_KEEP"]
 
 #: Version of the calibrated form recorded in ``model_meta.json["parameter_error"]``.
 FORM_VERSION = 2
@@ -72,14 +76,23 @@ def prior_weight(meta: dict, task: str, method: str) -> float | None:
     return None if w is None else float(w)
 
 
-def predictive_band_scale(meta: dict, task: str, method: str) -> float | None:
-    """The calibrated factor on the discrepancy's predictive variance for this task and method, or
-    None when the model has none (a block written before the band scale was fitted)."""
+#: Observed fractions the band scale is calibrated at: the seed's dense and sparse regimes.
+BAND_KEEP = (1.0, 0.35)
+
+
+def predictive_band_scale(meta: dict, task: str, method: str, observed_fraction: float = 1.0) -> float | None:
+    """The calibrated factor on the discrepancy's predictive variance for this task and method at
+    this fraction of observed points, or None when the model has none (a block written before the
+    band scale was fitted). Between the calibrated fractions ``ln lambda`` is interpolated linearly in
+    the fraction; outside them the nearest one holds."""
     block = (meta or {}).get("parameter_error")
     if not block or block.get("form_version") != FORM_VERSION or block.get("method") != method:
         return None
-    lam = (block.get("band_scale") or {}).get("per_task", {}).get(task)
-    return None if lam is None else float(lam)
+    per_keep = (block.get("band_scale") or {}).get("per_task", {}).get(task)
+    if not per_keep:
+        return None
+    pts = sorted((float(k), math.log(float(v))) for k, v in per_keep.items())
+    return float(math.exp(np.interp(float(observed_fraction), [k for k, _ in pts], [v for _, v in pts])))
 
 
 def prior_draws(space, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -189,9 +202,48 @@ def _band_calibration_error(case: dict, lam: float) -> tuple[float, float, float
     return c1, c2, abs(c1 - _LEVELS[0]) + abs(c2 - _LEVELS[1])
 
 
+def _sparse_band_cases(model, normalizers, meta: dict, geometry: dict, cfg, task: str, fresh: tuple, keep: float,
+                       noise_std: float, seed: int, done=lambda n: None) -> list[dict]:
+    """``_band_case`` of each fresh row ``fresh = (p, which, truth_i, e)`` of ``task`` observed at
+    fraction ``keep`` (the seed's mask) with new noise, from the stream (seed, task index, keep %)."""
+    from ..studies.calibration import build_mask
+    from ._data import compose_core_params
+    from .posterior import infer_parameter_posterior
+
+    p, which, truth_i, e = fresh
+    ti = list(meta["task_names"]).index(task)
+    known = np.zeros(int(geometry["phys_dim_core"]), bool)
+    known[int(geometry["phys_dim_base"]):] = True
+    rng = np.random.default_rng([seed, ti, int(round(100 * keep))])
+    out = []
+    for r in range(p.shape[0]):
+        core = compose_core_params(p[r], ti, which[r], geometry).astype(np.float64)
+        mask = build_mask(truth_i.shape[1], keep, rng)
+        obs = truth_i[r] + rng.normal(0.0, noise_std, truth_i.shape[1])
+        post = infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry, observed_current=obs,
+                                         applied_signal=e[r], known_p_core=core, known_p_mask=known, obs_mask=mask,
+                                         config=cfg, seed=int(rng.integers(2**31)), meta=meta)
+        out.append(_band_case(task, r, keep, obs, post, noise_std))
+        done(1)
+    return out
+
+
+def _band_case(task: str, case: int, keep: float, obs: np.ndarray, post: dict, noise_std: float) -> dict:
+    """What ``fit_band_scale`` needs of one inference: residual and variance parts at its observed points."""
+    sel = np.asarray(post["observed_mask"]) > 0.5
+    return {"task": task, "case": case, "keep": keep, "noise_var": noise_std**2,
+            "residual": (obs - np.asarray(post["predictive_mean_current"], np.float64))[sel],
+            "var_parameters": np.asarray(post["predictive_var_parameters"], np.float64)[sel],
+            "var_discrepancy": np.asarray(post["predictive_var_discrepancy"], np.float64)[sel]}
+
+
 def _band_two_fold_check(cases: list[dict]) -> dict:
-    """Per task, the seed's predictive calibration error (mean over cases) of each half's cases
-    (split by parity) with the band scale fitted on the other half, and with no scale (1)."""
+    """Per task (and observed fraction, when the cases carry ``keep``), the seed's predictive
+    calibration error (mean over cases) of each half's cases (split by parity) with the band scale
+    fitted on the other half, and with no scale (1)."""
+    keeps = sorted({c.get("keep") for c in cases if c.get("keep") is not None}, reverse=True)
+    if keeps:
+        return {str(k): _band_two_fold_check([dict(c, keep=None) for c in cases if c.get("keep") == k]) for k in keeps}
     out = {}
     for task in dict.fromkeys(c["task"] for c in cases):
         mine = [c for c in cases if c["task"] == task]
@@ -241,11 +293,13 @@ def calibrate_parameter_error(model, normalizers, meta: dict, geometry: dict, *,
     if not (isinstance(n_per_task, int) and n_per_task >= 4):
         raise ValueError(f"n_per_task: must be an integer >= 4, got {n_per_task}")
     cfg = config if config is not None else PosteriorInferenceConfig(obs_noise_std=noise_std)
-    cfg = dataclasses.replace(cfg, obs_noise_std=noise_std, parameter_error=False)
+    cfg = dataclasses.replace(cfg, obs_noise_std=noise_std, parameter_error=False, band_scale=False)
     all_tasks = list(meta["task_names"])
     nb = int(geometry["phys_dim_base"])
     rows, band_cases = [], []
-    bar = tqdm(total=n_per_task * len(tasks or all_tasks), desc="parameter error", disable=not progress)
+    sparse_keeps = [k for k in BAND_KEEP if k < 1.0]
+    bar = tqdm(total=n_per_task * len(tasks or all_tasks) * (1 + len(sparse_keeps)), desc="parameter error",
+               disable=not progress)
     for task in tasks or all_tasks:
         keys = [k for k in meta["priors"] if k.split("/")[0] == task]
         if not keys:
@@ -273,16 +327,17 @@ def calibrate_parameter_error(model, normalizers, meta: dict, geometry: dict, *,
             prior_sd = np.maximum(np.asarray(post["prior_std_raw"], np.float64)[free], 1e-12)
             err = (np.asarray(post["posterior_mean_raw"], np.float64)[free] - truth[free]) / prior_sd
             sd = np.asarray(post["posterior_std_raw"], np.float64)[free] / prior_sd
-            sel = np.asarray(post["observed_mask"]) > 0.5
-            band_cases.append({"task": task, "case": r, "noise_var": noise_std**2,
-                               "residual": (obs - np.asarray(post["predictive_mean_current"], np.float64))[sel],
-                               "var_parameters": np.asarray(post["predictive_var_parameters"], np.float64)[sel],
-                               "var_discrepancy": np.asarray(post["predictive_var_discrepancy"], np.float64)[sel]})
+            band_cases.append(_band_case(task, r, 1.0, obs, post, noise_std))
             for j, slot in enumerate(free):
                 rows.append({"task": task, "case": r, "kind": slot_kind(space.names[slot]), "u_post": float(u_post[j]),
                              "u_prior": float(u_prior[j]), "err": float(err[j]), "sd": float(sd[j]),
                              **crps_terms(xs[:, j] / prior_sd[j], w, x0[:, j] / prior_sd[j], truth[slot] / prior_sd[j])})
             bar.update(1)
+        # The band scale at the sparse fractions: the same parameter draws, observed anew at each
+        # fraction (own stream, so the dense cases above -- and the weights -- do not change).
+        for keep in sparse_keeps:
+            band_cases += _sparse_band_cases(model, normalizers, meta, geometry, cfg, task, (p, which, truth_i, e),
+                                             keep, noise_std, seed, bar.update)
     bar.close()
     per_task = {t: fit_prior_weight([x for x in rows if x["task"] == t]) for t in dict.fromkeys(x["task"] for x in rows)}
     return {
@@ -299,8 +354,11 @@ def calibrate_parameter_error(model, normalizers, meta: dict, geometry: dict, *,
         "check": _two_fold_check(rows),
         "band_scale": {
             "form": "predictive variance = parameter spread + lambda_task x the discrepancy's conditional variance + "
-                    "noise; lambda_task minimises the mean Gaussian CRPS at the observed points of the same fresh cases",
-            "per_task": {t: round(fit_band_scale([c for c in band_cases if c["task"] == t]), 5)
+                    "noise; lambda_task minimises the mean Gaussian CRPS at the observed points of the same fresh "
+                    "cases, observed at each fraction in observed_fractions (ln lambda linear in the fraction between)",
+            "observed_fractions": list(BAND_KEEP),
+            "per_task": {t: {str(k): round(fit_band_scale([c for c in band_cases if c["task"] == t and c["keep"] == k]), 5)
+                             for k in BAND_KEEP}
                          for t in dict.fromkeys(c["task"] for c in band_cases)},
             "check": _band_two_fold_check(band_cases)},
         "rows": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],

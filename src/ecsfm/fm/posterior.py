@@ -202,8 +202,9 @@ class PosteriorInferenceConfig:
     weight (``model_meta.json["parameter_error"]``, see ``ecsfm.fm.parameter_error``): surrogate
     engine only, and only for the method it was calibrated for; the predictive is not affected.
     ``band_scale`` multiplies the discrepancy's part of the predictive variance by the model's
-    calibrated band scale (same block, fitted on the same fresh cases; surrogate engine and that
-    method only); the likelihood and the parameter posterior are not affected.
+    calibrated band scale at the trace's observed fraction (same block, fitted on the same fresh
+    cases; surrogate engine and that method only); the likelihood and the parameter posterior are
+    not affected.
     """
 
     cem: CEMPosteriorConfig = field(default_factory=CEMPosteriorConfig)
@@ -1211,7 +1212,7 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
 
 #: keys of ``infer_joint_posterior``'s result that hold one entry per trace
 _PER_TRACE_KEYS = ("predictive_mean_current", "predictive_std_current", "predictive_std_current_noise_free",
-                   "predictive_var_parameters", "predictive_var_discrepancy",
+                   "predictive_var_parameters", "predictive_var_discrepancy", "predictive_band_scale",
                    "observed_current", "observed_mask", "reliability", "reliability_heldout")
 
 
@@ -1363,9 +1364,6 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
     y, w = res["samples"], res["weights"]
     samples = space.to_raw(y)
     per_trace = {key: [] for key in _PER_TRACE_KEYS}
-    band_scale = 1.0
-    if disc is not None and config.band_scale and log_likelihood_override is None:
-        band_scale = predictive_band_scale(meta, space.task, config.method) or 1.0
     for t in traces:
         obs, sel = t["obs"], t["sel"]
         # Predictive: the forward values of the weighted particles -- for CEM those computed during
@@ -1385,6 +1383,9 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
             # process). Without a discrepancy both are zero.
             # The discrepancy's part carries the band scale calibrated on fresh simulations
             # (ecsfm.fm.parameter_error.fit_band_scale; 1 where the model has none).
+            band_scale = 1.0
+            if disc is not None and config.band_scale:
+                band_scale = predictive_band_scale(meta, space.task, config.method, float(np.mean(sel))) or 1.0
             pred_mean, var_par, var_disc = _predictive_current(mean_i, w, obs, sel, noise2, disc, t["white"],
                                                                t["k_d"])
             pred_var_nf = var_par + band_scale * var_disc
@@ -1394,11 +1395,13 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
             pred_mean = np.zeros(length)
             pred_std = pred_std_nf = np.full(length, math.sqrt(noise2))
             var_par = var_disc = np.zeros(length)
+            band_scale = 1.0
         per_trace["predictive_mean_current"].append(pred_mean.astype(np.float32))
         per_trace["predictive_std_current"].append(pred_std.astype(np.float32))
         per_trace["predictive_std_current_noise_free"].append(pred_std_nf.astype(np.float32))
         per_trace["predictive_var_parameters"].append(var_par.astype(np.float32))
         per_trace["predictive_var_discrepancy"].append(var_disc.astype(np.float32))
+        per_trace["predictive_band_scale"].append(float(band_scale))
         per_trace["observed_current"].append(obs.astype(np.float32))
         per_trace["observed_mask"].append(sel.astype(np.float32))
         per_trace["reliability"].append(compute_reliability_metrics(obs, pred_mean, pred_std, sel))
@@ -1430,7 +1433,6 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
         "free_indices": space.free.tolist(),
         "prior_std_raw": space.prior_std_raw(),
         "parameter_error_prior_weight": float(mixed or 0.0),
-        "predictive_band_scale": float(band_scale),
         "posterior_std_raw_sampler": np.where(std_raw > 0, std_sampler, 0.0).astype(np.float32),
         "ess": float(res["ess"]),
         "pareto_k": float(res["pareto_k"]),

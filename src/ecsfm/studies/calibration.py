@@ -499,12 +499,15 @@ def _parameter_error_note(records: list[dict]) -> str:
 
 
 def _band_scale_note(records: list[dict]) -> str:
-    scales = {r["task"]: r["predictive_band_scale"] for r in records if r.get("predictive_band_scale", 1.0) != 1.0}
+    scales: dict = {}
+    for r in records:
+        if r.get("predictive_band_scale", 1.0) != 1.0:
+            scales.setdefault(r["task"], set()).add(round(r["predictive_band_scale"], 2))
     if not scales:
         return "none (the engine has no discrepancy, the model has none for this method, or it was switched off)"
     return ("the discrepancy's part of the predictive variance times " +
-            ", ".join(f"{v:.2f} ({t})" for t, v in sorted(scales.items())) +
-            " (calibrated on fresh simulations; ecsfm.fm.parameter_error.fit_band_scale)")
+            ", ".join(f"{'-'.join(f'{v:.2f}' for v in sorted(vs))} ({t})" for t, vs in sorted(scales.items())) +
+            " by observed fraction (calibrated on fresh simulations; ecsfm.fm.parameter_error.fit_band_scale)")
 
 
 def _report(out: Path, payload: dict, criteria: list[dict]) -> None:
