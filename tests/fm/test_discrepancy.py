@@ -231,7 +231,8 @@ def test_predictive_does_not_follow_the_noise():
         obs = true + noise
         sel = rng.random(length) < 0.35
         white, _, k_d = _likelihood_covariance(obs, sel, sigma**2, disc)
-        mean, var_nf = _predictive_current(surrogate[None], np.ones(1), obs, sel, sigma**2, disc, white, k_d)
+        mean, var_par, var_disc = _predictive_current(surrogate[None], np.ones(1), obs, sel, sigma**2, disc, white, k_d)
+        var_nf = var_par + var_disc  # one particle: no parameter spread; the form's own band (no scale)
         z = (obs - mean)[sel] / np.sqrt(var_nf[sel] + sigma**2)
         dof.append(np.sum(noise[sel] * (mean - true)[sel]) / sigma**2)
         cov1.append(np.mean(np.abs(z) <= 1.0))

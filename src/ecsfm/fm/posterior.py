@@ -1198,7 +1198,9 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
     ``parameter_error_prior_weight``: the calibrated prior weight mixed into the parameter
     posterior (0 where none was applied; then the samples are the sampler's own particles), and
     ``posterior_std_raw_sampler``: the sds of the sampler's posterior before that mixing (the one
-    the predictive uses).
+    the predictive uses); ``predictive_var_parameters`` and ``predictive_var_discrepancy`` (L,),
+    the parts of the predictive variance less the noise, and ``predictive_band_scale``, the factor
+    the discrepancy's part entered with (``PosteriorInferenceConfig.band_scale``).
     """
     res = infer_joint_posterior(model=model, normalizers=normalizers, geometry=geometry,
                                 observed_currents=[observed_current], applied_signals=[applied_signal],
