@@ -195,11 +195,14 @@ def fit_band_scale(cases, bounds: tuple[float, float] = (1e-4, 100.0)) -> float:
 
 
 def _band_calibration_error(case: dict, lam: float) -> tuple[float, float, float]:
-    """Coverage at 1 and 2 sd of one case's observed points and the seed's calibration error."""
+    """Coverage at 1 and 2 sd of one case's observed points and the seed's calibration error
+    (``compute_reliability_metrics``, the metric the studies report)."""
+    from .posterior import compute_reliability_metrics
+
+    r = np.asarray(case["residual"], np.float64)
     sd = np.sqrt(np.asarray(case["var_parameters"]) + lam * np.asarray(case["var_discrepancy"]) + case["noise_var"])
-    z = np.abs(np.asarray(case["residual"])) / sd
-    c1, c2 = float(np.mean(z <= 1.0)), float(np.mean(z <= 2.0))
-    return c1, c2, abs(c1 - _LEVELS[0]) + abs(c2 - _LEVELS[1])
+    m = compute_reliability_metrics(r, np.zeros_like(r), sd, np.ones(r.size, bool))
+    return m["coverage_1sigma"], m["coverage_2sigma"], m["calibration_error"]
 
 
 def _sparse_band_cases(model, normalizers, meta: dict, geometry: dict, cfg, task: str, fresh: tuple, keep: float,
