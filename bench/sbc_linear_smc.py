@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--particles", type=int, default=1024)
     ap.add_argument("--jump-target", type=float, default=SMCPosteriorConfig.jump_target)
+    ap.add_argument("--final-jump-target", type=float, default=SMCPosteriorConfig.final_jump_target)
     ap.add_argument("--max-moves", type=int, default=SMCPosteriorConfig.max_moves)
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
@@ -70,7 +71,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     truths = prior.sample(rng, args.n, space)
     truths[:, space.index("ln_time_scale")] = ref[space.index("ln_time_scale")]
-    smc = SMCPosteriorConfig(n_particles=args.particles, jump_target=args.jump_target, max_moves=args.max_moves)
+    smc = SMCPosteriorConfig(n_particles=args.particles, jump_target=args.jump_target,
+                              final_jump_target=args.final_jump_target, max_moves=args.max_moves)
     cfg = PosteriorInferenceConfig(obs_noise_std=NOISE, engine="simulator", method="smc", smc=smc)
     known = np.zeros(n_base + onehots.size, bool)
     known[n_base:] = True
