@@ -29,10 +29,21 @@ def pytest_unconfigure(config):
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
+# The longest test files (the seed notebook ~3 minutes, the exported tiny model's ~4, the
+# interrupted runs' ~2, the joint fits' and training's ~1.5 each on 2 cores), longest first: the
+# workers take whole files (--dist loadfile) in this order, so these run beside the many short
+# ones instead of becoming the run's tail.
+_LONG_FILES = ("test_seed_notebook.py", "fm/test_pipeline.py", "reliability/test_interrupt.py", "fm/test_joint.py",
+               "fm/test_train.py")
+
+
+def _long_first(item) -> int:
+    path = item.nodeid.split("::")[0]
+    return next((k for k, name in enumerate(_LONG_FILES) if path.endswith(name)), len(_LONG_FILES))
+
+
 def pytest_collection_modifyitems(config, items):
-    # The longest test (the seed notebook, ~3 minutes) is handed out first, so that it runs beside
-    # the rest of the suite instead of becoming its tail.
-    items.sort(key=lambda item: "test_seed_notebook_runs" not in item.nodeid)
+    items.sort(key=_long_first)
 
 
 @pytest.fixture

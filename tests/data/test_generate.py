@@ -21,10 +21,6 @@ def _hashes(folder):
     return {c["file"]: c["sha256"] for c in json.loads((folder / "manifest.json").read_text())["chunks"]}
 
 
-# Its module fixture is built once: the module's tests share one worker.
-pytestmark = pytest.mark.xdist_group("generate_reference")
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("ref")

@@ -12,10 +12,6 @@ from ecsfm.cli import main
 SMALL = dict(recipe="baseline_random", n_samples=60, chunk_size=30, max_species=2, target_len=40, nx=4, seed=1)
 
 
-# Its module fixture is built once: the module's tests share one worker.
-pytestmark = pytest.mark.xdist_group("inspect_dataset")
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("ds")

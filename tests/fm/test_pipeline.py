@@ -7,10 +7,6 @@ import pytest
 
 from ecsfm.cli import main
 
-# The exported tiny model below takes a minute or two to calibrate: the module's tests share one
-# worker, so it is built once per run.
-pytestmark = pytest.mark.xdist_group("exported_tiny_model")
-
 
 @pytest.fixture(scope="module")
 def assets(dataset, trained, tmp_path_factory):

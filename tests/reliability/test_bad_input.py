@@ -35,10 +35,6 @@ def _cv_rows(fmt=lambda e, i: (f"{e:.5f}", f"{i:.6e}")):
     return [fmt(e, 1e-6 * np.tanh(10 * e)) for e in _E]
 
 
-# Its module fixture is built once: the module's tests share one worker.
-pytestmark = pytest.mark.xdist_group("bad_input_files")
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """Every input file of the matrix, a tiny dataset and its damaged copies, the shipped model."""

@@ -34,10 +34,6 @@ TRAIN = ["--steps", "80", "--eval-every", "10", "--batch-size", "16", "--hidden-
 STUDY = ["--cases", "2", "--regimes", "dense_clean", "--no-progress"]
 
 
-# Its module fixture is built once: the module's tests share one worker.
-pytestmark = pytest.mark.xdist_group("interrupt_reference_runs")
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     cache = tmp_path_factory.mktemp("jax_cache")

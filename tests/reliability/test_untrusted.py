@@ -36,10 +36,6 @@ def _pickled(marker) -> np.ndarray:
     return np.asarray([_Payload(marker)], dtype=object)
 
 
-# Its module fixture is built once: the module's tests share one worker.
-pytestmark = pytest.mark.xdist_group("untrusted_tiny_dataset")
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
