@@ -10,8 +10,13 @@ dataset's cv prior, data from that linear model plus Gaussian noise, and the pac
 Prior, coordinates, sampler and rank statistic are the package's; the likelihood is exact. Exact
 inference gives uniform ranks, so a failure here is the sampler's.
 
-Run: ``python bench/sbc_linear_smc.py [--n 1000] [--particles 1024] [--jump-target 0.5]
-[--max-moves 16]`` (~0.6-0.9 s per draw at the defaults on 2 CPU cores; more moves cost more).
+It was: with the earlier move rule (``--jump-target 0.5 --final-jump-target 0.5 --max-moves 16``)
+the pooled central 68.3 / 95.4 % intervals covered 0.634 / 0.930 over 1,000 draws (KS p 0.0006
+for ln Ru); with the defaults now (1 x dim per stage, 2 x dim at temperature 1, at most 32 moves)
+0.671 / 0.943, every parameter's KS p >= 0.085.
+
+Run: ``python bench/sbc_linear_smc.py [--n 1000] [--particles 1024] [--jump-target J]
+[--final-jump-target F] [--max-moves M]`` (~0.8 s per draw at the defaults on 2 CPU cores).
 """
 
 from __future__ import annotations
