@@ -628,6 +628,13 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
     scale = 2.38
     last_lw = np.zeros(n)
     n_eval = n
+
+    def in_support(z):  # rows of z (move coordinates) inside the prior's support
+        yz = z if coords is None else coords.from_z(z)
+        ok = np.all(np.isfinite(yz), axis=1)
+        ok[ok] = np.isfinite(np.asarray(log_prior(yz[ok]), np.float64))
+        return ok
+
     for _ in range(config.max_stages):
         if beta >= 1.0:
             break
@@ -667,12 +674,6 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
         mix_c = mix_c * _SMC_T_SCALE
         ljac = 0.0 if coords is None else -coords.log_det_dz_dy(y)
         z_start = zz.copy()
-
-        def in_support(z):
-            yz = z if coords is None else coords.from_z(z)
-            ok = np.all(np.isfinite(yz), axis=1)
-            ok[ok] = np.isfinite(np.asarray(log_prior(yz[ok]), np.float64))
-            return ok
 
         n_min = config.n_moves + (config.final_moves if beta >= 1.0 else 0)
         jump = config.final_jump_target if beta >= 1.0 else config.jump_target
