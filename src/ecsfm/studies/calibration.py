@@ -30,11 +30,13 @@ from ..fm._data import compose_core_params
 from ._journal import Journal, run_items
 
 __all__ = ["SEED_REGIMES", "SEED_INFERENCE", "RESULT_FILENAME", "STUDY_SCHEMA_VERSION", "default_assets",
-           "build_mask", "compose_core_params", "exact_posterior_calibration_error", "run_calibration_study"]
+           "build_mask", "compose_core_params", "exact_posterior_calibration_error", "paired_differences",
+           "run_calibration_study"]
 
 # 2: records carry the posterior CDF at the truth; summaries its interval coverage. 3: records and
-# summaries carry the calibration error an exact posterior would score (additive).
-STUDY_SCHEMA_VERSION = 3
+# summaries carry the calibration error an exact posterior would score (additive). 4: the recovery
+# criterion carries the paired differences between regimes (additive).
+STUDY_SCHEMA_VERSION = 4
 RESULT_FILENAME = "posterior_identifiability_calibration.json"
 SEED_REGIMES = {
     "dense_clean": {"keep_prob": 1.00, "noise_std": 0.02},
@@ -369,7 +371,7 @@ def run_calibration_study(out_dir, *, checkpoint=None, chunk=None, n_cases: int 
     z_by_regime = {name: np.concatenate([np.asarray(it["payload"]["z"]) for it in items if it["record"]["regime"] == name])
                    for name in regimes}
     _plots(out, records, list(regimes), z_by_regime, worst.get("sparse_noisy") or worst[list(regimes)[-1]], geometry, meta)
-    criteria = _criteria(summary, list(regimes), worst)
+    criteria = _criteria(summary, list(regimes), worst, records)
     payload["criteria"] = criteria
     write_text(out / RESULT_FILENAME, json.dumps(payload, indent=2))
     _report(out, payload, criteria)
@@ -380,11 +382,34 @@ def run_calibration_study(out_dir, *, checkpoint=None, chunk=None, n_cases: int 
 # Verdicts, plots, report
 
 
-def _criteria(summary: dict, names: list[str], worst: dict) -> list[dict]:
+def paired_differences(records: list[dict], names: list[str], key: str = "param_nrmse") -> list[dict]:
+    """Change of ``key`` from each regime to the next, paired over the cases both hold (every
+    regime observes the same cases): mean difference, its standard error over cases (sample sd /
+    sqrt(n); nan for a single case) and n. A step whose mean is within two standard errors of
+    zero is one that these cases cannot order."""
+    by = {n: {r["case_index"]: float(r[key]) for r in records if r["regime"] == n} for n in names}
+    out = []
+    for a, b in zip(names, names[1:]):
+        common = sorted(set(by[a]) & set(by[b]))
+        d = np.asarray([by[b][c] - by[a][c] for c in common], float)
+        se = float(np.std(d, ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")
+        out.append({"from": a, "to": b, "mean": float(np.mean(d)) if d.size else float("nan"), "se": se,
+                    "n": int(d.size)})
+    return out
+
+
+def _criteria(summary: dict, names: list[str], worst: dict, records: list[dict]) -> list[dict]:
     first, last = names[0], names[-1]
     cal = summary[first]["pred_calibration_error_mean"]
     errs = [summary[n]["param_nrmse_mean"] for n in names]
     monotone = all(a <= b + 1e-12 for a, b in zip(errs, errs[1:]))
+    steps = paired_differences(records, names)
+    paired = "; paired over the same cases (mean +- standard error): " + ", ".join(
+        f"{s['to']} - {s['from']} {s['mean']:+.3f} +- {s['se']:.3f}" for s in steps) if steps else ""
+    undecided = [s for s in steps if not abs(s["mean"]) > 2 * s["se"]]
+    if steps and undecided:
+        paired += (f" ({len(undecided)} of {len(steps)} within two standard errors of zero: these cases cannot "
+                   "order them)")
     w = worst.get("sparse_noisy") or worst[last]
     return [
         {"criterion": "Posterior predictive coverage tracks nominal Gaussian targets (1 sigma and 2 sigma) on dense "
@@ -397,7 +422,9 @@ def _criteria(summary: dict, names: list[str], worst: dict) -> list[dict]:
                     "since coverage is counted at the points it was fitted to)"},
         {"criterion": "Parameter recovery degrades gracefully as observations become sparse/noisy",
          "held": bool(monotone),
-         "numbers": "parameter NRMSE (normalised units) " + " -> ".join(f"{n} {e:.3f}" for n, e in zip(names, errs))},
+         "numbers": "parameter NRMSE (normalised units) " + " -> ".join(f"{n} {e:.3f}" for n, e in zip(names, errs))
+                    + paired,
+         "paired_differences": steps},
         {"criterion": "Failure cases are explicitly visualized and interpreted",
          "held": True,
          "numbers": f"worst {w['record']['regime']} case #{w['record']['case_index']} (task {w['record']['task']}, "
