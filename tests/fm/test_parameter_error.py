@@ -8,7 +8,7 @@ from ecsfm.data._recipes import STAGE_NAMES
 from ecsfm.data._tasks import TASK_NAMES
 from ecsfm.fm.parameter_error import (FORM_VERSION, _band_two_fold_check, _interval_coverage, contaminate, crps_terms,
                                       fit_band_scale, fit_prior_weight, gaussian_crps, predictive_band_scale,
-                                      prior_draws, prior_weight)
+                                      prior_weight)
 from ecsfm.fm.posterior import ParameterSpace
 
 from .test_posterior import _fake_model_context
@@ -86,7 +86,7 @@ def test_prior_draws_follow_the_prior_and_its_constraints():
     # Two exchangeable couples: every draw has increasing E0; a uniform box slot has the box's
     # mean and variance; C_red = u C_ox stays within its fraction of C_ox.
     space = _space("cv_multispecies", couples=2)
-    draws = prior_draws(space, 20000, np.random.default_rng(1))
+    draws = space.prior_draws(20000, np.random.default_rng(1))
     e0 = draws[:, space.ordered_e0]
     assert len(space.ordered_e0) == 2 and np.all(np.diff(e0, axis=1) > 0)
     j = space.layout.index("alpha", 0)
@@ -115,7 +115,7 @@ def test_mixture_moments_and_weights_are_the_mixtures():
     np.testing.assert_allclose(mean, w @ both, rtol=1e-9, atol=1e-12)
     sample_var = w @ (both - w @ both) ** 2
     np.testing.assert_allclose(var[space.free], sample_var[space.free], rtol=0.02)
-    prior_var = prior_draws(space, 50000, np.random.default_rng(3)).var(0)
+    prior_var = space.prior_draws(50000, np.random.default_rng(3)).var(0)
     assert np.all(var[space.free] > 0.3 * prior_var[space.free])
 
 

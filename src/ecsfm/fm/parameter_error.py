@@ -52,7 +52,7 @@ import re
 
 import numpy as np
 
-__all__ = ["FORM_VERSION", "slot_kind", "prior_weight", "predictive_band_scale", "prior_draws", "contaminate",
+__all__ = ["FORM_VERSION", "slot_kind", "prior_weight", "predictive_band_scale", "contaminate",
            "crps_terms", "fit_prior_weight", "gaussian_crps", "fit_band_scale", "calibrate_parameter_error", "BAND_KEEP"]
 
 #: Version of the calibrated form recorded in ``model_meta.json["parameter_error"]``.
@@ -95,18 +95,6 @@ def predictive_band_scale(meta: dict, task: str, method: str, observed_fraction:
     return float(math.exp(np.interp(float(observed_fraction), [k for k, _ in pts], [v for _, v in pts])))
 
 
-def prior_draws(space, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` draws (n, core) of the prior of ``space`` (its support's constraints by rejection)."""
-    out, have = [], 0
-    while have < n:
-        u = rng.uniform(1e-12, 1.0 - 1e-12, size=(2 * n, space.dim))
-        y = np.log(u) - np.log1p(-u)
-        y = y[np.isfinite(space.log_prior(y))]
-        out.append(space.to_raw(y))
-        have += y.shape[0]
-    return np.concatenate(out)[:n]
-
-
 def contaminate(space, samples_raw: np.ndarray, weights: np.ndarray, var_raw: np.ndarray, prior_w: float,
                 rng: np.random.Generator, n_prior: int | None = None):
     """The mixture ``(1 - prior_w) x`` the weighted sample ``+ prior_w x`` the prior: returns
@@ -116,7 +104,7 @@ def contaminate(space, samples_raw: np.ndarray, weights: np.ndarray, var_raw: np
     samples_raw = np.asarray(samples_raw, np.float64)
     w = np.asarray(weights, np.float64)
     w = w / w.sum()
-    draws = prior_draws(space, n_prior or max(samples_raw.shape[0], 1024), rng)
+    draws = space.prior_draws(n_prior or max(samples_raw.shape[0], 1024), rng)
     m, m0 = w @ samples_raw, draws.mean(0)
     v0 = draws.var(0, ddof=1)
     mean = (1 - prior_w) * m + prior_w * m0
@@ -324,7 +312,7 @@ def calibrate_parameter_error(model, normalizers, meta: dict, geometry: dict, *,
             free = space.free[space.free < nb]
             w = np.asarray(post["posterior_weights"], np.float64)
             xs = np.asarray(post["posterior_samples_raw"], np.float64)[:, free]
-            x0 = prior_draws(space, 1024, rng)[:, free]
+            x0 = space.prior_draws(1024, rng)[:, free]
             u_post = (w / w.sum()) @ (xs < truth[free])
             u_prior = np.mean(x0 < truth[free], axis=0)
             prior_sd = np.maximum(np.asarray(post["prior_std_raw"], np.float64)[free], 1e-12)

@@ -985,12 +985,20 @@ class ParameterSpace:
         return _PRIOR_STD_CACHE[key].copy()
 
     def _prior_std_sampled(self, n: int, seed: int) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        u = rng.uniform(1e-9, 1 - 1e-9, size=(n, self.dim))
-        y = np.log(u) - np.log1p(-u)
-        lp = self.log_prior(y) + np.sum(np.logaddexp(0.0, y) + np.logaddexp(0.0, -y), axis=1)
-        p = self.to_raw(y[np.isfinite(lp)])
-        return p.std(0)
+        return self.prior_draws(n, np.random.default_rng(seed)).std(0)
+
+    def prior_draws(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` draws (n, core) of the prior: uniform positions in the prior's box (its
+        coordinates y = logit(position)), the support's constraints (e.g. ordered E0 of
+        exchangeable couples) by rejection."""
+        out, have = [], 0
+        while have < n:
+            u = rng.uniform(1e-12, 1.0 - 1e-12, size=(2 * n, self.dim))
+            y = np.log(u) - np.log1p(-u)
+            y = y[np.isfinite(self.log_prior(y))]
+            out.append(self.to_raw(y))
+            have += y.shape[0]
+        return np.concatenate(out)[:n]
 
 
 # =================================================================================================
