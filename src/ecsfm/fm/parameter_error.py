@@ -199,24 +199,31 @@ def _sparse_band_cases(model, normalizers, meta: dict, geometry: dict, cfg, task
     fraction ``keep`` (the seed's mask) with new noise, from the stream (seed, task index, keep %)."""
     from ..studies.calibration import build_mask
     from ._data import compose_core_params
-    from .posterior import infer_parameter_posterior
 
     p, which, truth_i, e = fresh
     ti = list(meta["task_names"]).index(task)
-    known = np.zeros(int(geometry["phys_dim_core"]), bool)
-    known[int(geometry["phys_dim_base"]):] = True
     rng = np.random.default_rng([seed, ti, int(round(100 * keep))])
     out = []
     for r in range(p.shape[0]):
         core = compose_core_params(p[r], ti, which[r], geometry).astype(np.float64)
         mask = build_mask(truth_i.shape[1], keep, rng)
         obs = truth_i[r] + rng.normal(0.0, noise_std, truth_i.shape[1])
-        post = infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry, observed_current=obs,
-                                         applied_signal=e[r], known_p_core=core, known_p_mask=known, obs_mask=mask,
-                                         config=cfg, seed=int(rng.integers(2**31)), meta=meta)
+        post = _infer_fresh(model, normalizers, meta, geometry, cfg, core, obs, e[r], int(rng.integers(2**31)), mask)
         out.append(_band_case(task, r, keep, obs, post, noise_std))
         done(1)
     return out
+
+
+def _infer_fresh(model, normalizers, meta: dict, geometry: dict, cfg, core: np.ndarray, obs: np.ndarray,
+                 signal: np.ndarray, seed: int, mask=None) -> dict:
+    """One calibration inference of a fresh simulated row: every base slot free, the one-hots known."""
+    from .posterior import infer_parameter_posterior
+
+    known = np.zeros(int(geometry["phys_dim_core"]), bool)
+    known[int(geometry["phys_dim_base"]):] = True
+    return infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry, observed_current=obs,
+                                     applied_signal=signal, known_p_core=core, known_p_mask=known, obs_mask=mask,
+                                     config=cfg, seed=seed, meta=meta)
 
 
 def _band_case(task: str, case: int, keep: float, obs: np.ndarray, post: dict, noise_std: float) -> dict:
@@ -279,7 +286,7 @@ def calibrate_parameter_error(model, normalizers, meta: dict, geometry: dict, *,
 
     from ._data import compose_core_params
     from .eval_classical import fresh_prior_rows
-    from .posterior import ParameterSpace, PosteriorInferenceConfig, infer_parameter_posterior
+    from .posterior import ParameterSpace, PosteriorInferenceConfig
 
     if not (isinstance(n_per_task, int) and n_per_task >= 4):
         raise ValueError(f"n_per_task: must be an integer >= 4, got {n_per_task}")
@@ -298,16 +305,11 @@ def calibrate_parameter_error(model, normalizers, meta: dict, geometry: dict, *,
         ti = all_tasks.index(task)
         rng = np.random.default_rng([seed, ti])
         p, which, truth_i, e = fresh_prior_rows(meta, geometry, task, keys, n_per_task, rng)
-        known = np.zeros(int(geometry["phys_dim_core"]), bool)
-        known[nb:] = True
         for r in range(p.shape[0]):
             core = compose_core_params(p[r], ti, which[r], geometry).astype(np.float64)
             obs = truth_i[r] + rng.normal(0.0, noise_std, truth_i.shape[1])
-            post = infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry,
-                                             observed_current=obs, applied_signal=e[r], known_p_core=core,
-                                             known_p_mask=known, config=cfg, seed=int(rng.integers(2**31)),
-                                             meta=meta)
-            space = ParameterSpace(meta, core, known, geometry)
+            post = _infer_fresh(model, normalizers, meta, geometry, cfg, core, obs, e[r], int(rng.integers(2**31)))
+            space = ParameterSpace(meta, core, np.arange(core.size) >= nb, geometry)
             truth = space.canonical_order(core)
             free = space.free[space.free < nb]
             w = np.asarray(post["posterior_weights"], np.float64)
