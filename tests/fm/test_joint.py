@@ -90,15 +90,15 @@ def test_ruhex_scan_rate_series_joint_fit(tmp_path):
     if not files:
         pytest.skip(f"real data not found: {REALDATA / 'ruhex_gc_freesim'} (set ECSFM_REALDATA)")
     argv = ["infer", *[a for f in files for a in ("--measurement", str(f))], "--area", "0.0707", "--known", "c_ox=1.0",
-            "--reference", "SCE", "--particles", "256", "--area-rsd", "0.02", "--conc-rsd", "0.02", "--out", str(tmp_path)]
+            "--reference", "SCE", "--particles", "128", "--area-rsd", "0.02", "--conc-rsd", "0.02", "--out", str(tmp_path)]
     assert main(argv) == 0
     s = json.loads((tmp_path / "posterior_summary.json").read_text())
     assert s["engine"] == "simulator" and len(s["traces"]) == 7
     e0, d = s["parameters"]["e0"], s["parameters"]["d_ox"]
     # The source's E0' (-0.181 V vs SCE, from its own analysis) within 2 mV (0.2 mV measured with
-    # 1,024 particles), and D within 10 % of the source's 8.4e-6 (+2.6 % measured): the smooth
-    # discrepancy term takes the wandering background the planar model cannot explain (without
-    # it: E0 1.8 mV off with a 0.5 mV interval, D +15 %).
+    # 1,024 particles and with these 128), and D within 10 % of the source's 8.4e-6 (+2.6 % and
+    # +3.2 % measured): the smooth discrepancy term takes the wandering background the planar
+    # model cannot explain (without it: E0 1.8 mV off with a 0.5 mV interval, D +15 %).
     assert abs(e0["q50"] + 0.181) < 2e-3, e0
     assert abs(d["q50"] / 8.4e-6 - 1) < 0.1, d
     # With the area and concentration known to 2 % (relative sd), D's 95 % interval carries them

@@ -13,7 +13,12 @@ def assets(dataset, trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("assets")
     from ecsfm.fm.export import export_assets
 
-    meta = export_assets(trained[0], dataset, out, n_rows=24, parameter_error_cases=4)
+    from ecsfm.fm.posterior import PosteriorInferenceConfig
+
+    # The tiny model's parameter error on 10 flow steps (the seed's 60 would cost 4x the time and
+    # test nothing more here; the block records the inference it was calibrated with).
+    meta = export_assets(trained[0], dataset, out, n_rows=24, parameter_error_cases=4,
+                         parameter_error_config=PosteriorInferenceConfig(n_integration_steps=10))
     return out, meta
 
 
@@ -52,6 +57,7 @@ def test_export_calibrates_the_prior_weight_and_the_posterior_mixes_it_in(assets
     out, meta = assets
     block = meta["parameter_error"]
     assert block["method"] == "cem" and block["n_per_task"] == 4 and block["form_version"] == 2
+    assert block["inference"]["n_integration_steps"] == 10
     assert set(block["per_task"]) == set(meta["task_names"])
     assert all(0.0 <= w <= 1.0 for w in block["per_task"].values())
     assert block["check"]["n_slots"] == len(block["rows"]) > 0

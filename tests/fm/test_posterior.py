@@ -394,7 +394,7 @@ def test_study_interval_coverage_is_nominal_for_a_calibrated_flat_posterior_wher
     rng = np.random.default_rng(11)
     onehots = np.concatenate([np.eye(len(TASK_NAMES))[TASK_NAMES.index("cv")],
                               np.eye(len(STAGE_NAMES))[STAGE_NAMES.index("intermediate")]])
-    cfg = PosteriorInferenceConfig(method="smc", smc=SMCPosteriorConfig(n_particles=2000))
+    cfg = PosteriorInferenceConfig(method="smc", smc=SMCPosteriorConfig(n_particles=512))
     rows = []
     for k, p in enumerate(prior.sample(rng, 48, space)):
         truth = np.concatenate([p, onehots])

@@ -46,10 +46,12 @@ REBUILD_COMMANDS = (
 
 
 def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int = 0,
-                  parameter_error_cases: int = PARAMETER_ERROR_CASES_PER_TASK, progress: bool = False) -> dict:
+                  parameter_error_cases: int = PARAMETER_ERROR_CASES_PER_TASK, parameter_error_config=None,
+                  progress: bool = False) -> dict:
     """Copy a trained model and a held-out test chunk into ``out_dir``; returns the new metadata.
     ``parameter_error_cases`` per task calibrate the parameter error (0: none; ~6 s per case on a
-    2-core CPU)."""
+    2-core CPU) with the inference ``parameter_error_config`` (a ``PosteriorInferenceConfig``;
+    default: the seed's settings, which the main job uses; the block records the one used)."""
     from ..data import read_chunk, read_manifest
     from ._data import load_rows
     from .eval_classical import calibrate_discrepancy_fresh, load_surrogate
@@ -72,7 +74,8 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
     if parameter_error_cases:
         # The metadata is passed to each inference explicitly: the new discrepancy is the one used.
         meta["parameter_error"] = calibrate_parameter_error(model, normalizers, meta, geometry,
-                                                            n_per_task=parameter_error_cases, seed=seed, progress=progress)
+                                                            n_per_task=parameter_error_cases, seed=seed,
+                                                            config=parameter_error_config, progress=progress)
     meta["provenance"] = {
         "dataset_manifest_sha256": meta.get("dataset_manifest_sha256"),
         "recipe": manifest["recipe"]["name"],
