@@ -219,11 +219,14 @@ def _infer_fresh(model, normalizers, meta: dict, geometry: dict, cfg, core: np.n
     """One calibration inference of a fresh simulated row: every base slot free, the one-hots known."""
     from .posterior import infer_parameter_posterior
 
-    known = np.zeros(int(geometry["phys_dim_core"]), bool)
-    known[int(geometry["phys_dim_base"]):] = True
     return infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry, observed_current=obs,
-                                     applied_signal=signal, known_p_core=core, known_p_mask=known, obs_mask=mask,
-                                     config=cfg, seed=seed, meta=meta)
+                                     applied_signal=signal, known_p_core=core, known_p_mask=_fresh_known(geometry),
+                                     obs_mask=mask, config=cfg, seed=seed, meta=meta)
+
+
+def _fresh_known(geometry: dict) -> np.ndarray:
+    """The known-slot mask of a calibration case: the task and stage one-hots (every base slot free)."""
+    return np.arange(int(geometry["phys_dim_core"])) >= int(geometry["phys_dim_base"])
 
 
 def _band_case(task: str, case: int, keep: float, obs: np.ndarray, post: dict, noise_std: float) -> dict:
@@ -309,7 +312,7 @@ def calibrate_parameter_error(model, normalizers, meta: dict, geometry: dict, *,
             core = compose_core_params(p[r], ti, which[r], geometry).astype(np.float64)
             obs = truth_i[r] + rng.normal(0.0, noise_std, truth_i.shape[1])
             post = _infer_fresh(model, normalizers, meta, geometry, cfg, core, obs, e[r], int(rng.integers(2**31)))
-            space = ParameterSpace(meta, core, np.arange(core.size) >= nb, geometry)
+            space = ParameterSpace(meta, core, _fresh_known(geometry), geometry)
             truth = space.canonical_order(core)
             free = space.free[space.free < nb]
             w = np.asarray(post["posterior_weights"], np.float64)

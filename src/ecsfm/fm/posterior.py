@@ -981,11 +981,8 @@ class ParameterSpace:
         if key not in _PRIOR_STD_CACHE:
             if len(_PRIOR_STD_CACHE) > 256:
                 _PRIOR_STD_CACHE.clear()
-            _PRIOR_STD_CACHE[key] = self._prior_std_sampled(n, seed)
+            _PRIOR_STD_CACHE[key] = self.prior_draws(n, np.random.default_rng(seed)).std(0)
         return _PRIOR_STD_CACHE[key].copy()
-
-    def _prior_std_sampled(self, n: int, seed: int) -> np.ndarray:
-        return self.prior_draws(n, np.random.default_rng(seed)).std(0)
 
     def prior_draws(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` draws (n, core) of the prior: uniform positions in the prior's box (its
