@@ -297,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--engine", default="surrogate", choices=("surrogate", "simulator"))
     pc.add_argument("--method", default="cem", choices=("cem", "smc"))
     pc.add_argument("--regimes", default=None, help="comma list of the seed's regimes (default: all three)")
+    pc.add_argument("--particles", type=int, default=None,
+                    help="sampler particles (default: the seed's 64 for cem, 2,048 for smc)")
+    pc.add_argument("--steps", type=int, default=None, help="flow Euler steps (default: the seed's 60)")
     pc.add_argument("--scheduler", default=None, help="Dask scheduler address to spread cases over")
     pc.add_argument("--no-parameter-error", action="store_true",
                     help="leave the model's calibrated parameter error out of the posteriors (for comparison)")
@@ -587,7 +590,7 @@ def _cmd_import(args) -> int:
 
 
 def _cmd_study(args) -> int:
-    from .studies.calibration import SEED_REGIMES, run_calibration_study
+    from .studies.calibration import SEED_REGIMES, default_inference, run_calibration_study
 
     if args.study == "sbc":
         from .studies.sbc import compare_sbc, run_sbc
@@ -651,9 +654,11 @@ def _cmd_study(args) -> int:
         if unknown or not names:
             raise ValueError(f"regimes: unknown {unknown}; choose from {list(SEED_REGIMES)}")
         regimes = {r: SEED_REGIMES[r] for r in names}
+    inference = default_inference(args.method)
+    inference.update({k: v for k, v in (("n_particles", args.particles), ("n_steps", args.steps)) if v is not None})
     ckpt = args.model / "surrogate_model.eqx" if args.model else None
     payload = run_calibration_study(args.out, checkpoint=ckpt, chunk=args.data, n_cases=args.cases, engine=args.engine,
-                                    method=args.method, regimes=regimes, scheduler=args.scheduler,
+                                    method=args.method, regimes=regimes, inference=inference, scheduler=args.scheduler,
                                     progress=not args.no_progress, parameter_error=not args.no_parameter_error,
                                     band_scale=not args.no_band_scale)
     for name, row in payload["summary"].items():

@@ -201,6 +201,25 @@ def test_calibration_study_over_a_local_dask_cluster_and_resume(assets, tmp_path
     assert [r["param_nrmse"] for r in again["records"]] == pytest.approx([r["param_nrmse"] for r in local["records"]])
 
 
+def test_calibration_study_runs_smc_with_the_asked_particles_and_records_them(assets, tmp_path, capsys):
+    """`study calibration --method smc --particles N --steps K`: the posterior holds N particles
+    and the recorded inference says N and K (before, a study's SMC ran 2,048 whatever it recorded)."""
+    from ecsfm.studies.calibration import RESULT_FILENAME, SMC_PARTICLES, default_inference
+
+    out, _ = assets
+    args = ["study", "calibration", "--model", str(out), "--data", str(out / "chunk_0.npz"), "--cases", "1",
+            "--regimes", "dense_clean", "--engine", "surrogate", "--method", "smc", "--particles", "48",
+            "--steps", "4", "--out", str(tmp_path / "s"), "--no-progress"]
+    assert main(args) == 0
+    saved = json.loads((tmp_path / "s" / RESULT_FILENAME).read_text())
+    assert saved["config"]["inference_base"]["n_particles"] == 48
+    assert saved["config"]["inference_base"]["n_steps"] == 4
+    item = json.loads((tmp_path / "s" / "records.jsonl").read_text().splitlines()[-1])
+    assert len(item["payload"]["samples_raw"]) == 48 and saved["records"][0]["method"] == "smc"
+    # With no count given, SMC gets its own default, CEM the seed's 64 proposals.
+    assert default_inference("smc")["n_particles"] == SMC_PARTICLES != default_inference("cem")["n_particles"] == 64
+
+
 def _cv_csv(path, meta, geometry, e0=0.05, time_scale=4.0, header="time/s,potential/V,current/uA"):
     """A CV on the cv task's waveform, simulated by ecsfm.sim directly, written as a CSV in uA."""
     import math

@@ -339,6 +339,7 @@ CLI_CASES = {
     "calibration data folder": (["study", "calibration", "--data", "{folder}", *STUDY], ["not a readable npz"]),
     "calibration model missing": (["study", "calibration", "--model", "{missing_dir}", *STUDY], ["checkpoint", "does not exist"]),
     "calibration regime": (["study", "calibration", "--regimes", "xyz", *STUDY], ["regimes", "dense_clean"]),
+    "calibration particles": (["study", "calibration", "--particles", "1", *STUDY], ["n_particles >= 2", "got 1"]),
     "calibration cases 0": (["study", "calibration", "--cases", "0", *STUDY], ["cases", "[1, 100000]"]),
     "calibration engine": (["study", "calibration", "--engine", "xyz", *STUDY], ["--engine", "surrogate"]),
     "calibration out is a file": (["study", "calibration", "--out", "{out_file}"], ["--out", "is a file"]),

@@ -29,9 +29,9 @@ from .._atomic import save_png, write_text
 from ..fm._data import compose_core_params
 from ._journal import Journal, run_items
 
-__all__ = ["SEED_REGIMES", "SEED_INFERENCE", "RESULT_FILENAME", "STUDY_SCHEMA_VERSION", "default_assets",
-           "build_mask", "compose_core_params", "exact_posterior_calibration_error", "paired_differences",
-           "run_calibration_study"]
+__all__ = ["SEED_REGIMES", "SEED_INFERENCE", "SMC_PARTICLES", "RESULT_FILENAME", "STUDY_SCHEMA_VERSION",
+           "default_assets", "default_inference", "build_mask", "compose_core_params",
+           "exact_posterior_calibration_error", "paired_differences", "run_calibration_study"]
 
 # 2: records carry the posterior CDF at the truth; summaries its interval coverage. 3: records and
 # summaries carry the calibration error an exact posterior would score (additive). 4: the recovery
@@ -45,6 +45,9 @@ SEED_REGIMES = {
 }
 INTERVAL_MASS = (math.erf(1 / math.sqrt(2)), math.erf(2 / math.sqrt(2)))  # 0.6827, 0.9545
 SEED_INFERENCE = {"n_particles": 64, "n_iters": 4, "elite_frac": 0.25, "n_mc": 2, "n_steps": 60}
+# SMC's particle count where a study runs SMC without one given (SMCPosteriorConfig's default, the
+# count the simulator engine's calibration was measured with); the seed's 64 are CEM's proposals.
+SMC_PARTICLES = 2048
 _COV1, _COV2 = math.erf(1 / math.sqrt(2)), math.erf(2 / math.sqrt(2))
 
 
@@ -114,6 +117,13 @@ def build_mask(length: int, keep_prob: float, rng: np.random.Generator, min_poin
 _MODEL_CACHE: dict = {}
 
 
+def default_inference(method: str) -> dict:
+    """The seed's inference settings for ``method``. ``n_particles`` is the sampler's particle
+    count: the seed's 64 CEM proposals per iteration, or ``SMC_PARTICLES`` for SMC (which does not
+    use ``n_iters`` / ``elite_frac``)."""
+    return dict(SEED_INFERENCE) if method == "cem" else {**SEED_INFERENCE, "n_particles": SMC_PARTICLES}
+
+
 def _load(checkpoint: str):
     if checkpoint not in _MODEL_CACHE:
         from ..fm.eval_classical import load_surrogate
@@ -124,14 +134,16 @@ def _load(checkpoint: str):
 
 def _run_case(checkpoint: str, job: dict) -> dict:
     """One (regime, case) inference; returns the record and the payload for plots."""
-    from ..fm.posterior import CEMPosteriorConfig, ParameterSpace, PosteriorInferenceConfig, infer_parameter_posterior
+    from ..fm.posterior import (CEMPosteriorConfig, ParameterSpace, PosteriorInferenceConfig, SMCPosteriorConfig,
+                                infer_parameter_posterior)
 
     model, normalizers, meta, geometry = _load(checkpoint)
     inf = job["inference"]
+    sampler = ({"cem": CEMPosteriorConfig(n_particles=int(inf["n_particles"]), n_iterations=int(inf["n_iters"]),
+                                          elite_fraction=float(inf["elite_frac"]))}
+               if job["method"] == "cem" else {"smc": SMCPosteriorConfig(n_particles=int(inf["n_particles"]))})
     cfg = PosteriorInferenceConfig(
-        cem=CEMPosteriorConfig(n_particles=int(inf["n_particles"]), n_iterations=int(inf["n_iters"]),
-                               elite_fraction=float(inf["elite_frac"])),
-        n_mc_per_particle=int(inf["n_mc"]), n_integration_steps=int(inf["n_steps"]),
+        **sampler, n_mc_per_particle=int(inf["n_mc"]), n_integration_steps=int(inf["n_steps"]),
         obs_noise_std=float(job["noise_std"]), engine=job["engine"], method=job["method"],
         parameter_error=bool(job.get("parameter_error", True)), band_scale=bool(job.get("band_scale", True)))
     truth_core = np.asarray(job["p_core"], np.float32)
@@ -306,7 +318,9 @@ def run_calibration_study(out_dir, *, checkpoint=None, chunk=None, n_cases: int 
     draw the cases only from rows of these tasks (default: every row, exactly the seed's draw).
     ``parameter_error=False`` leaves the model's calibrated parameter error out of the posteriors
     (``PosteriorInferenceConfig.parameter_error``); ``band_scale=False`` the calibrated scale of the
-    predictive bands (``PosteriorInferenceConfig.band_scale``).
+    predictive bands (``PosteriorInferenceConfig.band_scale``). ``inference``: the seed's keys
+    (``SEED_INFERENCE``); default ``default_inference(method)``, where ``n_particles`` is the SMC
+    particle count when ``method="smc"``.
     """
     from tqdm.auto import tqdm
 
@@ -322,7 +336,13 @@ def run_calibration_study(out_dir, *, checkpoint=None, chunk=None, n_cases: int 
     if not (isinstance(n_cases, int) and 1 <= n_cases <= 100000):
         raise ValueError(f"cases: must be an integer in [1, 100000], got {n_cases}")
     regimes = dict(SEED_REGIMES if regimes is None else regimes)
-    inference = dict(SEED_INFERENCE if inference is None else inference)
+    inference = default_inference(method) if inference is None else dict(inference)
+    for key in SEED_INFERENCE:
+        if key not in inference:
+            raise ValueError(f"inference: missing {key!r} (the seed's keys: {list(SEED_INFERENCE)})")
+    if int(inference["n_particles"]) < 2 or int(inference["n_steps"]) < 1:
+        raise ValueError(f"inference: needs n_particles >= 2 and n_steps >= 1, got {inference['n_particles']} "
+                         f"and {inference['n_steps']}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = load_model_metadata(checkpoint.parent / MODEL_META_FILENAME)

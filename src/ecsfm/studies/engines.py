@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import save_png, write_text
-from .calibration import (INTERVAL_MASS, SEED_INFERENCE, SEED_REGIMES, _jobs, _run_case, default_assets,
+from .calibration import (INTERVAL_MASS, SEED_REGIMES, _jobs, _run_case, default_assets, default_inference,
                           interval_coverage)
 
 __all__ = ["run_engine_comparison", "ENGINES_SCHEMA_VERSION"]
@@ -47,7 +47,7 @@ def run_engine_comparison(out_dir, *, n_cases: int = 6, regime: str = "dense_cle
     bar = tqdm(total=n_cases * len(ENGINES), desc="engines", unit="inference", disable=not progress)
     runs = {}
     for engine, method in ENGINES:
-        jobs = _jobs(chunk, geometry, n_cases, {regime: SEED_REGIMES[regime]}, dict(SEED_INFERENCE), engine, method)
+        jobs = _jobs(chunk, geometry, n_cases, {regime: SEED_REGIMES[regime]}, default_inference(method), engine, method)
         runs[engine] = []
         for job in jobs:
             runs[engine].append(_run_case(str(checkpoint), job))
