@@ -201,10 +201,11 @@ def test_calibration_study_over_a_local_dask_cluster_and_resume(assets, tmp_path
     assert [r["param_nrmse"] for r in again["records"]] == pytest.approx([r["param_nrmse"] for r in local["records"]])
 
 
-def test_calibration_study_runs_smc_with_the_asked_particles_and_records_them(assets, tmp_path, capsys):
+def test_calibration_study_runs_smc_with_the_asked_particles_and_records_them(assets, tmp_path):
     """`study calibration --method smc --particles N --steps K`: the posterior holds N particles
     and the recorded inference says N and K (before, a study's SMC ran 2,048 whatever it recorded)."""
-    from ecsfm.studies.calibration import RESULT_FILENAME, SMC_PARTICLES, default_inference
+    from ecsfm.fm.posterior import SMCPosteriorConfig
+    from ecsfm.studies.calibration import RESULT_FILENAME, default_inference
 
     out, _ = assets
     args = ["study", "calibration", "--model", str(out), "--data", str(out / "chunk_0.npz"), "--cases", "1",
@@ -217,7 +218,8 @@ def test_calibration_study_runs_smc_with_the_asked_particles_and_records_them(as
     item = json.loads((tmp_path / "s" / "records.jsonl").read_text().splitlines()[-1])
     assert len(item["payload"]["samples_raw"]) == 48 and saved["records"][0]["method"] == "smc"
     # With no count given, SMC gets its own default, CEM the seed's 64 proposals.
-    assert default_inference("smc")["n_particles"] == SMC_PARTICLES != default_inference("cem")["n_particles"] == 64
+    assert default_inference("smc")["n_particles"] == SMCPosteriorConfig().n_particles == 2048
+    assert default_inference("cem")["n_particles"] == 64
 
 
 def _cv_csv(path, meta, geometry, e0=0.05, time_scale=4.0, header="time/s,potential/V,current/uA"):

@@ -29,7 +29,7 @@ from .._atomic import save_png, write_text
 from ..fm._data import compose_core_params
 from ._journal import Journal, run_items
 
-__all__ = ["SEED_REGIMES", "SEED_INFERENCE", "SMC_PARTICLES", "RESULT_FILENAME", "STUDY_SCHEMA_VERSION",
+__all__ = ["SEED_REGIMES", "SEED_INFERENCE", "RESULT_FILENAME", "STUDY_SCHEMA_VERSION",
            "default_assets", "default_inference", "build_mask", "compose_core_params",
            "exact_posterior_calibration_error", "paired_differences", "run_calibration_study"]
 
@@ -45,9 +45,6 @@ SEED_REGIMES = {
 }
 INTERVAL_MASS = (math.erf(1 / math.sqrt(2)), math.erf(2 / math.sqrt(2)))  # 0.6827, 0.9545
 SEED_INFERENCE = {"n_particles": 64, "n_iters": 4, "elite_frac": 0.25, "n_mc": 2, "n_steps": 60}
-# SMC's particle count where a study runs SMC without one given (SMCPosteriorConfig's default, the
-# count the simulator engine's calibration was measured with); the seed's 64 are CEM's proposals.
-SMC_PARTICLES = 2048
 _COV1, _COV2 = math.erf(1 / math.sqrt(2)), math.erf(2 / math.sqrt(2))
 
 
@@ -119,9 +116,14 @@ _MODEL_CACHE: dict = {}
 
 def default_inference(method: str) -> dict:
     """The seed's inference settings for ``method``. ``n_particles`` is the sampler's particle
-    count: the seed's 64 CEM proposals per iteration, or ``SMC_PARTICLES`` for SMC (which does not
-    use ``n_iters`` / ``elite_frac``)."""
-    return dict(SEED_INFERENCE) if method == "cem" else {**SEED_INFERENCE, "n_particles": SMC_PARTICLES}
+    count: the seed's 64 CEM proposals per iteration, or ``SMCPosteriorConfig``'s default for SMC
+    (the count the simulator engine's calibration was measured with; SMC does not use ``n_iters`` /
+    ``elite_frac``)."""
+    if method == "cem":
+        return dict(SEED_INFERENCE)
+    from ..fm.posterior import SMCPosteriorConfig
+
+    return {**SEED_INFERENCE, "n_particles": SMCPosteriorConfig.n_particles}
 
 
 def _load(checkpoint: str):
