@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ecsfm import io, sim
-from ecsfm.fm.joint import JointConfig, fit_joint, trace_from_measurement
+from ecsfm.posterior import JointConfig, fit_joint, trace_from_measurement
 
 RATES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4)
 
@@ -65,8 +65,8 @@ def on_protocol_series(folder: Path, seed: int = 0) -> list[Path]:
     import equinox as eqx
 
     from ecsfm.data._tasks import TASKS
-    from ecsfm.fm.eval_classical import load_surrogate
-    from ecsfm.studies.calibration import default_assets
+    from ecsfm.fm import load_surrogate
+    from ecsfm.fm import default_assets
 
     rng = np.random.default_rng(seed)
     _, _, _, geometry = load_surrogate(default_assets()[0].parent)
@@ -89,8 +89,8 @@ def on_protocol_series(folder: Path, seed: int = 0) -> list[Path]:
 def both_engines(particles: int) -> None:
     import tempfile
 
-    from ecsfm.fm.infer_cli import run_infer
-    from ecsfm.studies.calibration import default_assets
+    from ecsfm.workflows import run_infer
+    from ecsfm.fm import default_assets
 
     t = ON_PROTOCOL
     with tempfile.TemporaryDirectory() as tmp:

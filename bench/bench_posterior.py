@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ecsfm.fm.eval_classical import load_surrogate
-from ecsfm.fm.posterior import PosteriorInferenceConfig, SMCPosteriorConfig, infer_parameter_posterior
-from ecsfm.studies.calibration import compose_core_params, default_assets
+from ecsfm.fm import load_surrogate
+from ecsfm.posterior import PosteriorInferenceConfig, SMCPosteriorConfig, infer_parameter_posterior
+from ecsfm.data import CoreLayout
+from ecsfm.fm import default_assets
 
 
 def main() -> None:
@@ -37,8 +38,7 @@ def main() -> None:
     model, normalizers, meta, geometry = load_surrogate(args.model)
     with np.load(args.chunk, allow_pickle=False) as z:
         rows = np.flatnonzero(z["task_id"] == meta["task_names"].index("cv"))[: args.cases + 1]
-        cases = [(z["e"][r], z["i"][r], compose_core_params(z["p"][r], int(z["task_id"][r]), int(z["stage_id"][r]),
-                                                              geometry)) for r in rows]
+        cases = [(z["e"][r], z["i"][r], CoreLayout.from_meta(geometry["meta"]).core(z["p"][r], int(z["task_id"][r]), int(z["stage_id"][r]))) for r in rows]
     known = np.zeros(geometry["phys_dim_core"], bool)
     known[geometry["phys_dim_base"]:] = True
     rng = np.random.default_rng(0)
@@ -72,18 +72,19 @@ def network_floor(model, normalizers, geometry, meta, case, n_particles: int = 6
     import jax
     import jax.numpy as jnp
 
-    from ecsfm.fm import posterior as P
+    from ecsfm import posterior as P
+    from ecsfm.posterior import engines
 
     e, _, core = case
     known = np.zeros(geometry["phys_dim_core"], bool)
     known[geometry["phys_dim_base"]:] = True
     space = P.ParameterSpace(meta, core, known, geometry)
-    forward = P._surrogate_engine(model, normalizers, geometry, e, 2, 60, 0)
+    forward = engines.surrogate_forward(model, normalizers, geometry, e, 2, 60, 0)
     y = jnp.zeros((n_particles, space.dim), jnp.float32)
-    jax.block_until_ready(P._forward_batch(forward, space.arrays, y))
+    jax.block_until_ready(engines.forward_batch(forward, space.arrays, y))
     t0 = time.perf_counter()
     for _ in range(3):
-        jax.block_until_ready(P._forward_batch(forward, space.arrays, y))
+        jax.block_until_ready(engines.forward_batch(forward, space.arrays, y))
     return n_batches * (time.perf_counter() - t0) / 3
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ecsfm.fm.eval_classical import load_surrogate
-from ecsfm.fm.posterior import PosteriorInferenceConfig, infer_parameter_posterior
-from ecsfm.studies.calibration import compose_core_params, default_assets
+from ecsfm.fm import load_surrogate
+from ecsfm.posterior import PosteriorInferenceConfig, infer_parameter_posterior
+from ecsfm.data import CoreLayout
+from ecsfm.fm import default_assets
 
 
 def rss_mib() -> float:
@@ -45,8 +46,7 @@ def main() -> None:
     model, normalizers, meta, geometry = load_surrogate(args.model)
     with np.load(args.chunk, allow_pickle=False) as z:
         rows = np.flatnonzero(z["task_id"] == meta["task_names"].index("cv"))
-        cases = [(z["e"][r], z["i"][r], compose_core_params(z["p"][r], int(z["task_id"][r]), int(z["stage_id"][r]),
-                                                             geometry)) for r in rows]
+        cases = [(z["e"][r], z["i"][r], CoreLayout.from_meta(geometry["meta"]).core(z["p"][r], int(z["task_id"][r]), int(z["stage_id"][r]))) for r in rows]
     known = np.zeros(geometry["phys_dim_core"], bool)
     known[geometry["phys_dim_base"]:] = True
     config = PosteriorInferenceConfig(obs_noise_std=0.02, engine="simulator")

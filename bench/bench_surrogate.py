@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ecsfm.data._generate import _task_runner
+from ecsfm.data import task_runner as _task_runner
 from ecsfm.fm._data import load_rows
-from ecsfm.fm.eval_classical import load_surrogate
+from ecsfm.fm import load_surrogate
 from ecsfm.fm.train import sample_current
 
 

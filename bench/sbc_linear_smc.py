@@ -29,9 +29,10 @@ import numpy as np
 from scipy import stats
 
 from ecsfm.data import ParamSpace, PriorSpec
-from ecsfm.fm.eval_classical import _simulate_rows, load_surrogate
-from ecsfm.fm.posterior import PosteriorInferenceConfig, SMCPosteriorConfig, infer_parameter_posterior
-from ecsfm.studies.calibration import default_assets
+from ecsfm.data import simulate_rows as _simulate_rows
+from ecsfm.fm import load_surrogate
+from ecsfm.posterior import PosteriorInferenceConfig, SMCPosteriorConfig, infer_parameter_posterior
+from ecsfm.fm import default_assets
 
 NOISE = 0.02  # mA
 SLOTS = ("e0", "ln_k0", "alpha", "ln_d_ox", "ln_d_red", "c_ox", "c_red")

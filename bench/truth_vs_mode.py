@@ -27,10 +27,12 @@ import argparse
 import numpy as np
 from scipy import stats
 
-from ecsfm.fm import posterior as P
-from ecsfm.fm._data import compose_core_params
-from ecsfm.fm.eval_classical import fresh_prior_rows, load_surrogate
-from ecsfm.studies.calibration import default_assets
+from ecsfm import posterior as P
+from ecsfm.posterior import infer as infer_module
+from ecsfm.posterior.optimize import levenberg_marquardt
+from ecsfm.data import CoreLayout
+from ecsfm.fm import fresh_prior_rows, load_surrogate
+from ecsfm.fm import default_assets
 
 
 def main() -> None:
@@ -51,20 +53,20 @@ def main() -> None:
     known[nb:] = True
 
     seen = {}
-    inner = P.run_cem_posterior
+    inner = infer_module.run_cem_posterior  # the name inference calls
 
     def capture(log_prior, log_likelihood, dim, config, **kw):
         res = inner(log_prior, log_likelihood, dim, config, **kw)
         seen.update(res=res, coords=kw["coords"], phi_fn=kw["phi_fn"], newton_fn=kw["newton_fn"])
         return res
 
-    P.run_cem_posterior = capture
+    infer_module.run_cem_posterior = capture
     print(f"{args.cases} fresh {args.task} cases, dense, noise 0.02 mA, seed settings, no prior weight")
     for engine in args.engines:
         cfg = P.PosteriorInferenceConfig(obs_noise_std=0.02, engine=engine, parameter_error=False)
         gaps, missed, dims = [], 0, []
         for r in range(args.cases):
-            core = compose_core_params(p[r], ti, which[r], geometry).astype(np.float64)
+            core = CoreLayout.from_meta(geometry["meta"]).core(p[r], ti, which[r]).astype(np.float64)
             P.infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry, observed_current=obs[r],
                                         applied_signal=e[r], known_p_core=core, known_p_mask=known, config=cfg, seed=r,
                                         meta=meta)
@@ -72,7 +74,7 @@ def main() -> None:
             truth = space.canonical_order(core)[space.free]
             y_truth = space.from_z(np.where(space._log_kind, np.log(np.maximum(truth, 1e-300)), truth)[None])
             mode = seen["res"]["mode"][None]
-            _, phi_local, _ = P._levenberg_marquardt(seen["newton_fn"], y_truth, cfg.cem.n_newton, phi_fn=phi)
+            _, phi_local, _ = levenberg_marquardt(seen["newton_fn"], y_truth, cfg.cem.n_newton, phi_fn=phi)
             phi_truth, phi_mode = float(phi(y_truth)[0]), float(phi(mode)[0])
             if phi_local[0] < phi_mode - 2.0:
                 missed += 1

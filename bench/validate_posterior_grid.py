@@ -21,10 +21,10 @@ import numpy as np
 from scipy import stats
 
 from ecsfm.data import ParamSpace
-from ecsfm.fm.eval_classical import load_surrogate
-from ecsfm.fm.posterior import (PosteriorInferenceConfig, SMCPosteriorConfig, _simulator_engine,
+from ecsfm.fm import load_surrogate
+from ecsfm.posterior import (PosteriorInferenceConfig, SMCPosteriorConfig, _simulator_engine,
                                 infer_parameter_posterior)
-from ecsfm.studies.calibration import default_assets
+from ecsfm.fm import default_assets
 from ecsfm.studies.sbc import _draws
 
 FREE = ("e0", "ln_d_red")

@@ -1,11 +1,15 @@
+import fcntl
+import json
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import jax
 import pytest
 
-from ecsfm import sim
+from ecsfm import data, sim
+from ecsfm.fm import TrainConfig, train
 
 # One persistent JAX compilation cache for the whole test run, shared by both xdist workers and by
 # every subprocess a test starts (CLI runs, the seed notebook): a program compiled once is loaded,
@@ -33,8 +37,8 @@ def pytest_unconfigure(config):
 # interrupted runs' ~2, the joint fits' and training's ~1.5 each on 2 cores), longest first: the
 # workers take whole files (--dist loadfile) in this order, so these run beside the many short
 # ones instead of becoming the run's tail.
-_LONG_FILES = ("test_seed_notebook.py", "fm/test_pipeline.py", "reliability/test_interrupt.py", "fm/test_joint.py",
-               "fm/test_train.py")
+_LONG_FILES = ("test_seed_notebook.py", "workflows/test_pipeline.py", "reliability/test_interrupt.py",
+               "posterior/test_joint.py", "fm/test_train.py")
 
 
 def _long_first(item) -> int:
@@ -50,3 +54,44 @@ def pytest_collection_modifyitems(config, items):
 def peak():
     """Parabola-refined peak finder (the 1 mV sampling would quantise peaks to +-0.5 mV)."""
     return sim.find_peak
+
+
+# A tiny dataset and a tiny trained surrogate, shared by the tests of fm, workflows and studies.
+# Built once per test run: under pytest-xdist the first worker to ask builds them in the run's
+# shared temporary folder while holding a file lock, and the other worker waits for it and reads
+# the same folders (building them twice would cost ~25 s of the suite's time).
+
+CFG = TrainConfig(steps=60, eval_every=20, steps_per_call=10, batch_size=32, hidden_size=16, depth=2,
+                  cond_dim=16, warmup_steps=5, n_val_rows=64)
+
+
+def _built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` run by one process of the test run; every process gets the folder."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, shared by the workers
+    out, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not done.exists():
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+                build(out)
+                done.touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return out
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory):
+    return _built_once(tmp_path_factory, "fm_dataset", lambda out: data.generate(
+        data.Plan(recipe="curriculum_multitask", n_samples=160, chunk_size=80, max_species=2, target_len=32, nx=4,
+                  seed=3), out, progress=False))
+
+
+@pytest.fixture(scope="session")
+def trained(dataset, tmp_path_factory):
+    out = _built_once(tmp_path_factory, "fm_model", lambda out: train(dataset, out, CFG, progress=False))
+    return out, json.loads((out / "training_history.json").read_text())

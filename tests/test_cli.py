@@ -61,3 +61,30 @@ def test_demo_writes_outputs(tmp_path):
     _, _, data = _read(tmp_path / "demo_scan_rates.csv")
     # Reversible peak currents vs Randles-Sevcik, within 1 %.
     np.testing.assert_allclose(data[:, 1], data[:, 2], rtol=0.01)
+
+
+def test_checkpoint_is_a_deprecated_alias_of_the_model_folder(tmp_path, capsys):
+    from ecsfm.cli import build_parser
+
+    ckpt = tmp_path / "model" / "surrogate_model.eqx"
+    for study in ("calibration", "engines", "sweep"):
+        args = build_parser().parse_args(["study", study, "--checkpoint", str(ckpt)])
+        assert args.model == ckpt.parent
+        err = capsys.readouterr().err.strip()
+        assert "--checkpoint is deprecated" in err and "\n" not in err
+        with pytest.raises(SystemExit) as stop:  # one or the other
+            build_parser().parse_args(["study", study, "--checkpoint", str(ckpt), "--model", str(tmp_path)])
+        assert stop.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    assert build_parser().parse_args(["study", "calibration"]).model is None  # the library's default model
+
+
+@pytest.mark.parametrize("argv", [["infer"], ["study", "calibration"], ["study", "sbc"], ["study", "sweep"]])
+def test_engine_and_method_defaults_are_the_library_s(capsys, argv):
+    from ecsfm.posterior import DEFAULT_ENGINE, DEFAULT_METHOD
+    from ecsfm.workflows import NOISE_UNIT
+
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"default {DEFAULT_ENGINE}" in text and f"default {DEFAULT_METHOD}" in text
+    assert argv != ["infer"] or f"sd in {NOISE_UNIT}" in text

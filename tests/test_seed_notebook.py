@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ecsfm.studies.calibration import default_assets
+from ecsfm.fm import default_assets
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "nature_04_posterior_identifiability_calibration.ipynb"

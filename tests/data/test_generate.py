@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from ecsfm import data
-from ecsfm.data._generate import _task_runner
 from ecsfm.fm._data import manifest_hash
 
 SMALL = dict(recipe="curriculum_multitask", n_samples=96, chunk_size=24, max_species=2, target_len=32, nx=4, seed=7)
@@ -65,7 +64,7 @@ def test_twins_are_exact_and_share_the_split(reference):
         assert not np.array_equal(z["p"][r], z["p"][base])
         # Re-simulating the permuted parameters gives the same current: the permutation is exact.
         task = data.TASK_NAMES[z["task_id"][r]]
-        run = _task_runner(task, 32, 4, 2, 1.0, 298.15, data.Plan(**SMALL).config)
+        run = data.task_runner(task, 32, 4, 2, 1.0, 298.15, data.Plan(**SMALL).config)
         i_perm = np.asarray(run(jnp.asarray(z["p"][r : r + 1]))[0])[0]
         scale = np.abs(z["i"][base]).max()
         np.testing.assert_allclose(i_perm, z["i"][base], atol=1e-4 * scale)

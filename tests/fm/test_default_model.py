@@ -6,9 +6,9 @@ import jax
 import numpy as np
 
 from ecsfm.data import ParamSpace
-from ecsfm.fm.eval_classical import load_surrogate
-from ecsfm.fm.train import sample_current
-from ecsfm.studies.calibration import default_assets
+from ecsfm.fm.artifacts import load_surrogate
+from ecsfm.fm.objective import sample_current
+from ecsfm.fm import default_assets
 
 
 def test_assets_are_small_held_out_and_documented():

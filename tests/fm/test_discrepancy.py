@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ecsfm.fm.eval_classical import (_fit_discrepancy, _whitened, current_level, discrepancy_correlation,
-                                     discrepancy_covariance, edge_variance)
-from ecsfm.fm.posterior import _discrepancy, _discrepancy_conditional, _likelihood_covariance
+from ecsfm.fm.discrepancy import (_fit_discrepancy, _whitened, current_level, discrepancy_correlation,
+                                  discrepancy_covariance, edge_variance)
+from ecsfm.posterior.likelihood import discrepancy_conditional as _discrepancy_conditional
+from ecsfm.posterior.likelihood import discrepancy_model as _discrepancy
+from ecsfm.posterior.likelihood import likelihood_covariance as _likelihood_covariance
 
 
 def _draw(rng, n, length, a, b, rho, nugget):
@@ -213,7 +215,7 @@ def test_predictive_does_not_follow_the_noise():
     as the likelihood's covariance is, the leave-one-out conditional spent 9-10 degrees of freedom
     on the noise and covered 0.73 at 1 sigma on 35 % of the points; with the model's current as the
     shape, 1.6 (the scale, still read from the observations, carries the rest) and 0.69."""
-    from ecsfm.fm.posterior import _predictive_current
+    from ecsfm.posterior.likelihood import predictive_current as _predictive_current
 
     rng = np.random.default_rng(3)
     length, sigma = 256, 0.02

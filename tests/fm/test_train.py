@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from ecsfm import fm
-from ecsfm.fm.train import TrainConfig, build_model, train
+from ecsfm.fm.config import TrainConfig
+from ecsfm.fm.model import build_model
+from ecsfm.fm.train import train
 
-from .conftest import CFG
+from ..conftest import CFG
 
 
 def test_training_lowers_the_loss_and_writes_artifacts(trained):
@@ -65,7 +67,8 @@ def _geom(folder):
 
 
 def test_nrmse_separates_a_trained_model_from_an_untrained_one(dataset, trained):
-    from ecsfm.fm.eval_classical import current_nrmse, load_surrogate
+    from ecsfm.fm.artifacts import load_surrogate
+    from ecsfm.fm.scorecard import current_nrmse
 
     out, _ = trained
     model, normalizers, meta, geometry = load_surrogate(out)

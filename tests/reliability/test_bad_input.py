@@ -18,10 +18,11 @@ import pytest
 
 from ecsfm import data, io, sim
 from ecsfm.cli import main
-from ecsfm.fm.eval_classical import load_surrogate
-from ecsfm.fm.joint import JointConfig, fit_joint, trace_from_measurement
-from ecsfm.fm.posterior import PosteriorInferenceConfig, infer_parameter_posterior
-from ecsfm.studies.calibration import compose_core_params, default_assets
+from ecsfm.fm import load_surrogate
+from ecsfm.posterior import JointConfig, fit_joint, trace_from_measurement
+from ecsfm.posterior import PosteriorInferenceConfig, infer_parameter_posterior
+from ecsfm.data import CoreLayout
+from ecsfm.fm import default_assets
 
 TINY = dict(recipe="curriculum_multitask", n_samples=8, chunk_size=8, max_species=1, target_len=20, nx=2, seed=5)
 _E = np.concatenate([np.linspace(0.2, -0.4, 300), np.linspace(-0.4, 0.2, 300)[1:]])
@@ -82,7 +83,7 @@ def files(tmp_path_factory):
     _, _, meta, geometry = load_surrogate(ckpt.parent)
     z = data.read_npz(chunk)
     r = int(np.flatnonzero(z["task_id"] == meta["task_names"].index("cv"))[0])
-    core = compose_core_params(z["p"][r], int(z["task_id"][r]), int(z["stage_id"][r]), geometry)
+    core = CoreLayout.from_meta(geometry["meta"]).core(z["p"][r], int(z["task_id"][r]), int(z["stage_id"][r]))
     good = dict(e=z["e"][r], i_obs=z["i"][r], known_p_core=core)
     f["api"] = dict(meta=meta, geometry=geometry, **good)
     with_nan = np.where(np.arange(z["e"][r].size) == 7, np.nan, 1.0)

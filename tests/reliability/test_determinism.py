@@ -12,8 +12,9 @@ import numpy as np
 
 from ecsfm import data
 from ecsfm.cli import main
-from ecsfm.fm.eval_classical import load_surrogate
-from ecsfm.studies.calibration import compose_core_params, default_assets
+from ecsfm.fm import load_surrogate
+from ecsfm.data import CoreLayout
+from ecsfm.fm import default_assets
 
 
 def test_infer_twice_gives_identical_posterior_summaries(tmp_path, capsys):
@@ -21,7 +22,7 @@ def test_infer_twice_gives_identical_posterior_summaries(tmp_path, capsys):
     _, _, meta, geometry = load_surrogate(ckpt.parent)
     z = data.read_npz(chunk)
     r = int(np.flatnonzero(z["task_id"] == meta["task_names"].index("cv"))[1])
-    core = compose_core_params(z["p"][r], int(z["task_id"][r]), int(z["stage_id"][r]), geometry)
+    core = CoreLayout.from_meta(geometry["meta"]).core(z["p"][r], int(z["task_id"][r]), int(z["stage_id"][r]))
     obs = z["i"][r] + np.random.default_rng(3).normal(0.0, 0.02, z["i"][r].size)
     np.savez(tmp_path / "m.npz", e=z["e"][r], i_obs=obs, known_p_core=core)
     runs = []

@@ -13,31 +13,28 @@ missing or corrupt ones, so an interrupted run (even ``kill -9``) loses and dupl
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from .. import __version__, sim
 from .._atomic import remove_stale_temporaries, write_text
 from ._chunks import sha256_file, write_npz
 from ._recipes import AUGMENTATION_NAMES, RECIPES, STAGE_NAMES
+from ._simulate import REPORT_XI_MAX, task_runner
 from ._space import SPECIES_QUANTITIES, ParamSpace
 from ._tasks import TASK_NAMES, TASKS
 
 __all__ = ["Plan", "SCHEMA_VERSION", "make_chunk", "generate", "chunk_path", "REPORT_XI_MAX"]
 
 SCHEMA_VERSION = 1
-#: Concentration profiles are reported at ``nx`` points on [0, REPORT_XI_MAX] diffusion lengths
-#: ``sqrt(D T)`` of each species (its own D, the protocol's T).
-REPORT_XI_MAX = 4.0
 SPLIT_NAMES = ("train", "val", "test")
 CURRENT_UNIT = "mA"
 
@@ -120,55 +117,6 @@ def _sidecar(out, k) -> Path:
     return Path(out) / f"chunk_{k}.json"
 
 
-# -------------------------------------------------------------------------------------------------
-# Simulation of one task's rows
-
-
-@functools.lru_cache(maxsize=64)
-def _task_runner(task: str, target_len: int, nx: int, max_species: int, area: float,
-                 temperature: float, config: sim.SolverConfig):
-    spec = TASKS[task]
-    template = spec.template(target_len)
-    ro = spec.readout(target_len, template)
-    space = ParamSpace(max_species)
-    nodes = config.nodes()
-    xi = np.linspace(0.0, REPORT_XI_MAX, nx)
-    j1 = np.clip(np.searchsorted(nodes, xi, side="left"), 1, nodes.size - 1)
-    j0 = j1 - 1
-    wj = (xi - nodes[j0]) / (nodes[j1] - nodes[j0])
-    potential = np.asarray(template.potential, np.float64)
-
-    @jax.jit
-    def run(p):
-        p = p.astype(jnp.float32)
-        blk = {name: p[:, space.block(name)] for name, _, _ in SPECIES_QUANTITIES}
-        couples = [
-            sim.Couple(e0=blk["e0"][:, k], k0=jnp.exp(blk["ln_k0"][:, k]), alpha=blk["alpha"][:, k],
-                       d_ox=jnp.exp(blk["ln_d_ox"][:, k]), d_red=jnp.exp(blk["ln_d_red"][:, k]),
-                       c_ox=blk["c_ox"][:, k], c_red=blk["c_red"][:, k])
-            for k in range(max_species)
-        ]
-        cell = sim.Cell(area=area, temperature=temperature, ru=jnp.exp(p[:, space.index("ln_ru")]),
-                        cdl=jnp.exp(p[:, space.index("ln_cdl")]))
-        duration = jnp.exp(p[:, space.index("ln_time_scale")])
-        wf = eqx.tree_at(lambda w: w.duration, template, duration)
-        res = sim.simulate(wf, couples, cell, config=config)
-        cur = res.current * 1e3  # A -> mA
-        if "pos" in ro:
-            i = cur[:, ro["pos"]] - cur[:, ro["neg"]]
-            e = jnp.broadcast_to(jnp.asarray(ro["e"], jnp.float32), i.shape)
-        else:
-            w1 = jnp.asarray(ro["w1"], jnp.float32)
-            i = cur[:, ro["i0"]] * (1 - w1) + cur[:, ro["i1"]] * w1
-            e_row = potential[ro["i0"]] * (1 - ro["w1"]) + potential[ro["i1"]] * ro["w1"]
-            e = jnp.broadcast_to(jnp.asarray(e_row, jnp.float32), i.shape)
-        t = duration[:, None] * jnp.asarray(ro["tau"], jnp.float32)[None, :]
-        fc = res.final_concentration  # (B, S, 2, M+1)
-        w = jnp.asarray(wj, jnp.float32)
-        prof = fc[..., j0] * (1 - w) + fc[..., j1] * w  # (B, S, 2, nx)
-        return i, e, t, prof, res.far_field, res.newton_residual
-
-    return run
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -211,7 +159,7 @@ def make_chunk(plan: Plan, k: int) -> tuple[dict[str, np.ndarray], dict]:
         for st in np.unique(stages):
             sel = stages == st
             p[sel] = recipe.prior(task, STAGE_NAMES[st]).sample(rng, int(sel.sum()), space)
-        run = _task_runner(task, plan.target_len, plan.nx, s, recipe.area, recipe.temperature, plan.config)
+        run = task_runner(task, plan.target_len, plan.nx, s, recipe.area, recipe.temperature, plan.config)
         ts = time.perf_counter()
         i, e, t, prof, far, resid = jax.device_get(run(jnp.asarray(p, jnp.float32)))
         sim_s += time.perf_counter() - ts
@@ -324,8 +272,6 @@ def generate(plan: Plan, out: str | os.PathLike, *, workers: int | None = None,
     see ``out`` on a shared filesystem, as on an HPC cluster started with dask-jobqueue).
     Without either, chunks are built in this process.
     """
-    from tqdm.auto import tqdm
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_plan_file(out, plan)
@@ -336,7 +282,7 @@ def generate(plan: Plan, out: str | os.PathLike, *, workers: int | None = None,
     bar = tqdm(total=plan.n_chunks, initial=len(done), unit="chunk", desc=f"generate {plan.recipe}",
                disable=not progress)
     if todo and (workers and workers > 1 or scheduler):
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, LocalCluster, as_completed  # heavy; only for cluster runs
 
         cluster = None
         if scheduler:

@@ -60,8 +60,36 @@ def _samples_per_period(e: np.ndarray) -> np.ndarray:
         return np.where(crossings > 0, 2.0 * e.shape[1] / np.maximum(crossings, 1), np.inf)
 
 
+def _coverage(p: np.ndarray, space: ParamSpace) -> dict:
+    """Range and 5/95 % quantiles of every base slot over the rows ``p`` (None for no rows)."""
+    coverage = {}
+    for j, name in enumerate(space.names):
+        v = p[:, j]
+        coverage[name] = {"min": float(v.min()) if v.size else None, "max": float(v.max()) if v.size else None,
+                          "q05": float(np.quantile(v, 0.05)) if v.size else None,
+                          "q95": float(np.quantile(v, 0.95)) if v.size else None}
+    return coverage
+
+
+def _problems(checksum_bad: list, nonfinite: dict, per_task: dict) -> list[str]:
+    """The report's problems, one readable line each."""
+    problems = []
+    if checksum_bad:
+        problems.append(f"checksum mismatch or missing: {', '.join(checksum_bad)}")
+    problems += [f"{k}: {v} non-finite values" for k, v in nonfinite.items() if v]
+    for t, d in per_task.items():
+        for key in ("flat_traces", "clipped_traces", "params_outside_prior"):
+            if d[key]:
+                problems.append(f"{t}: {d[key]} {key.replace('_', ' ')}")
+        if d.get("min_samples_per_period", np.inf) < MIN_SAMPLES_PER_PERIOD:
+            problems.append(f"{t}: aliased, {d['min_samples_per_period']:.1f} samples per period")
+    return problems
+
+
 def dataset_report(dataset: str | os.PathLike, *, gallery: int = 12, seed: int = 0) -> tuple[dict, dict]:
     """The QC report (JSON-ready) and the gallery rows (arrays) of a dataset folder."""
+    # Longer than 80 lines: one pass over the chunks fills a dozen accumulators; split, each
+    # would be threaded through helper signatures.
     dataset = Path(dataset)
     manifest = read_manifest(dataset)
     space = ParamSpace(int(manifest["max_species"]))
@@ -116,12 +144,7 @@ def dataset_report(dataset: str | os.PathLike, *, gallery: int = 12, seed: int =
                     del keep[min(keep)]
     p = np.concatenate(params) if params else np.zeros((0, space.size))
     tasks_arr = np.concatenate(tasks_all) if tasks_all else np.zeros(0, int)
-    coverage = {}
-    for j, name in enumerate(space.names):
-        v = p[:, j]
-        coverage[name] = {"min": float(v.min()) if v.size else None, "max": float(v.max()) if v.size else None,
-                          "q05": float(np.quantile(v, 0.05)) if v.size else None,
-                          "q95": float(np.quantile(v, 0.95)) if v.size else None}
+    coverage = _coverage(p, space)
     per_task = {
         TASK_NAMES[t]: {
             "rows": int(counts[t].sum()),
@@ -133,16 +156,7 @@ def dataset_report(dataset: str | os.PathLike, *, gallery: int = 12, seed: int =
         }
         for t in range(n_t) if counts[t].sum() > 0
     }
-    problems = []
-    if checksum_bad:
-        problems.append(f"checksum mismatch or missing: {', '.join(checksum_bad)}")
-    problems += [f"{k}: {v} non-finite values" for k, v in nonfinite.items() if v]
-    for t, d in per_task.items():
-        for key in ("flat_traces", "clipped_traces", "params_outside_prior"):
-            if d[key]:
-                problems.append(f"{t}: {d[key]} {key.replace('_', ' ')}")
-        if d.get("min_samples_per_period", np.inf) < MIN_SAMPLES_PER_PERIOD:
-            problems.append(f"{t}: aliased, {d['min_samples_per_period']:.1f} samples per period")
+    problems = _problems(checksum_bad, nonfinite, per_task)
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "dataset": str(dataset),

@@ -3,9 +3,10 @@
 State of a row: ``[ox (S*nx), red (S*nx), g(i) (L)]`` with the current transformed by
 ``g(i) = asinh(i / CURRENT_SCALE_MA)``: linear for |i| below ~10 uA/cm^2 and logarithmic above,
 so traces from nA to hundreds of mA share one scale. Conditioning ``p_core = [p (base),
-one-hot task, one-hot stage]`` (the seed's layout). Normalisation is per dimension,
-``(v - mean) / std`` with ``std`` floored: a column that is constant on the training split (a
-one-hot of an absent task) gets std 1, any other at least ``STD_FLOOR``.
+one-hot task, one-hot stage]`` (the seed's layout, owned by ``ecsfm.data.CoreLayout``).
+Normalisation is per dimension, ``(v - mean) / std`` with ``std`` floored: a column that is
+constant on the training split (a one-hot of an absent task) gets std 1, any other at least
+``STD_FLOOR``.
 """
 
 from __future__ import annotations
@@ -19,25 +20,23 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from ..data import ParamSpace, read_chunk, read_manifest
+from ..data import CoreLayout, read_chunk, read_manifest
 
 __all__ = ["CURRENT_SCALE_MA", "STD_FLOOR", "SurrogateData", "load_rows", "current_to_state",
-           "state_to_current", "fit_normalizers", "manifest_hash", "compose_core_params"]
+           "state_to_current", "fit_normalizers", "manifest_hash"]
 
 CURRENT_SCALE_MA = 1e-2
 STD_FLOOR = 1e-3
 
 
-def compose_core_params(base_row, task_idx: int, stage_idx: int, geometry: dict) -> np.ndarray:
-    """``[base, one-hot task, one-hot stage]`` as the seed builds it."""
-    nb, nt, ns = int(geometry["phys_dim_base"]), int(geometry["n_tasks"]), int(geometry["n_stages"])
-    out = np.zeros((int(geometry["phys_dim_core"]),), dtype=np.float32)
-    out[:nb] = np.asarray(base_row)[:nb]
-    if nt:
-        out[nb + int(np.clip(task_idx, 0, nt - 1))] = 1.0
-    if ns:
-        out[nb + nt + int(np.clip(stage_idx, 0, ns - 1))] = 1.0
-    return out
+def _index_layout(geometry: dict) -> CoreLayout:
+    """A layout of the geometry's sizes whose names are indices (only index lookups are needed)."""
+    layout = CoreLayout(int(geometry["max_species"]), tuple(f"task{k}" for k in range(int(geometry["n_tasks"]))),
+                        tuple(f"stage{k}" for k in range(int(geometry["n_stages"]))))
+    if int(geometry["phys_dim_base"]) != layout.n_base:
+        raise ValueError(f"geometry: phys_dim_base {geometry['phys_dim_base']} != {layout.n_base}, the base size "
+                         f"for max_species {layout.max_species}")
+    return layout
 
 
 def current_to_state(i):
@@ -65,13 +64,17 @@ class SurrogateData:
     manifest: dict
 
     @property
+    def layout(self) -> CoreLayout:
+        """The conditioning vector's layout the manifest records."""
+        return CoreLayout.from_manifest(self.manifest)
+
+    @property
     def geometry(self) -> dict:
-        m = self.manifest
-        n_tasks, n_stages = len(m["task_names"]), len(m["stage_names"])
-        base = ParamSpace(int(m["max_species"])).size
+        """Sizes of the surrogate's inputs (the keys of ``resolve_model_geometry`` but ``meta``)."""
+        m, layout = self.manifest, self.layout
         return dict(state_dim=self.x.shape[1], phys_dim=self.p.shape[1], signal_channels=1,
-                    phys_dim_base=base, phys_dim_core=base + n_tasks + n_stages, n_tasks=n_tasks,
-                    n_stages=n_stages, max_species=int(m["max_species"]), nx=int(m["nx"]),
+                    phys_dim_base=layout.n_base, phys_dim_core=layout.size, n_tasks=layout.n_tasks,
+                    n_stages=layout.n_stages, max_species=layout.max_species, nx=int(m["nx"]),
                     target_len=int(m["target_len"]))
 
 
@@ -97,10 +100,11 @@ def legacy_manifest_hash(folder: str | os.PathLike) -> str:
 
 def load_rows(folder: str | os.PathLike) -> SurrogateData:
     """Read every chunk of a dataset folder into surrogate arrays (each checked against the
-    manifest's sha256; a chunk path leading outside the folder is refused)."""
+    manifest's sha256; a chunk path leading outside the folder is refused). Raises ValueError
+    naming the chunk for a checksum mismatch, NaN or Inf values, or a ``p`` of the wrong width."""
     folder = Path(folder)
     manifest = read_manifest(folder)
-    n_tasks, n_stages = len(manifest["task_names"]), len(manifest["stage_names"])
+    layout = CoreLayout.from_manifest(manifest)
     xs, es, ps, splits, tasks = [], [], [], [], []
     for c in manifest["chunks"]:
         z = read_chunk(folder, c)
@@ -109,9 +113,9 @@ def load_rows(folder: str | os.PathLike) -> SurrogateData:
                 raise ValueError(f"{c['file']}: array {key!r} contains NaN or Inf (ecsfm data inspect lists such rows)")
         xs.append(np.concatenate([z["ox"], z["red"], current_to_state(z["i"].astype(np.float64))], 1))
         es.append(z["e"][:, None, :])
-        onehot_t = np.eye(n_tasks, dtype=np.float32)[z["task_id"]]
-        onehot_s = np.eye(n_stages, dtype=np.float32)[z["stage_id"]]
-        ps.append(np.concatenate([z["p"], onehot_t, onehot_s], 1))
+        if z["p"].ndim != 2 or z["p"].shape[1] != layout.n_base:
+            raise ValueError(f"{c['file']}: array 'p' has shape {z['p'].shape}, expected (rows, {layout.n_base})")
+        ps.append(layout.cores(z["p"], z["task_id"], z["stage_id"]))
         splits.append(z["split"])
         tasks.append(z["task_id"])
     return SurrogateData(

@@ -11,6 +11,7 @@ VectorFieldNet(...))`` restores a saved model.
 of the current, with FiLM modulation by an embedding of (t, p) in every block, plus a
 state-wide MLP head that carries the concentration profiles and global structure; the length L is
 read from ``E`` at call time. ``MLPVectorField`` is the plain baseline on concatenated inputs.
+``build_model`` makes the one a ``TrainConfig`` names for a geometry.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["VectorFieldNet", "MLPVectorField", "time_embedding"]
+from .config import TrainConfig
+
+__all__ = ["VectorFieldNet", "MLPVectorField", "time_embedding", "build_model"]
 
 
 def time_embedding(t: Float[Array, ""], dim: int) -> Float[Array, " dim"]:
@@ -148,3 +151,18 @@ class MLPVectorField(eqx.Module):
 
     def __call__(self, t, x, E, p, *, key=None):
         return self.mlp(jnp.concatenate([x, jnp.ravel(E), p, time_embedding(t, self.cond_dim)]))
+
+
+def build_model(config: TrainConfig, geometry: dict, key: PRNGKeyArray) -> VectorFieldNet | MLPVectorField:
+    """A freshly initialised vector field for ``geometry`` (``state_dim``, ``phys_dim``,
+    ``signal_channels``, and ``target_len`` for the MLP): ``VectorFieldNet`` when
+    ``config.arch == "conv"``, else ``MLPVectorField``, sized by ``config``'s ``hidden_size``,
+    ``depth`` and ``cond_dim``. The same (config, geometry) gives the structure a checkpoint
+    deserialises into."""
+    if config.arch == "conv":
+        return VectorFieldNet(state_dim=geometry["state_dim"], hidden_size=config.hidden_size, depth=config.depth,
+                              cond_dim=config.cond_dim, phys_dim=geometry["phys_dim"],
+                              signal_channels=geometry["signal_channels"], key=key)
+    return MLPVectorField(state_dim=geometry["state_dim"], hidden_size=config.hidden_size, depth=config.depth,
+                          cond_dim=config.cond_dim, phys_dim=geometry["phys_dim"],
+                          signal_len=geometry["target_len"], signal_channels=geometry["signal_channels"], key=key)

@@ -2,7 +2,9 @@
 
 Linear (rectified) path from noise to data: ``x_t = (1 - t) x0 + t x1`` with ``x0 ~ N(0, I)``,
 ``t ~ U(0, 1)``, whose velocity is ``u = x1 - x0``; the model is fitted by weighted least squares
-``|| v(t, x_t | E, p) - u ||^2``. Sampling integrates ``dx/dt = v`` from t = 0 to 1.
+``|| v(t, x_t | E, p) - u ||^2``. Sampling integrates ``dx/dt = v`` from t = 0 to 1
+(``integrate_flow``, one normalised sample; ``sample_current``, draws of the current in mA from raw
+inputs and the normalisers).
 
 Loss weights: inference reads only the current, so the current block carries ``current_weight``
 (default 0.8) of the loss and the concentration profiles the rest, each block a mean over its
@@ -15,7 +17,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["cfm_loss", "integrate_flow"]
+from ._data import state_to_current
+
+__all__ = ["cfm_loss", "integrate_flow", "sample_current"]
 
 
 def cfm_loss(model, x1: Float[Array, "b n"], E: Float[Array, "b c l"], p: Float[Array, "b q"],
@@ -57,3 +61,18 @@ def integrate_flow(model, x0: Float[Array, " n"], E, p, n_steps: int, method: st
 
     x1, _ = jax.lax.scan(step, x0, jnp.arange(n_steps, dtype=x0.dtype))
     return x1
+
+
+def sample_current(model, normalizers, x0_key: PRNGKeyArray, e, p, *, n_draws: int = 8, n_steps: int = 60):
+    """Surrogate draws of the current (mA), shape (n_draws, rows, L), from raw ``e`` (rows, L) and
+    raw ``p`` (rows, phys_dim), by ``n_steps`` Euler steps of the flow from noise drawn with
+    ``x0_key``. ``normalizers``: ``(x_mean, x_std, e_mean, e_std, p_mean, p_std)``. One compiled
+    program for all draws and rows."""
+    xm, xs, em, es, pm, ps = (jnp.asarray(a) for a in normalizers)
+    en = ((jnp.asarray(e) - em) / es)[:, None, :]
+    pn = (jnp.asarray(p) - pm) / ps
+    rows, length = en.shape[0], en.shape[-1]
+    x0 = jax.random.normal(x0_key, (n_draws, rows, xm.size))
+    flow = jax.vmap(jax.vmap(lambda x, e_, p_: integrate_flow(model, x, e_, p_, n_steps), (0, 0, 0)), (0, None, None))
+    x1 = jax.jit(flow)(x0, en, pn) * xs + xm
+    return state_to_current(x1[..., -length:])

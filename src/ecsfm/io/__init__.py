@@ -10,7 +10,7 @@ text, BioLogic EC-Lab ``.mpt``. See :func:`read` for how units, time, scan rate,
 sign convention are settled, and ``metadata`` of the result for where each came from.
 """
 
-from ._derive import loop_orientation, scan_rate_from_filename, split_cycles
+from ._derive import loop_orientation, scan_rate_from_filename, split_cycles, turning_points
 from ._measurement import Measurement
 from ._npz import NPZ_SCHEMA_VERSION, load_npz, save_npz
 from ._read import (
@@ -42,4 +42,5 @@ __all__ = [
     "save_npz",
     "scan_rate_from_filename",
     "split_cycles",
+    "turning_points",
 ]

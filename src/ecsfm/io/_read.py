@@ -118,6 +118,8 @@ def read(path, *, fmt: str = "auto", current_unit: str | None = None, scan_rate:
 
 
 def _assemble(path: Path, p: Parsed, *, current_unit, scan_rate, sign_convention) -> Measurement:
+    """A ``Measurement`` from parsed columns: units, scan rate, time, cycles and sign settled, each
+    with where it came from in ``metadata``. Raises ValueError naming the file (and line)."""
     n = p.potential.size
     if n < 2:
         raise fail(path, f"only {n} data row{'s' if n != 1 else ''}; a voltammogram needs at least 2")
@@ -125,8 +127,16 @@ def _assemble(path: Path, p: Parsed, *, current_unit, scan_rate, sign_convention
     meta.update(p.metadata or {})
     meta["potential_column"] = p.potential_column
     meta["current_column"] = p.current_column
+    current = _current_in_amperes(path, p, current_unit, meta)
+    v = _scan_rate(path, p, scan_rate, meta)
+    time = _time(path, p, v, meta)
+    cycle = _cycles(path, p, meta)
+    current = _to_iupac(p, current, sign_convention, meta)
+    return Measurement(time=time, potential=p.potential, current=current, scan_rate=v, cycle=cycle, metadata=meta)
 
-    # current unit
+
+def _current_in_amperes(path: Path, p: Parsed, current_unit, meta: dict) -> np.ndarray:
+    """The current column in A: the unit given, else the file's, else A (said in ``meta``)."""
     stated = p.current_unit
     if stated is not None and norm_unit(stated) not in UNIT_SCALES["current"]:
         raise fail(path, f"column {p.current_column!r}: unknown current unit {stated!r} (allowed: "
@@ -142,8 +152,11 @@ def _assemble(path: Path, p: Parsed, *, current_unit, scan_rate, sign_convention
         unit, unit_source = "A", "assumed A (the file does not state it; pass current_unit)"
     current = p.current * UNIT_SCALES["current"][norm_unit(unit)]
     meta["current_unit"], meta["current_unit_source"] = unit, unit_source
+    return current
 
-    # scan rate
+
+def _scan_rate(path: Path, p: Parsed, scan_rate, meta: dict) -> float | None:
+    """The scan rate (V/s): given, else stated in the file, else estimated from time, else from the name."""
     v, v_source = None, None
     if scan_rate is not None:
         v, v_source = scan_rate, "argument"
@@ -158,8 +171,11 @@ def _assemble(path: Path, p: Parsed, *, current_unit, scan_rate, sign_convention
             v, v_source = from_name
     if v is not None:
         meta["scan_rate_source"] = v_source
+    return v
 
-    # time
+
+def _time(path: Path, p: Parsed, v, meta: dict) -> np.ndarray:
+    """Time (s) from 0: the file's column, else rebuilt from the potential and the scan rate."""
     if p.time is not None:
         bad = np.flatnonzero(np.diff(p.time) <= 0)
         if bad.size:
@@ -179,8 +195,11 @@ def _assemble(path: Path, p: Parsed, *, current_unit, scan_rate, sign_convention
                              "|dE| / scan rate for a file without a time column", int(p.lines[k]))
         meta["time_source"] = "rebuilt as cumsum(|dE|) / scan rate"
         meta["time_offset_s"] = 0.0
+    return time
 
-    # cycles
+
+def _cycles(path: Path, p: Parsed, meta: dict) -> np.ndarray:
+    """Cycle index (0-based) of every row: the file's column, else split at the potential's vertices."""
     if p.cycle is not None:
         down = np.flatnonzero(np.diff(p.cycle) < 0)
         if down.size:
@@ -194,8 +213,12 @@ def _assemble(path: Path, p: Parsed, *, current_unit, scan_rate, sign_convention
     else:
         cycle = split_cycles(p.potential)
         meta["cycle_source"] = "potential vertices"
+    return cycle
 
-    # sign convention
+
+def _to_iupac(p: Parsed, current: np.ndarray, sign_convention, meta: dict) -> np.ndarray:
+    """The current in the IUPAC convention (oxidation positive): the convention given, stated or
+    detected from the loop's orientation; a warning in ``meta`` when the result looks inverted."""
     if sign_convention != "auto":
         convention, c_source = sign_convention, "argument"
     elif p.convention is not None:
@@ -216,7 +239,7 @@ def _assemble(path: Path, p: Parsed, *, current_unit, scan_rate, sign_convention
         if r <= -LOOP_MIN:
             meta["warning"] = ("after conversion the positive-going sweep's current lies below the negative-going "
                                "one's, as in the US convention: check the sign convention")
-    return Measurement(time=time, potential=p.potential, current=current, scan_rate=v, cycle=cycle, metadata=meta)
+    return current
 
 
 def read_csv(path, *, current_unit=None, scan_rate=None, sign_convention="auto") -> Measurement:

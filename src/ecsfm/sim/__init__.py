@@ -17,18 +17,16 @@ from ._impedance import impedance
 from ._physics import Cell, Couple, stack_couples
 from ._solver import SimulationResult, simulate
 from ._units import DEFAULT_TEMPERATURE, FARADAY, GAS_CONSTANT, thermal_voltage
+from ._pulse import differential_pulse_voltammetry, sampled_currents, square_wave_voltammetry
 from ._waveforms import (
     TimeGrid,
     Waveform,
     cyclic_voltammetry,
-    differential_pulse_voltammetry,
     double_potential_step,
     linear_sweep,
     piecewise_sweep,
     potential_step,
-    sampled_currents,
     sinusoid,
-    square_wave_voltammetry,
     stack,
     staircase_voltammetry,
 )

@@ -14,7 +14,8 @@ import numpy as np
 from .. import __version__
 from .._atomic import atomic_path, write_text
 from ._solver import SimulationResult
-from ._waveforms import Waveform, sampled_currents
+from ._pulse import sampled_currents
+from ._waveforms import Waveform
 
 __all__ = ["result_table", "write_csv", "plot_result", "write_impedance_csv", "plot_impedance"]
 

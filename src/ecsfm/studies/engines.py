@@ -15,45 +15,45 @@ import json
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+
+from tqdm.auto import tqdm
 
 from .._atomic import save_png, write_text
-from .calibration import (INTERVAL_MASS, SEED_REGIMES, _jobs, _run_case, default_assets, default_inference,
-                          interval_coverage)
+from ..fm import default_assets
+from ..posterior import INTERVAL_MASS, SEED_REGIMES, Engine, Method, default_inference, interval_coverage
+from .calibration import load_model, run_case, study_jobs
 
 __all__ = ["run_engine_comparison", "ENGINES_SCHEMA_VERSION"]
 
 ENGINES_SCHEMA_VERSION = 2  # 2: central-interval coverage in the summary
-ENGINES = (("surrogate", "cem"), ("simulator", "smc"))
+ENGINES = ((Engine.SURROGATE, Method.CEM), (Engine.SIMULATOR, Method.SMC))
 
 
-def run_engine_comparison(out_dir, *, n_cases: int = 6, regime: str = "dense_clean", checkpoint=None, chunk=None,
+def run_engine_comparison(out_dir, *, n_cases: int = 6, regime: str = "dense_clean", model=None, chunk=None,
                           progress: bool = True) -> dict:
-    """Run both engines on ``n_cases`` held-out cases; write ``engines.json`` and ``engines.png``."""
-    from tqdm.auto import tqdm
-
-    from ..fm.eval_classical import resolve_model_geometry
-    from ..fm.train import MODEL_META_FILENAME, NORMALIZERS_FILENAME, load_model_metadata, load_saved_normalizers
-
+    """Run both engines on ``n_cases`` held-out cases of ``chunk`` with the model folder ``model``
+    (default: the shipped assets); write ``engines.json`` and ``engines.png`` and return the payload."""
     if regime not in SEED_REGIMES:
         raise ValueError(f"regime: {regime!r} not one of {list(SEED_REGIMES)}")
     if not (isinstance(n_cases, int) and 1 <= n_cases <= 1000):
         raise ValueError(f"cases: must be an integer in [1, 1000], got {n_cases}")
     d_ckpt, d_chunk = default_assets()
-    checkpoint = Path(checkpoint) if checkpoint else d_ckpt
+    model = Path(model) if model else d_ckpt.parent
     chunk = Path(chunk) if chunk else d_chunk
-    meta = load_model_metadata(checkpoint.parent / MODEL_META_FILENAME)
-    geometry = resolve_model_geometry(load_saved_normalizers(checkpoint.parent / NORMALIZERS_FILENAME), meta)
+    _, _, _, geometry = load_model(model)
     cases = []
     bar = tqdm(total=n_cases * len(ENGINES), desc="engines", unit="inference", disable=not progress)
     runs = {}
     for engine, method in ENGINES:
-        jobs = _jobs(chunk, geometry, n_cases, {regime: SEED_REGIMES[regime]}, default_inference(method), engine, method)
+        jobs = study_jobs(chunk, geometry, n_cases, {regime: SEED_REGIMES[regime]}, default_inference(method),
+                          str(engine), str(method))
         runs[engine] = []
         for job in jobs:
-            runs[engine].append(_run_case(str(checkpoint), job))
+            runs[engine].append(run_case(str(model), job))
             bar.update()
     bar.close()
-    for sur, ref in zip(runs["surrogate"], runs["simulator"]):
+    for sur, ref in zip(runs[Engine.SURROGATE], runs[Engine.SIMULATOR]):
         rs, rr = sur["record"], ref["record"]
         names = list(rr["active_param_z"])
         cases.append({
@@ -74,7 +74,7 @@ def run_engine_comparison(out_dir, *, n_cases: int = 6, regime: str = "dense_cle
                    "interval_coverage_2sigma": interval_coverage(us[e], INTERVAL_MASS[1]),
                    "n_slots": int(zs[e].size)} for e, _ in ENGINES}
     summary["sd_ratio_surrogate_over_simulator_median"] = float(np.median(sd_ratio))
-    payload = {"schema_version": ENGINES_SCHEMA_VERSION, "regime": regime, "checkpoint": str(checkpoint),
+    payload = {"schema_version": ENGINES_SCHEMA_VERSION, "regime": regime, "model": str(model),
                "dataset_chunk": str(chunk), "summary": summary, "cases": cases}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,13 +93,9 @@ def _posterior_view(item: dict, names: list[str]) -> dict:
 
 
 def _plot(path: Path, runs: dict, cases: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(cases)
-    fig, axes = plt.subplots(n, 2, figsize=(12, 2.6 * n), squeeze=False, gridspec_kw={"width_ratios": [1, 1.4]})
+    fig = Figure(figsize=(12, 2.6 * n))
+    axes = fig.subplots(n, 2, squeeze=False, gridspec_kw={"width_ratios": [1, 1.4]})
     colors = {"surrogate": "tab:orange", "simulator": "tab:blue"}
     for row, case in enumerate(cases):
         ax = axes[row][0]
@@ -129,4 +125,3 @@ def _plot(path: Path, runs: dict, cases: list[dict]) -> None:
             ax.legend(fontsize=6)
     fig.tight_layout()
     save_png(fig, path, dpi=110)
-    plt.close(fig)

@@ -18,9 +18,18 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+
+from scipy import stats
+from tqdm.auto import tqdm
 
 from .._atomic import save_png, write_text
+from ..data import CoreLayout, ParamSpace, PriorSpec, read_json, simulate_rows
+from ..fm import default_assets
+from ..posterior import (DEFAULT_ENGINE, DEFAULT_METHOD, ParameterSpace, config_from_budget, default_inference,
+                         infer_parameter_posterior, interval_coverage, parse_engine, parse_method)
 from ._journal import Journal, run_items
+from .calibration import load_model
 
 __all__ = ["run_sbc", "SBC_FILENAME", "SBC_SCHEMA_VERSION", "LEVELS"]
 
@@ -30,9 +39,7 @@ LEVELS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2).tolist())
 
 
 def _draws(meta: dict, geometry: dict, task: str, stage: str, n: int, noise: float, seed: int) -> list[dict]:
-    from ..data import ParamSpace, PriorSpec
-    from ..fm.eval_classical import _simulate_rows
-
+    """``n`` prior draws of ``task/stage`` simulated now and observed with noise: the SBC's jobs."""
     space = ParamSpace(int(geometry["max_species"]))
     key = f"{task}/{stage}"
     if key not in meta["priors"]:
@@ -40,32 +47,20 @@ def _draws(meta: dict, geometry: dict, task: str, stage: str, n: int, noise: flo
     prior = PriorSpec.from_dict(meta["priors"][key])
     rng = np.random.default_rng(seed)
     p = prior.sample(rng, n, space)
-    i, e, _ = _simulate_rows(meta, geometry, task, p)
+    i, e, _ = simulate_rows(meta, geometry, task, p)
     obs = i + rng.normal(0.0, noise, size=i.shape)
-    tasks, stages = meta["task_names"], meta["stage_names"]
-    onehots = np.concatenate([np.eye(len(tasks))[tasks.index(task)], np.eye(len(stages))[stages.index(stage)]])
-    return [{"k": k, "p_core": np.concatenate([p[k], onehots]).tolist(), "observed": obs[k].tolist(),
+    layout = CoreLayout.from_meta(meta)
+    return [{"k": k, "p_core": layout.core(p[k], task, stage).astype(np.float64).tolist(), "observed": obs[k].tolist(),
              "signal": e[k].tolist(), "noise": noise} for k in range(n)]
 
 
-_CACHE: dict = {}
-
-
 def _run_draw(model_dir: str, engine: str, method: str, n_particles: int, parameter_error: bool, job: dict) -> dict:
-    from ..fm.eval_classical import load_surrogate
-    from ..fm.posterior import (CEMPosteriorConfig, ParameterSpace, PosteriorInferenceConfig, SMCPosteriorConfig,
-                                infer_parameter_posterior)
-
-    if model_dir not in _CACHE:
-        _CACHE[model_dir] = load_surrogate(model_dir)
-    model, normalizers, meta, geometry = _CACHE[model_dir]
+    """One SBC draw: the posterior of a simulated observation and its CDF at the truth per free slot."""
+    model, normalizers, meta, geometry = load_model(model_dir)
     core = np.asarray(job["p_core"])
-    known = np.zeros(core.size, bool)
-    known[int(geometry["phys_dim_base"]):] = True
-    cfg = PosteriorInferenceConfig(obs_noise_std=float(job["noise"]), engine=engine, method=method,
-                                   cem=CEMPosteriorConfig(n_particles=n_particles if method == "cem" else 64),
-                                   smc=SMCPosteriorConfig(n_particles=n_particles if method == "smc" else 2048),
-                                   parameter_error=parameter_error)
+    known = CoreLayout.from_meta(meta).known_mask()
+    cfg = config_from_budget({"n_particles": n_particles}, method=method, engine=engine,
+                             obs_noise_std=float(job["noise"]), parameter_error=parameter_error)
     post = infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry,
                                      observed_current=np.asarray(job["observed"]), applied_signal=np.asarray(job["signal"]),
                                      known_p_core=core, known_p_mask=known, config=cfg, seed=int(job["k"]))
@@ -80,28 +75,25 @@ def _run_draw(model_dir: str, engine: str, method: str, n_particles: int, parame
 
 
 def run_sbc(out_dir, *, model_dir=None, n: int = 200, task: str = "cv", stage: str = "intermediate",
-            engine: str = "simulator", method: str = "smc", noise: float = 0.02, n_particles: int = 1024,
+            engine=DEFAULT_ENGINE, method=DEFAULT_METHOD, noise: float = 0.02, n_particles: int | None = None,
             seed: int = 0, scheduler=None, progress: bool = True, parameter_error: bool = True) -> dict:
     """Run SBC and write ``sbc.json``, ``sbc_ranks.png`` and ``sbc_coverage.png`` into ``out_dir``.
 
     ``parameter_error=False`` leaves the model's calibrated prior weight out of the surrogate
     engine's posteriors (``PosteriorInferenceConfig.parameter_error``); the result records the
-    weight each draw's posterior carried."""
-    from scipy import stats
-    from tqdm.auto import tqdm
-
-    from ..fm.eval_classical import load_surrogate
-    from .calibration import default_assets, interval_coverage
-
+    weight each draw's posterior carried. ``n_particles``: the sampler's particle count (None: the
+    method's default, ``default_inference``)."""
+    engine, method = parse_engine(engine), parse_method(method)
+    n_particles = int(n_particles or default_inference(method)["n_particles"])
     if not (isinstance(n, int) and 10 <= n <= 1_000_000):
         raise ValueError(f"n: must be an integer in [10, 1000000], got {n}")
     if not (math.isfinite(noise) and noise > 0):
         raise ValueError(f"noise: must be > 0, got {noise}")
     model_dir = str(Path(model_dir) if model_dir else default_assets()[0].parent)
-    _, _, meta, geometry = load_surrogate(model_dir)
+    _, _, meta, geometry = load_model(model_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = {"model_dir": model_dir, "n": n, "task": task, "stage": stage, "engine": engine, "method": method,
+    config = {"model_dir": model_dir, "n": n, "task": task, "stage": stage, "engine": str(engine), "method": str(method),
               "noise": noise, "n_particles": n_particles, "seed": seed,
               **({} if parameter_error else {"parameter_error": False})}
     journal = Journal(out / "records.jsonl", config, key=lambda it: it["k"])
@@ -112,7 +104,8 @@ def run_sbc(out_dir, *, model_dir=None, n: int = 200, task: str = "cv", stage: s
         journal.add(item)
         bar.update()
 
-    run_items(jobs, _run_draw, (model_dir, engine, method, n_particles, bool(parameter_error)), keep, scheduler)
+    run_items(jobs, _run_draw, (model_dir, str(engine), str(method), n_particles, bool(parameter_error)), keep,
+              scheduler)
     bar.close()
     items = [journal.done[k] for k in range(n)]
     names = sorted({name for it in items for name in it["u"]}, key=lambda s: (s.split("[")[-1], s))
@@ -142,17 +135,13 @@ def _median_prior_weight(items: list[dict]) -> float | None:
 
 
 def _plot(out: Path, per: dict, n: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy import stats
 
     names = list(per)
     cols = min(5, len(names))
     rows = -(-len(names) // cols)
     bins = 10
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig = Figure(figsize=(3.2 * cols, 2.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, name in zip(axes.ravel(), names):
         u = np.asarray(per[name]["u"])
         lo, hi = stats.binom.ppf([0.005, 0.995], u.size, 1 / bins)
@@ -166,9 +155,9 @@ def _plot(out: Path, per: dict, n: int) -> None:
     fig.suptitle(f"SBC rank statistics (posterior CDF at the truth), {n} draws")
     fig.tight_layout()
     save_png(fig, out / "sbc_ranks.png", dpi=120)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
     levels = np.asarray(LEVELS)
     m = next(iter(per.values()))["n"]
     lo, hi = stats.binom.ppf(0.005, m, levels) / m, stats.binom.ppf(0.995, m, levels) / m
@@ -182,7 +171,6 @@ def _plot(out: Path, per: dict, n: int) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     save_png(fig, out / "sbc_coverage.png", dpi=120)
-    plt.close(fig)
 
 
 def compare_sbc(results, out_png) -> dict:
@@ -190,17 +178,10 @@ def compare_sbc(results, out_png) -> dict:
     curve pooled over parameters, with the binomial band of the smallest run; returns the pooled
     curves. The gap between a surrogate-engine and a simulator-engine curve is the price of the
     surrogate (and of its sampler)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy import stats
 
     runs = []
     for r in results:
         if not isinstance(r, dict):
-            from ..data import read_json
-
             r = read_json(r, "compare")
         if r.get("schema_version") != SBC_SCHEMA_VERSION:
             raise ValueError(f"sbc: schema_version {r.get('schema_version')!r}, expected {SBC_SCHEMA_VERSION}")
@@ -209,7 +190,8 @@ def compare_sbc(results, out_png) -> dict:
         raise ValueError("sbc: give at least two results to compare")
     levels = np.asarray(LEVELS)
     pooled = {}
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
     n_min = min(r["config"]["n"] for r in runs)
     lo, hi = stats.binom.ppf(0.005, n_min, levels) / n_min, stats.binom.ppf(0.995, n_min, levels) / n_min
     ax.fill_between(levels, lo, hi, color="0.85", label=f"99 % binomial band ({n_min} draws, one parameter)")
@@ -226,5 +208,4 @@ def compare_sbc(results, out_png) -> dict:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     save_png(fig, out_png, dpi=120)
-    plt.close(fig)
     return {"levels": list(LEVELS), "pooled_coverage": pooled}

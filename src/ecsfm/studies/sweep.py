@@ -16,8 +16,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from .._atomic import save_png, write_text
+from ..posterior import DEFAULT_ENGINE, DEFAULT_METHOD
 from .calibration import run_calibration_study
 
 __all__ = ["run_information_sweep", "SWEEP_SCHEMA_VERSION"]
@@ -36,7 +38,7 @@ def _regime_name(keep: float, noise: float) -> str:
 
 
 def run_information_sweep(out_dir, *, keep=(1.0, 0.35, 0.1), noise=(0.01, 0.02, 0.08), n_cases: int = 10,
-                          engine: str = "simulator", method: str = "smc", checkpoint=None, chunk=None,
+                          engine=DEFAULT_ENGINE, method=DEFAULT_METHOD, model=None, chunk=None,
                           scheduler=None, progress: bool = True, tasks=None) -> dict:
     """Run the grid and write ``sweep.json`` + ``sweep_heatmaps.png`` into ``out_dir``; returns the
     JSON payload (``grid``: per cell the metrics above; ``keep``, ``noise``, ``config``). ``tasks``
@@ -49,7 +51,7 @@ def run_information_sweep(out_dir, *, keep=(1.0, 0.35, 0.1), noise=(0.01, 0.02, 
         raise ValueError(f"noise: standard deviations > 0 (mA), got {noise}")
     regimes = {_regime_name(k, s): {"keep_prob": k, "noise_std": s} for s in noise for k in keep}
     out = Path(out_dir)
-    study = run_calibration_study(out / "study", checkpoint=checkpoint, chunk=chunk, n_cases=n_cases, regimes=regimes,
+    study = run_calibration_study(out / "study", model=model, chunk=chunk, n_cases=n_cases, regimes=regimes,
                                   engine=engine, method=method, scheduler=scheduler, progress=progress,
                                   tasks=tasks)
     grid = []
@@ -76,14 +78,10 @@ def run_information_sweep(out_dir, *, keep=(1.0, 0.35, 0.1), noise=(0.01, 0.02, 
 
 
 def _heatmaps(path: Path, payload: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keep, noise = payload["keep"], payload["noise"]
     cell = {(g["keep"], g["noise_std"]): g for g in payload["grid"]}
-    fig, axes = plt.subplots(1, len(_METRICS), figsize=(4.2 * len(_METRICS), 3.6))
+    fig = Figure(figsize=(4.2 * len(_METRICS), 3.6))
+    axes = fig.subplots(1, len(_METRICS))
     for ax, (key, title, cmap, nominal) in zip(axes, _METRICS):
         m = np.asarray([[cell[(k, s)][key] for k in keep] for s in noise], float)
         if nominal is None:
@@ -108,4 +106,3 @@ def _heatmaps(path: Path, payload: dict) -> None:
                  fontsize=10)
     fig.tight_layout()
     save_png(fig, path, dpi=120)
-    plt.close(fig)

@@ -1,0 +1,78 @@
+"""What several commands share: the one-line parser, the output check, engine and method options,
+the deprecated ``--checkpoint`` alias and small argument parsers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["Parser", "check_output", "given", "comma_list", "floats", "add_engine_method", "add_model"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors (a missing option, a choice outside the vocabulary, a value
+    that is not a number) on one line, like every other error of the command."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def check_output(args, writes: str) -> None:
+    """Refuse, before any work, an output that is a folder where a file is written or a file where a
+    folder is (``writes``: ``"file"`` or ``"folder"``, what ``--out`` names; ``--plot`` is a file)."""
+    for flag in ("out", "plot"):
+        path = getattr(args, flag, None)
+        if path is None:
+            continue
+        if writes == "file" or flag == "plot":
+            if path.is_dir():
+                raise ValueError(f"--{flag}: {path} is a folder; give a file name")
+        elif path.exists() and not path.is_dir():
+            raise ValueError(f"--{flag}: {path} is a file; give a folder (created if missing)")
+
+
+def given(**options) -> dict:
+    """The options the user gave (not None): the library's own defaults decide the others."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def comma_list(text: str | None) -> list[str]:
+    """``"a, b,"`` -> ``["a", "b"]``; None or blank -> ``[]``."""
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def floats(name: str, text: str) -> list[float]:
+    """A comma list of numbers; ValueError naming ``name`` otherwise."""
+    try:
+        return [float(x) for x in comma_list(text)]
+    except ValueError:
+        raise ValueError(f"{name}: expected a comma list of numbers, got {text!r}") from None
+
+
+def add_engine_method(p: argparse.ArgumentParser) -> None:
+    """``--engine`` / ``--method``, unset by default: the library's ``DEFAULT_ENGINE`` /
+    ``DEFAULT_METHOD`` apply (``tests/test_cli.py`` checks the help states them)."""
+    p.add_argument("--engine", default=None, choices=("surrogate", "simulator"),
+                   help="likelihood engine (default surrogate, the library's; simulator + smc is the exact, "
+                        "calibrated path)")
+    p.add_argument("--method", default=None, choices=("cem", "smc"), help="sampler (default cem, the library's)")
+
+
+class _CheckpointAlias(argparse.Action):
+    """``--checkpoint FILE`` (deprecated): stands for ``--model`` of the file's folder."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"ecsfm: warning: {option_string} is deprecated; using --model {values.parent}", file=sys.stderr)
+        setattr(namespace, self.dest, values.parent)
+
+
+def add_model(p: argparse.ArgumentParser, *, checkpoint_alias: bool = False) -> None:
+    """``--model DIR`` (default: the shipped default model), with ``checkpoint_alias`` the
+    deprecated ``--checkpoint FILE`` that maps to the file's folder."""
+    group = p.add_mutually_exclusive_group() if checkpoint_alias else p
+    group.add_argument("--model", type=Path, default=None, metavar="DIR",
+                       help="model folder (default: shipped default model)")
+    if checkpoint_alias:
+        group.add_argument("--checkpoint", type=Path, dest="model", action=_CheckpointAlias, metavar="FILE",
+                           help="deprecated: a model's checkpoint file, read as --model of its folder")

@@ -1,0 +1,116 @@
+"""``ecsfm infer``: the posterior of unknown parameters from measured currents.
+
+The library picks the route (``ecsfm.workflows.infer_files``): the model's protocol grid, or the
+measured potential programs with the simulator; this command prints what the route returned.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .._common import add_engine_method, comma_list, given
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> None:
+    pn = subparsers.add_parser("infer", help="posterior of unknown parameters from a measured current")
+    pn.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped default model)")
+    pn.add_argument("--measurement", type=Path, action="append", required=True,
+                    help="npz (seed layout) or an instrument export (CSV, PalmSens, Autolab, CHI, BioLogic); repeat it "
+                         "for a joint fit of several traces (a scan-rate series)")
+    pn.add_argument("--task", default="cv", help="protocol of the measurement (a task of the model; default cv)")
+    pn.add_argument("--stage", default="intermediate", help="prior stage (default intermediate)")
+    pn.add_argument("--known", action="append", default=[], metavar="NAME=VALUE",
+                    help="fix a parameter, physical units: e0 (V), k0 (cm/s), d_ox, d_red (cm2/s), c_ox, c_red (mM), "
+                         "alpha, ru (ohm), cdl (F/cm2); per couple NAME[k]")
+    pn.add_argument("--noise", type=float, default=None,
+                    help="observation noise sd in mA/cm^2 (current per electrode area), on every route (default: "
+                         "unknown: estimated on the model's grid, integrated out on measured waveforms)")
+    add_engine_method(pn)
+    pn.add_argument("--particles", type=int, default=None)
+    pn.add_argument("--couples", type=int, default=1, help="redox couples present (default 1)")
+    pn.add_argument("--area", type=float, default=1.0, help="electrode area, cm2 (CSV input; default 1)")
+    pn.add_argument("--units", default=None, help="current unit of a CSV without units in its header (A, mA, uA, nA)")
+    pn.add_argument("--sign-convention", default="iupac", choices=("iupac", "us"),
+                    help="of the file's current (us: cathodic positive; converted to IUPAC)")
+    pn.add_argument("--seed", type=int, default=0)
+    pn.add_argument("--out", type=Path, required=True)
+    pn.add_argument("--waveform", default="auto", choices=("auto", "model", "measured"),
+                    help="model: resample onto the model's protocol; measured: simulate each trace's own potential "
+                         "program (simulator engine, any number of traces); auto: model when the traces follow the "
+                         "model's protocol, else measured (several traces with the simulator engine: measured)")
+    _add_measured_args(pn)
+
+
+def _add_measured_args(pn) -> None:
+    pn.add_argument("--scan-rate", type=float, action="append", default=[],
+                    help="V/s, one for all traces or one per --measurement (default: from the files)")
+    pn.add_argument("--reference", default=None, help="reference electrode the potentials are measured against")
+    pn.add_argument("--cycle", type=int, default=0, help="cycle of each file to fit (0-based; default 0)")
+    pn.add_argument("--per-trace", default="offset",
+                    help="nuisance parameters fitted per trace, comma list of offset,cdl,ru (default offset)")
+    pn.add_argument("--free-d-red", action="store_true", help="fit D_red separately (default D_red = D_ox)")
+    pn.add_argument("--separate", action="store_true", help="also fit each trace alone (parameters per scan rate)")
+    pn.add_argument("--area-rsd", type=float, default=0.0, metavar="FRACTION",
+                    help="relative sd of the stated --area (e.g. 0.02; default 0: exact): the area becomes a parameter "
+                         "with a log-normal prior, and D's interval carries it (measured traces)")
+    pn.add_argument("--conc-rsd", type=float, default=0.0, metavar="FRACTION",
+                    help="relative sd of the stated concentration (--known c_ox=...; default 0: exact)")
+    pn.add_argument("--discrepancy-length", default="1.0",
+                    help="measured traces: correlation length (V) of the smooth model discrepancy, or 'none' for "
+                         "independent residuals (default 1.0)")
+
+
+def _discrepancy_length(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"discrepancy-length: expected a length in V or 'none', got {text!r}") from None
+
+
+def run(args) -> int:
+    from ...fm import DEFAULT_MODEL_DIR
+    from ...workflows import Route, infer_files
+
+    route, summary = infer_files(
+        model_dir=args.model or DEFAULT_MODEL_DIR, measurements=args.measurement, out_dir=args.out,
+        waveform=args.waveform, task=args.task, stage=args.stage, known=args.known, noise=args.noise,
+        couples=args.couples, area=args.area, units=args.units, sign_convention=args.sign_convention,
+        n_particles=args.particles, seed=args.seed, scan_rates=args.scan_rate, reference=args.reference,
+        separate=args.separate, cycle=args.cycle, per_trace=comma_list(args.per_trace),
+        tie_d_red=not args.free_d_red, discrepancy_length=_discrepancy_length(args.discrepancy_length),
+        area_rsd=args.area_rsd, conc_rsd=args.conc_rsd, **given(engine=args.engine, method=args.method))
+    if route is Route.MEASURED:
+        _print_measured(args, summary)
+    else:
+        _print_model_grid(args, summary)
+    return 0
+
+
+def _print_measured(args, summary: dict) -> None:
+    for name, v in summary["parameters"].items():
+        if "[" not in name:
+            print(f"  {name:6s} {v['q50']:.4g} [{v['q025']:.4g}, {v['q975']:.4g}] {v['unit']} (95 %)")
+    kb = summary["k0_bound"]
+    if kb and kb["lower_bound_only"]:
+        print(f"  k0 is only bounded from below: k0 > {kb['k0_q05']:.3g} cm/s (95 %)")
+    for r in summary["separate_fits"] or ():
+        p = r["parameters"]
+        print(f"  alone {r['scan_rate']:8.4g} V/s: " + ", ".join(f"{n} {p[n]['q50']:.4g}" for n in p))
+    print(f"wrote {args.out}: {summary['engine']}/{summary['method']} on {len(summary['traces'])} measured "
+          f"trace(s), {summary['seconds']:.1f} s")
+    for w in summary["warnings"]:
+        print(f"  warning: {w}")
+
+
+def _print_model_grid(args, summary: dict) -> None:
+    for name, v in summary["parameters"].items():
+        print(f"  {name:10s} {v['q50']:.4g} [{v['q05']:.4g}, {v['q95']:.4g}] {v['unit']}")
+    d = summary["diagnostics"]
+    what = f" on {len(args.measurement)} traces (one parameter set)" if len(args.measurement) > 1 else ""
+    print(f"wrote {args.out}: {d['engine']}/{d['method']}{what}, ESS {d['ess']:.0f}")
+    for w in d["warnings"]:
+        print(f"  warning: {w}")

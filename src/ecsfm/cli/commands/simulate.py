@@ -1,0 +1,180 @@
+"""``ecsfm simulate TECHNIQUE``: one experiment of ``ecsfm.sim`` as CSV (+ PNG)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ... import sim
+
+__all__ = ["add_parser", "run", "WRITES", "MAX_FREQUENCIES"]
+
+WRITES = "file"
+#: Most frequencies of one impedance spectrum (a spectrum is a few points per decade).
+MAX_FREQUENCIES = 100_000
+_COUPLE_KEYS = ("e0", "k0", "alpha", "d_ox", "d_red", "c_ox", "c_red", "n")
+# technique -> (help, [(flag, type, default: None required / str help of a None default / value)], sim builder)
+_WAVEFORMS = {
+    "cv": (
+        "cyclic voltammetry (linear sweep)",
+        [("--e-start", float, None), ("--e-vertex", float, None), ("--scan-rate", float, None),
+         ("--e-end", float, "default: e-start"), ("--n-cycles", int, 1), ("--step", float, 1e-3)],
+        "cyclic_voltammetry",
+    ),
+    "lsv": (
+        "linear sweep voltammetry",
+        [("--e-start", float, None), ("--e-end", float, None), ("--scan-rate", float, None), ("--step", float, 1e-3)],
+        "linear_sweep",
+    ),
+    "staircase": (
+        "staircase cyclic voltammetry",
+        [("--e-start", float, None), ("--e-vertex", float, None), ("--scan-rate", float, None),
+         ("--e-end", float, "default: e-start"), ("--n-cycles", int, 1), ("--step", float, 2e-3),
+         ("--sample-fraction", float, 1.0)],
+        "staircase_voltammetry",
+    ),
+    "ca": (
+        "chronoamperometry (one potential step at t = 0)",
+        [("--e-initial", float, None), ("--e-step", float, None), ("--duration", float, None), ("--n-steps", int, 200)],
+        "potential_step",
+    ),
+    "double-step": (
+        "double potential step chronoamperometry",
+        [("--e-initial", float, None), ("--e-step", float, None), ("--e-return", float, None),
+         ("--step-duration", float, None), ("--n-steps", int, 200)],
+        "double_potential_step",
+    ),
+    "swv": (
+        "square-wave voltammetry (Osteryoung)",
+        [("--e-start", float, None), ("--e-end", float, None), ("--step", float, 5e-3),
+         ("--amplitude", float, 25e-3), ("--frequency", float, 25.0)],
+        "square_wave_voltammetry",
+    ),
+    "dpv": (
+        "differential pulse voltammetry",
+        [("--e-start", float, None), ("--e-end", float, None), ("--step", float, 5e-3),
+         ("--pulse-amplitude", float, 50e-3), ("--pulse-width", float, 0.05), ("--period", float, 0.5)],
+        "differential_pulse_voltammetry",
+    ),
+    "sinusoid": (
+        "a sinusoid about a DC potential (AC voltammetry)",
+        [("--e-dc", float, None), ("--amplitude", float, None), ("--frequency", float, None),
+         ("--n-periods", int, 8), ("--points-per-period", int, 64)],
+        "sinusoid",
+    ),
+}
+
+
+def _add_couple_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("redox couple (O + n e- <=> R)")
+    g.add_argument("--e0", type=float, default=0.0, help="formal potential, V (default 0)")
+    g.add_argument("--k0", type=float, default=1e-2, help="standard rate constant, cm/s (default 0.01)")
+    g.add_argument("--alpha", type=float, default=0.5, help="transfer coefficient (default 0.5)")
+    g.add_argument("--d-ox", type=float, default=1e-5, help="D of O, cm2/s (default 1e-5)")
+    g.add_argument("--d-red", type=float, default=1e-5, help="D of R, cm2/s (default 1e-5)")
+    g.add_argument("--c-ox", type=float, default=1.0, help="bulk O, mM (default 1)")
+    g.add_argument("--c-red", type=float, default=0.0, help="bulk R, mM (default 0)")
+    g.add_argument("--n", type=float, default=1.0, help="electrons (default 1)")
+    g.add_argument("--couple", action="append", default=[], metavar="K=V,...",
+                   help="an extra couple, e.g. 'e0=0.3,k0=0.1,c_ox=0.5' (unset fields as above); repeatable")
+    c = p.add_argument_group("cell")
+    c.add_argument("--area", type=float, default=0.0707, help="electrode area, cm2 (default 0.0707, a 3 mm disc)")
+    c.add_argument("--temperature", type=float, default=298.15, help="K (default 298.15)")
+    c.add_argument("--ru", type=float, default=0.0, help="uncompensated resistance, ohm (default 0)")
+    c.add_argument("--cdl", type=float, default=0.0, help="double-layer capacitance, F/cm2 (default 0)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    o.add_argument("--plot", type=Path, default=None, help="PNG file to write (optional)")
+
+
+def add_parser(subparsers) -> None:
+    ps = subparsers.add_parser("simulate", help="simulate one experiment and write CSV (+ PNG)")
+    wsub = ps.add_subparsers(dest="technique", required=True)
+    for name, (helptext, options, _) in _WAVEFORMS.items():
+        w = wsub.add_parser(name, help=helptext, description=helptext)
+        g = w.add_argument_group("waveform (V, s, V/s)")
+        for flag, typ, default in options:
+            if default is None:
+                g.add_argument(flag, type=typ, required=True)
+            elif isinstance(default, str):
+                g.add_argument(flag, type=typ, default=None, help=default)
+            else:
+                g.add_argument(flag, type=typ, default=default, help=f"default {default}")
+        _add_couple_args(w)
+    e = wsub.add_parser("eis", help="small-signal impedance spectrum (linearised)")
+    g = e.add_argument_group("spectrum")
+    g.add_argument("--e-dc", type=float, default=None,
+                   help="DC potential, V (default: equilibrium of the first couple)")
+    g.add_argument("--f-min", type=float, default=0.01, help="Hz (default 0.01)")
+    g.add_argument("--f-max", type=float, default=1e5, help="Hz (default 1e5)")
+    g.add_argument("--n-freq", type=int, default=61, help="points, log-spaced (default 61)")
+    _add_couple_args(e)
+    e.set_defaults(c_red=1.0)
+
+
+def _couples(args) -> list:
+    base = {k: getattr(args, k) for k in _COUPLE_KEYS}
+    couples = [sim.Couple(**base)]
+    for spec in args.couple:
+        values = dict(base)
+        for item in filter(None, spec.split(",")):
+            key, sep, val = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in _COUPLE_KEYS:
+                raise ValueError(f"--couple: '{item}' is not KEY=VALUE with KEY in {', '.join(_COUPLE_KEYS)}")
+            try:
+                values[key] = float(val)
+            except ValueError:
+                raise ValueError(f"--couple: {key} = {val.strip()!r} is not a number") from None
+        couples.append(sim.Couple(**values))
+    return couples
+
+
+def _impedance(args, couples, cell, meta) -> int:
+    c0 = couples[0]
+    if args.e_dc is None:
+        if args.c_ox <= 0 or args.c_red <= 0:
+            raise ValueError("--e-dc: needed unless both --c-ox and --c-red are > 0 (equilibrium potential)")
+        args.e_dc = float(sim.analytic.nernst_potential(c0.e0, c0.n, c0.c_ox, c0.c_red, args.temperature))
+    if not 0 < args.f_min < args.f_max:
+        raise ValueError(f"--f-min: must be in (0, f_max = {args.f_max}), got {args.f_min}")
+    if not 1 <= args.n_freq <= MAX_FREQUENCIES:
+        raise ValueError(f"--n-freq: must be an integer in [1, {MAX_FREQUENCIES}], got {args.n_freq}")
+    freq = np.logspace(np.log10(args.f_min), np.log10(args.f_max), args.n_freq)
+    z = np.asarray(sim.impedance(couples, cell, args.e_dc, freq))
+    meta["e_dc"] = args.e_dc
+    sim.write_impedance_csv(args.out, freq, z, meta)
+    if args.plot:
+        sim.plot_impedance(args.plot, freq, z)
+    print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
+    return 0
+
+
+def run(args) -> int:
+    couples = _couples(args)
+    cell = sim.Cell(area=args.area, temperature=args.temperature, ru=args.ru, cdl=args.cdl)
+    meta = {k: getattr(args, k) for k in ("area", "temperature", "ru", "cdl") if getattr(args, k, None) is not None}
+    meta["couples"] = json.dumps([{k: float(getattr(c, k)) for k in _COUPLE_KEYS} for c in couples])
+    if args.technique == "eis":
+        return _impedance(args, couples, cell, meta)
+    helptext, options, builder = _WAVEFORMS[args.technique]
+    kwargs = {}
+    for flag, _, _ in options:
+        key = flag[2:].replace("-", "_")
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
+    waveform = getattr(sim, builder)(**kwargs)
+    meta.update({f"waveform.{k}": v for k, v in kwargs.items()})
+    meta["technique"] = args.technique
+    result = sim.simulate(waveform, couples, cell)
+    for msg in result.problems():
+        print(f"warning: {msg}", file=sys.stderr)
+    sim.write_csv(args.out, waveform, result, meta)
+    if args.plot:
+        sim.plot_result(args.plot, waveform, result, title=helptext)
+    print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else "") + f" ({waveform.n_points} time points)")
+    return 0

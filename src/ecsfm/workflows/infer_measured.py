@@ -1,0 +1,122 @@
+"""``ecsfm infer`` on measured potential programs: several measured sweeps of one cell fitted
+jointly with the simulator (``ecsfm.posterior.fit_joint``), any sweep shape, any scan rates."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import io, sim
+from .._atomic import atomic_path, write_text
+from ..data import PHYSICAL_PARAMETERS
+from ..posterior import JOINT_SCHEMA_VERSION, Engine, JointConfig, Method, fit_joint, trace_from_measurement
+from .infer import SUMMARY_SCHEMA_VERSION
+from .measurement import NOISE_UNIT, noise_to_amperes
+from .plots import plot_joint_marginals, plot_separate, plot_trace
+
+__all__ = ["run_joint_infer"]
+
+#: --known names the joint fit takes as concentrations/cell values rather than fixed parameters
+_JOINT_CELL = ("c_ox", "c_red")
+#: --known names that fix a fitted parameter
+_JOINT_PARAMS = tuple(n for n, p in PHYSICAL_PARAMETERS.items() if p.slot is not None and n not in _JOINT_CELL)
+
+
+def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=(), reference: str | None = None,
+                    separate: bool = False, cycle: int = 0, per_trace=("offset",), tie_d_red: bool = True,
+                    noise: float | None = None, n_particles: int | None = None, units: str | None = None,
+                    sign_convention: str = "auto", temperature: float | None = None, seed: int = 0,
+                    warnings=(), discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
+                    conc_rsd: float = 0.0) -> dict:
+    """Fit one couple to several measured traces on their own potential programs
+    (``ecsfm.posterior.fit_joint``, the simulator) and write ``posterior_summary.json``,
+    ``posterior_artifacts.npz``, one ``trace_<k>.png`` overlay per trace, ``posterior_marginals.png``
+    and, with ``separate``, ``separate_fits.png`` (each trace fitted alone: the parameters per scan
+    rate). ``area`` cm^2; ``noise`` the current's noise sd in mA/cm^2 (``NOISE_UNIT``, as on the
+    model-grid route; None: unknown, integrated out); ``known`` ``NAME=VALUE`` items (``c_ox`` in mM
+    is required). Returns the summary. Raises ValueError naming the argument on bad input."""
+    measurements = [Path(m) for m in measurements]
+    if not measurements:
+        raise ValueError("measurement: give at least one file")
+    if len(scan_rates) not in (0, 1, len(measurements)):
+        raise ValueError(f"scan-rate: give one value for all traces or one per measurement ({len(measurements)}), "
+                         f"got {len(scan_rates)}")
+    if not (math.isfinite(area) and area > 0):
+        raise ValueError(f"area: must be > 0 cm^2, got {area}")
+    cell, fixed = _split_known(known)
+    traces = []
+    for k, path in enumerate(measurements):
+        if not path.exists():
+            raise ValueError(f"measurement: {path} does not exist")
+        v = scan_rates[0] if len(scan_rates) == 1 else (scan_rates[k] if scan_rates else None)
+        m = io.read(path, current_unit=units, scan_rate=v, sign_convention=sign_convention)
+        traces.append(trace_from_measurement(m, cycle=cycle, label=path.name))
+    if noise is not None and not (math.isfinite(noise) and noise > 0):
+        raise ValueError(f"noise: must be > 0 {NOISE_UNIT} (or omitted: unknown), got {noise}")
+    cfg_kw = dict(per_trace=tuple(per_trace), tie_d_red=tie_d_red, noise=noise_to_amperes(noise, area), known=fixed,
+                  discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd)
+    if n_particles is not None:
+        cfg_kw["n_particles"] = int(n_particles)
+    config = JointConfig(**cfg_kw)
+    temp = sim.DEFAULT_TEMPERATURE if temperature is None else float(temperature)
+    t0 = time.perf_counter()
+    res = fit_joint(traces, area=area, c_ox=cell["c_ox"], c_red=cell["c_red"], temperature=temp, config=config,
+                    seed=seed)
+    elapsed = time.perf_counter() - t0
+    per_rate = None
+    if separate and len(traces) > 1:
+        per_rate = []
+        for k, t in enumerate(traces):
+            r = fit_joint([t], area=area, c_ox=cell["c_ox"], c_red=cell["c_red"], temperature=temp, config=config,
+                          seed=seed + 1 + k)
+            per_rate.append({"label": t.label, "scan_rate": t.scan_rate,
+                             "parameters": {n: v for n, v in r["parameters"].items() if "[" not in n}})
+    out = Path(out_dir)
+    summary = {
+        "schema_version": SUMMARY_SCHEMA_VERSION, "kind": "joint", "joint_schema_version": JOINT_SCHEMA_VERSION,
+        "engine": str(Engine.SIMULATOR), "method": str(Method.SMC), "potential_reference": reference or "as measured",
+        "noise_mA_per_cm2": None if noise is None else float(noise),
+        "traces": res["traces"], "parameters": res["parameters"], "k0_bound": res["k0_bound"],
+        "residual_rms_A": res["residual_rms_A"], "known": res["known"], "fixed": res["fixed"],
+        "separate_fits": per_rate, "seconds": elapsed, "n_likelihood_evaluations": res["n_likelihood_evaluations"],
+        "log_evidence": res["log_evidence"], "sampler": res["sampler"], "config": res["config"],
+        "warnings": list(warnings) + res["warnings"],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "posterior_summary.json", json.dumps(summary, indent=1, default=float))
+    with atomic_path(out / "posterior_artifacts.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, schema_version=np.int64(JOINT_SCHEMA_VERSION), names=np.asarray(list(res["samples"])),
+                     **{f"sample_{n}": v for n, v in res["samples"].items()})
+    for k, pred in enumerate(res["predictive"]):
+        plot_trace(out / f"trace_{k}.png", pred, reference)
+    plot_joint_marginals(out / "posterior_marginals.png", res["samples"], res["parameters"])
+    if per_rate:
+        plot_separate(out / "separate_fits.png", per_rate, res["parameters"], reference)
+    return summary
+
+
+def _split_known(known) -> tuple[dict, dict]:
+    """``NAME=VALUE`` items -> (the cell's concentrations ``c_ox``/``c_red``, mM; fixed parameters).
+    Raises ValueError on an unknown name, a non-number or a missing ``c_ox``."""
+    cell, fixed = {"c_ox": None, "c_red": 0.0}, {}
+    for item in known:
+        if "=" not in item:
+            raise ValueError(f"known: expected NAME=VALUE, got {item!r}")
+        name, value = (s.strip() for s in item.split("=", 1))
+        name = name.lower()
+        if name not in _JOINT_CELL + _JOINT_PARAMS:  # the fittable names of PHYSICAL_PARAMETERS
+            raise ValueError(f"known: unknown parameter {name!r}; allowed: {', '.join(_JOINT_CELL + _JOINT_PARAMS)}")
+        try:
+            v = float(value)
+        except ValueError:
+            raise ValueError(f"known: {name} = {value!r} is not a number") from None
+        (cell if name in _JOINT_CELL else fixed)[name] = v
+    if cell["c_ox"] is None:
+        raise ValueError("known: give c_ox=<mM> (a voltammogram measures C sqrt(D): the bulk concentration must be "
+                         "known to infer D)")
+    return cell, fixed

@@ -1,0 +1,131 @@
+"""The figures of file-in/file-out inference: predictive overlays and marginals (computing is
+done elsewhere; these only draw). Figures are built with matplotlib's object API (no pyplot
+state, no backend chosen at import)."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .._atomic import save_png
+
+__all__ = ["plot_predictive", "plot_marginals", "plot_trace", "plot_joint_marginals", "plot_separate"]
+
+
+def plot_predictive(path, e, i_obs, mask, post, task, label: str | None = None) -> None:
+    sel = mask >= 0.5
+    voltammetric = task in ("cv", "cv_multispecies", "swv", "dpv")
+    x = e if voltammetric else np.arange(e.size)
+    m = np.asarray(post["predictive_mean_current"])
+    s = np.asarray(post["predictive_std_current"])
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    ax.plot(x, m, color="tab:blue", lw=1.2, label="posterior predictive mean")
+    if voltammetric:  # a potential axis folds back on itself: draw the band as lines
+        ax.plot(x, m - 2 * s, color="tab:blue", lw=0.6, ls=":", label="+-2 sd")
+        ax.plot(x, m + 2 * s, color="tab:blue", lw=0.6, ls=":")
+    else:
+        ax.fill_between(x, m - 2 * s, m + 2 * s, alpha=0.25, label="+-2 sd")
+    ax.plot(x[sel], i_obs[sel], "k.", ms=2.5, label="observed")
+    if (~sel).any():
+        ax.plot(x[~sel], i_obs[~sel], ".", color="gray", ms=2, alpha=0.4, label="held out")
+    ax.set_xlabel("E (V)" if voltammetric else "sample")
+    ax.set_ylabel("i (mA/cm^2)")
+    ax.set_title((f"{label}: " if label else "")
+                 + f"posterior predictive ({post['engine']}, {post['method']}, ESS {post['ess']:.0f})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path, dpi=130)
+
+
+def plot_marginals(path, post, space, p_true) -> None:
+    free = [i for i in post["free_indices"] if i < space.size][:9]
+    samples = np.asarray(post["posterior_samples_raw"], np.float64)
+    w = np.asarray(post["posterior_weights"], np.float64)
+    k = len(free)
+    fig = Figure(figsize=(1.6 * k + 1, 1.6 * k + 1))
+    axes = fig.subplots(k, k, squeeze=False)
+    for a in range(k):
+        for b in range(k):
+            ax = axes[a, b]
+            ax.tick_params(labelsize=5)
+            if b > a:
+                ax.axis("off")
+                continue
+            xa, xb = samples[:, free[a]], samples[:, free[b]]
+            if a == b:
+                ax.hist(xa, bins=30, weights=w, color="tab:blue", alpha=0.7)
+                if p_true is not None:
+                    ax.axvline(p_true[free[a]], color="k", ls="--", lw=1)
+            else:
+                ax.scatter(xb, xa, s=4 + 200 * w / max(w.max(), 1e-12), alpha=0.4, color="tab:blue", lw=0)
+                if p_true is not None:
+                    ax.plot(p_true[free[b]], p_true[free[a]], "k+", ms=8)
+            if a == k - 1:
+                ax.set_xlabel(post["parameter_names"][free[b]], fontsize=6)
+            if b == 0:
+                ax.set_ylabel(post["parameter_names"][free[a]], fontsize=6)
+    fig.tight_layout()
+    save_png(fig, path, dpi=110)
+
+
+def _save(fig, path) -> None:
+    save_png(fig, path, dpi=110)
+
+
+def plot_trace(path, pred: dict, reference) -> None:
+    fig = Figure(figsize=(6, 5.5))
+    ax, ar = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    e = pred["potential"]
+    ax.plot(e, pred["observed"] * 1e6, color="k", lw=0.8, label="measured")
+    ax.plot(e, pred["mean"] * 1e6, color="tab:red", lw=1.0, label="posterior predictive mean")
+    ax.fill_between(e, pred["q025"] * 1e6, pred["q975"] * 1e6, color="tab:red", alpha=0.3, lw=0,
+                    label="95 % band (parameter uncertainty)")
+    ax.set_ylabel("current (µA, oxidation +)")
+    ax.set_title(f"{pred['label']}: {pred['scan_rate']:g} V/s", fontsize=9)
+    ax.legend(fontsize=7)
+    ar.plot(e, (pred["observed"] - pred["mean"]) * 1e6, color="k", lw=0.6)
+    ar.axhline(0, color="tab:red", lw=0.8)
+    ar.set_ylabel("residual (µA)")
+    ar.set_xlabel(f"E (V vs {reference})" if reference else "E (V)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_joint_marginals(path, samples: dict, params: dict) -> None:
+    names = [n for n in samples if "[" not in n]
+    fig = Figure(figsize=(2.3 * len(names), 2.4))
+    axes = fig.subplots(1, len(names), squeeze=False)
+    for ax, n in zip(axes[0], names):
+        ax.hist(samples[n], bins=40, color="tab:blue", alpha=0.8)
+        ax.axvline(params[n]["q025"], color="k", ls=":", lw=0.8)
+        ax.axvline(params[n]["q975"], color="k", ls=":", lw=0.8)
+        ax.set_xlabel(f"{n} ({params[n]['unit']})", fontsize=8)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_separate(path, per_rate: list, joint: dict, reference) -> None:
+    names = [n for n in ("e0", "d_ox", "k0", "ru") if n in per_rate[0]["parameters"]]
+    fig = Figure(figsize=(3.2 * len(names), 3))
+    axes = fig.subplots(1, len(names), squeeze=False)
+    v = np.asarray([r["scan_rate"] for r in per_rate])
+    for ax, n in zip(axes[0], names):
+        p = [r["parameters"][n] for r in per_rate]
+        mid = np.asarray([q["q50"] for q in p])
+        err = np.asarray([[q["q50"] - q["q025"] for q in p], [q["q975"] - q["q50"] for q in p]])
+        ax.errorbar(v, mid, yerr=err, fmt="o", color="tab:blue", ms=4, capsize=2, label="each trace alone")
+        if n in joint:
+            ax.axhspan(joint[n]["q025"], joint[n]["q975"], color="tab:red", alpha=0.25, label="joint 95 %")
+            ax.axhline(joint[n]["q50"], color="tab:red", lw=1)
+        ax.set_xscale("log")
+        if n in ("d_ox", "k0", "ru"):
+            ax.set_yscale("log")
+        unit = per_rate[0]["parameters"][n]["unit"]
+        ax.set_ylabel(f"{n} ({unit}{', vs ' + reference if n == 'e0' and reference else ''})", fontsize=8)
+        ax.set_xlabel("scan rate (V/s)", fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
