@@ -74,8 +74,8 @@ def test_joint_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
         (["--known", "c_ox=1"], "scan rate"),  # no scan rate anywhere
     ]
     for extra, word in cases:
-        argv = ["infer", "--measurement", str(traces[0]), "--measurement", str(traces[1]), "--area", "0.07",
-                "--out", str(tmp_path / "out"), *extra]
+        argv = ["infer", "--waveform", "measured", "--measurement", str(traces[0]), "--measurement", str(traces[1]),
+                "--area", "0.07", "--out", str(tmp_path / "out"), *extra]
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and word in err[0], (extra, err)

@@ -33,7 +33,7 @@ from .artifacts import (
     save_model_metadata,
     save_normalizers,
 )
-from .assets import DEFAULT_MODEL_DIR, default_assets
+from .assets import DEFAULT_MODEL_DIR, HELD_OUT_CHUNK_FILENAME, default_assets
 from .config import TrainConfig
 from .discrepancy import (
     DISCREPANCY_FORM_VERSION,
@@ -58,6 +58,7 @@ __all__ = [
     "CHECKPOINT_FILENAME",
     "CURRENT_SCALE_MA",
     "DEFAULT_MODEL_DIR",
+    "HELD_OUT_CHUNK_FILENAME",
     "DISCREPANCY_FORM_VERSION",
     "LEVEL_HALF_WIDTH",
     "META_SCHEMA_VERSION",

@@ -23,6 +23,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import ndtr
 
+from ..fm import ModelCard
 from .diagnostics import INTERVAL_MASS
 
 __all__ = ["FORM_VERSION", "BAND_KEEP", "slot_kind", "prior_weight", "predictive_band_scale", "contaminate",
@@ -39,8 +40,8 @@ def slot_kind(name: str) -> str:
 
 def prior_weight(meta: dict, task: str, method: str) -> float | None:
     """The calibrated prior weight for this task and method, or None when the model has none."""
-    block = (meta or {}).get("parameter_error")
-    if not block or block.get("form_version") != FORM_VERSION or block.get("method") != method:
+    block = ModelCard.from_meta(meta or {}).parameter_error(FORM_VERSION, method)
+    if block is None:
         return None
     w = block.get("per_task", {}).get(task)
     return None if w is None else float(w)
@@ -55,8 +56,8 @@ def predictive_band_scale(meta: dict, task: str, method: str, observed_fraction:
     this fraction of observed points, or None when the model has none (a block written before the
     band scale was fitted). Between the calibrated fractions ``ln lambda`` is interpolated linearly in
     the fraction; outside them the nearest one holds."""
-    block = (meta or {}).get("parameter_error")
-    if not block or block.get("form_version") != FORM_VERSION or block.get("method") != method:
+    block = ModelCard.from_meta(meta or {}).parameter_error(FORM_VERSION, method)
+    if block is None:
         return None
     per_keep = (block.get("band_scale") or {}).get("per_task", {}).get(task)
     if not per_keep:

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from .._atomic import save_png, write_text
 from ..data import ParamSpace
+from ..posterior import INTERVAL_MASS
 
 __all__ = ["paired_differences", "criteria", "plot_study", "write_report"]
 
@@ -48,8 +49,8 @@ def criteria(summary: dict, names: list[str], worst: dict, records: list[dict]) 
         {"criterion": "Posterior predictive coverage tracks nominal Gaussian targets (1 sigma and 2 sigma) on dense "
                       "observations",
          "held": bool(cal <= 0.05),
-         "numbers": f"{first}: coverage {summary[first]['pred_cov_1sigma_mean']:.3f} (nominal 0.683) and "
-                    f"{summary[first]['pred_cov_2sigma_mean']:.3f} (0.954); calibration error {cal:.3f} "
+         "numbers": f"{first}: coverage {summary[first]['pred_cov_1sigma_mean']:.3f} (nominal {INTERVAL_MASS[0]:.3f}) and "
+                    f"{summary[first]['pred_cov_2sigma_mean']:.3f} ({INTERVAL_MASS[1]:.3f}); calibration error {cal:.3f} "
                     f"(threshold 0.05; an exact posterior with the same observed points and effective number of "
                     f"parameters would score {summary[first]['pred_calibration_error_exact_reference_mean']:.3f}, "
                     "since coverage is counted at the points it was fitted to)"},
@@ -84,7 +85,7 @@ def plot_study(out: Path, records: list[dict], names: list[str], z_by_regime: di
     axes[2].bar(np.arange(len(names)), [float(np.mean(v)) for v in vals("pred_calibration_error")])
     axes[2].set_xticks(np.arange(len(names)), names)
     axes[2].set_title("Predictive calibration error")
-    axes[2].set_ylabel("|cov1 - 0.6827| + |cov2 - 0.9545|")
+    axes[2].set_ylabel(f"|cov1 - {INTERVAL_MASS[0]:.4f}| + |cov2 - {INTERVAL_MASS[1]:.4f}|")
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()

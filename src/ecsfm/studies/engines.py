@@ -41,6 +41,9 @@ def run_engine_comparison(out_dir, *, n_cases: int = 6, regime: str = "dense_cle
     d_ckpt, d_chunk = default_assets()
     model = Path(model) if model else d_ckpt.parent
     chunk = Path(chunk) if chunk else d_chunk
+    for what, path in (("model", model), ("chunk", chunk)):
+        if not path.exists():
+            raise ValueError(f"{what}: {path} does not exist")
     _, _, _, geometry = load_model(model)
     cases = []
     bar = tqdm(total=n_cases * len(ENGINES), desc="engines", unit="inference", disable=not progress)

@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .._atomic import save_png, write_text
-from ..posterior import DEFAULT_ENGINE, DEFAULT_METHOD
+from ..posterior import DEFAULT_ENGINE, DEFAULT_METHOD, INTERVAL_MASS
 from .calibration import run_calibration_study
 
 __all__ = ["run_information_sweep", "SWEEP_SCHEMA_VERSION"]
@@ -27,8 +27,8 @@ __all__ = ["run_information_sweep", "SWEEP_SCHEMA_VERSION"]
 SWEEP_SCHEMA_VERSION = 2  # 2: central-interval coverage beside the +-sd coverage
 _METRICS = (
     ("active_param_nrmse_prior_units_mean", "parameter error (prior sd, RMS)", "viridis_r", None),
-    ("active_param_interval_cov_1sigma_pooled", "68.3 % interval coverage", "RdBu", 0.683),
-    ("active_param_interval_cov_2sigma_pooled", "95.4 % interval coverage", "RdBu", 0.954),
+    ("active_param_interval_cov_1sigma_pooled", "68.3 % interval coverage", "RdBu", INTERVAL_MASS[0]),
+    ("active_param_interval_cov_2sigma_pooled", "95.4 % interval coverage", "RdBu", INTERVAL_MASS[1]),
     ("contraction_mean", "posterior contraction (1 - var/prior var)", "viridis", None),
 )
 

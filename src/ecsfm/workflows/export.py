@@ -27,7 +27,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from ..data import read_chunk, read_manifest
-from ..fm import (CHECKPOINT_FILENAME, MODEL_META_FILENAME, NORMALIZERS_FILENAME, calibrate_discrepancy_fresh,
+from ..fm import (CHECKPOINT_FILENAME, HELD_OUT_CHUNK_FILENAME, MODEL_META_FILENAME, NORMALIZERS_FILENAME, calibrate_discrepancy_fresh,
                   load_rows, load_surrogate, save_model_metadata)
 from ..posterior import calibrate_parameter_error
 
@@ -57,6 +57,7 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
     2-core CPU) with the inference ``parameter_error_config`` (a ``PosteriorInferenceConfig``;
     default: the seed's settings, which the main job uses; the block records the one used)."""
     model_dir, data_dir, out = Path(model_dir), Path(data_dir), Path(out_dir)
+    _check_cases(parameter_error_cases)
     if not n_rows >= 8:
         raise ValueError(f"n_rows: must be >= 8, got {n_rows}")
     model, normalizers, meta, geometry = load_surrogate(model_dir)
@@ -100,7 +101,7 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
     for name in (CHECKPOINT_FILENAME, NORMALIZERS_FILENAME):
         with atomic_path(out / name) as tmp:
             shutil.copyfile(model_dir / name, tmp)
-    with atomic_path(out / "chunk_0.npz") as tmp:
+    with atomic_path(out / HELD_OUT_CHUNK_FILENAME) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **chunk)
     save_model_metadata(out / MODEL_META_FILENAME, {k: v for k, v in meta.items()
@@ -117,6 +118,7 @@ def recalibrate_discrepancy(model_dir, *, n_per_task: int = DISCREPANCY_ROWS_PER
     task (0: none, and a parameter error calibrated under a replaced discrepancy is dropped), and
     rewrite its ``model_meta.json`` atomically (the model and normalisers are untouched); returns
     the new metadata."""
+    _check_cases(parameter_error_cases)
     model, normalizers, meta, geometry = load_surrogate(model_dir)
     if "simulator" not in meta:
         raise ValueError(f"model: {model_dir} has no 'simulator' section in its metadata (re-export it)")
@@ -131,3 +133,10 @@ def recalibrate_discrepancy(model_dir, *, n_per_task: int = DISCREPANCY_ROWS_PER
                                                             progress=progress)
     save_model_metadata(Path(model_dir) / MODEL_META_FILENAME, meta)
     return meta
+
+
+def _check_cases(parameter_error_cases) -> None:
+    """Refuse a case count the calibration would refuse, before any expensive refit: 0 (none) or
+    at least 4 per task (``calibrate_parameter_error``)."""
+    if not (isinstance(parameter_error_cases, int) and (parameter_error_cases == 0 or parameter_error_cases >= 4)):
+        raise ValueError(f"parameter-error-cases: must be 0 (none) or an integer >= 4, got {parameter_error_cases!r}")

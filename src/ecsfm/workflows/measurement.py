@@ -42,22 +42,26 @@ class Route(str, enum.Enum):
         return self.value
 
 
-def read_measurement(path, *, current_unit: str | None = None, sign_convention: str = "iupac") -> dict:
+def read_measurement(path, *, current_unit: str | None = None, sign_convention: str = "iupac",
+                     scan_rate: float | None = None) -> dict:
     """``{"time": s, "potential": V, "current_A": A, "scan_rate": V/s or None}`` from a
-    CSV/TSV/instrument text file (``ecsfm.io.read``). Raises ValueError naming the problem."""
+    CSV/TSV/instrument text file (``ecsfm.io.read``; ``scan_rate`` V/s rebuilds the time of a file
+    without a time column). Raises ValueError naming the problem."""
     if sign_convention not in ("iupac", "us"):
         raise ValueError(f"sign-convention: must be 'iupac' or 'us', got {sign_convention!r}")
-    m = io.read(path, current_unit=current_unit, sign_convention=sign_convention)
+    m = io.read(path, current_unit=current_unit, sign_convention=sign_convention, scan_rate=scan_rate)
     if m.n_points < 8:
         raise ValueError(f"{path}: only {m.n_points} data rows")
     return {"time": np.array(m.time), "potential": np.array(m.potential), "current_A": np.array(m.current),
             "scan_rate": m.scan_rate}
 
 
-def waveform_gap(model_dir, measurement, task: str, *, units: str | None = None) -> float:
+def waveform_gap(model_dir, measurement, task: str, *, units: str | None = None,
+                 scan_rate: float | None = None) -> float:
     """Largest |measured potential - the model's ``task`` protocol| (V) over the measured trace,
-    both on their relative time axes. Raises ValueError for an unknown task or model folder."""
-    rec = read_measurement(measurement, current_unit=units)
+    both on their relative time axes (so any ``scan_rate`` serves a file without a time column).
+    Raises ValueError for an unknown task or model folder."""
+    rec = read_measurement(measurement, current_unit=units, scan_rate=scan_rate)
     card = ModelCard.read(model_dir)
     if task not in TASKS:
         raise ValueError(f"task: {task!r} not one of {sorted(TASKS)}")
@@ -68,24 +72,34 @@ def waveform_gap(model_dir, measurement, task: str, *, units: str | None = None)
 
 
 def choose_route(model_dir, measurements, *, task: str, waveform: str = "auto", engine=Engine.SURROGATE,
-                 units: str | None = None) -> tuple[Route, list[str]]:
+                 units: str | None = None, scan_rates=()) -> tuple[Route, list[str]]:
     """The route for ``measurements`` and the notes that explain it.
 
     ``waveform``: ``"model"`` (the model's protocol grid), ``"measured"`` (each trace's own
     program) or ``"auto"``: several files with the simulator engine go to the measured route (a
     joint fit on any sweeps); otherwise a text file whose potential departs from the model's
     ``task`` protocol by more than ``WAVEFORM_TOLERANCE_V`` does. The surrogate knows only its
-    training waveforms, so the measured route always runs the simulator (a note says so)."""
+    training waveforms, so the measured route always runs the simulator (a note says so).
+    ``scan_rates``: one for every file or one per file (V/s), for files without a time column.
+    Raises ValueError for a missing file or a bad ``waveform``."""
     if waveform not in ("auto", "model", "measured"):
         raise ValueError(f"waveform: must be 'auto', 'model' or 'measured', got {waveform!r}")
     measurements = [Path(m) for m in measurements]
+    if not measurements:
+        raise ValueError("measurement: give at least one file")
+    for path in measurements:
+        if not path.exists():
+            raise ValueError(f"measurement: {path} does not exist")
+    rates = list(scan_rates) * len(measurements) if len(scan_rates) == 1 else list(scan_rates)
     engine = Engine(engine)
     route = Route.MEASURED if waveform == "measured" else Route.MODEL_GRID
     if waveform == "auto" and len(measurements) > 1 and engine is Engine.SIMULATOR:
         route = Route.MEASURED
     notes = []
     if waveform == "auto" and route is Route.MODEL_GRID:
-        gaps = {m.name: waveform_gap(model_dir, m, task, units=units) for m in measurements if m.suffix != ".npz"}
+        gaps = {m.name: waveform_gap(model_dir, m, task, units=units,
+                                     scan_rate=rates[k] if k < len(rates) else None)
+                for k, m in enumerate(measurements) if m.suffix != ".npz"}
         off = {name: gap for name, gap in gaps.items() if gap > WAVEFORM_TOLERANCE_V}
         if off:
             route = Route.MEASURED

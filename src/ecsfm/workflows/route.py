@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..fm import DEFAULT_MODEL_DIR
 from ..posterior import DEFAULT_ENGINE, DEFAULT_METHOD
 from .infer import run_infer
 from .infer_measured import run_joint_infer
@@ -12,7 +13,7 @@ from .measurement import Route, choose_route
 __all__ = ["infer_files"]
 
 
-def infer_files(*, model_dir, measurements, out_dir, waveform: str = "auto", engine=DEFAULT_ENGINE,
+def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto", engine=DEFAULT_ENGINE,
                 method=DEFAULT_METHOD, task: str = "cv", stage: str = "intermediate", known=(),
                 noise: float | None = None, couples: int = 1, area: float = 1.0, units: str | None = None,
                 sign_convention: str = "iupac", n_particles: int | None = None, seed: int = 0, scan_rates=(),
@@ -23,9 +24,12 @@ def infer_files(*, model_dir, measurements, out_dir, waveform: str = "auto", eng
     ``out_dir``; returns (route, summary). ``noise`` is in mA/cm^2 on both routes. The
     model-grid route (``run_infer``) uses ``task``, ``stage``, ``couples``, ``engine``,
     ``method``; the measured route (``run_joint_infer``) the scan rates, ``cycle``, ``per_trace``
-    and the discrepancy and uncertainty settings. Raises ValueError naming the argument."""
+    and the discrepancy and uncertainty settings. ``model_dir``: a model folder (default: the one
+    shipped in the package). Raises ValueError naming the argument."""
     measurements = [Path(m) for m in measurements]
-    route, notes = choose_route(model_dir, measurements, task=task, waveform=waveform, engine=engine, units=units)
+    model_dir = DEFAULT_MODEL_DIR if model_dir is None else model_dir
+    route, notes = choose_route(model_dir, measurements, task=task, waveform=waveform, engine=engine, units=units,
+                                scan_rates=scan_rates)
     if route is Route.MEASURED:
         summary = run_joint_infer(measurements=measurements, out_dir=out_dir, area=area, known=known,
                                   scan_rates=scan_rates, reference=reference, separate=separate, cycle=cycle,
