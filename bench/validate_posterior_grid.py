@@ -22,8 +22,8 @@ from scipy import stats
 
 from ecsfm.data import ParamSpace
 from ecsfm.fm import load_surrogate
-from ecsfm.posterior import (PosteriorInferenceConfig, SMCPosteriorConfig, _simulator_engine,
-                                infer_parameter_posterior)
+from ecsfm.posterior import PosteriorInferenceConfig, SMCPosteriorConfig, infer_parameter_posterior
+from ecsfm.posterior.engines import simulator_forward
 from ecsfm.fm import default_assets
 from ecsfm.studies.sbc import _draws
 
@@ -57,7 +57,7 @@ def main() -> None:
         m, sd = s.mean(0), s.std(0)
         axes = [np.linspace(max(lo, m[j] - 8 * sd[j]), min(hi, m[j] + 8 * sd[j]), 161) for j, (lo, hi) in enumerate(box)]
         pts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
-        forward = _simulator_engine(meta, geometry, "cv", layout.active_couples(core[:n_base]))
+        forward = simulator_forward(meta, geometry, "cv", layout.active_couples(core[:n_base]))
         p = np.tile(core[:n_base], (pts.shape[0], 1))
         p[:, idx] = pts
         ll = np.concatenate([-0.5 * np.sum((np.asarray(forward(jnp.asarray(p[b:b + 4096], jnp.float32))[0], np.float64)

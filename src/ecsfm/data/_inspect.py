@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from .._atomic import atomic_path, write_text
 from ._chunks import _check_chunk_keys, dataset_file, read_manifest, read_npz, sha256_file
@@ -180,15 +181,11 @@ def dataset_report(dataset: str | os.PathLike, *, gallery: int = 12, seed: int =
 
 
 def plot_summary(path, report: dict, rows: dict, space: ParamSpace) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     p = rows["param_matrix"]
     quantities = [("e0", "E0 / V", False), ("ln_k0", "k0 / cm s^-1", True), ("ln_d_ox", "D_ox / cm^2 s^-1", True),
                   ("ln_time_scale", "time scale / s", True), ("ln_ru", "Ru / ohm", True), ("ln_cdl", "Cdl / F cm^-2", True)]
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    fig = Figure(figsize=(16, 7))
+    axes = fig.subplots(2, 4)
     ax = axes[0, 0]
     tasks = list(report["rows_by_task_stage"])
     stages = sorted({s for d in report["rows_by_task_stage"].values() for s in d}, key=STAGE_NAMES.index)
@@ -224,19 +221,14 @@ def plot_summary(path, report: dict, rows: dict, space: ParamSpace) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
 
 
 def plot_gallery(path, rows: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(rows.get("i", []))
     cols = 4
     nrow = max(1, -(-n // cols))
-    fig, axes = plt.subplots(nrow, cols, figsize=(4 * cols, 2.8 * nrow), squeeze=False)
+    fig = Figure(figsize=(4 * cols, 2.8 * nrow))
+    axes = fig.subplots(nrow, cols, squeeze=False)
     for k, ax in enumerate(axes.ravel()):
         if k >= n:
             ax.axis("off")
@@ -257,7 +249,6 @@ def plot_gallery(path, rows: dict) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
 
 
 def inspect_dataset(dataset, out, *, gallery: int = 12, seed: int = 0) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from .._atomic import atomic_path, write_text
@@ -251,19 +252,15 @@ def _summ(v: np.ndarray) -> dict:
 
 def _plot_scorecard(out: Path, table: dict, canon: list, nrmse_rows: dict) -> None:
     """Draw ``scorecard_tasks.png``, ``scorecard_canonical.png`` and ``scorecard_errors.png``."""
-    import matplotlib  # drawing only: not imported by the computing path
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    _plot_tasks(out, table, plt)
-    _plot_canonical(out, canon, plt)
-    _plot_errors(out, nrmse_rows, plt)
+    _plot_tasks(out, table)
+    _plot_canonical(out, canon)
+    _plot_errors(out, nrmse_rows)
 
 
-def _plot_tasks(out: Path, table: dict, plt) -> None:
+def _plot_tasks(out: Path, table: dict) -> None:
     names = list(table)
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
     x = np.arange(len(names))
     for j, (key, label) in enumerate((("surrogate", "surrogate"), ("nearest_neighbour", "nearest training neighbour"),
                                       ("mean_trace", "mean training trace"))):
@@ -277,11 +274,11 @@ def _plot_tasks(out: Path, table: dict, plt) -> None:
     fig.tight_layout()
     with atomic_path(out / "scorecard_tasks.png") as tmp:
         fig.savefig(tmp, format="png", dpi=130)
-    plt.close(fig)
 
 
-def _plot_canonical(out: Path, canon: list, plt) -> None:
-    fig, axes = plt.subplots(2, (len(canon) + 1) // 2, figsize=(4.2 * ((len(canon) + 1) // 2), 7))
+def _plot_canonical(out: Path, canon: list) -> None:
+    fig = Figure(figsize=(4.2 * ((len(canon) + 1) // 2), 7))
+    axes = fig.subplots(2, (len(canon) + 1) // 2)
     for ax, c in zip(axes.ravel(), canon):
         xs = c["e"] if c["task"] in ("cv", "cv_multispecies", "swv", "dpv") else np.arange(c["e"].size)
         for d in c["draws"]:
@@ -296,11 +293,11 @@ def _plot_canonical(out: Path, canon: list, plt) -> None:
     fig.tight_layout()
     with atomic_path(out / "scorecard_canonical.png") as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
-def _plot_errors(out: Path, nrmse_rows: dict, plt) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
+def _plot_errors(out: Path, nrmse_rows: dict) -> None:
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for n, v in nrmse_rows.items():
         ax.hist(100 * v, bins=np.logspace(-1, 2.5, 30), histtype="step", label=n)
     ax.set_xscale("log")
@@ -311,4 +308,3 @@ def _plot_errors(out: Path, nrmse_rows: dict, plt) -> None:
     fig.tight_layout()
     with atomic_path(out / "scorecard_errors.png") as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)

@@ -20,6 +20,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
 import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -298,12 +299,8 @@ def _write_artifacts(out: Path, model, normalizers, geometry: dict, data: Surrog
 
 def _plot_history(path: Path, history: dict) -> None:
     """Training and validation loss against optimiser step, as a PNG."""
-    import matplotlib  # drawing only: not imported by the computing path
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot(history["step"], history["train_loss"], label="train (block mean)")
     ax.plot(history["step"], history["val_loss"], label="val (EMA weights)")
     ax.set_yscale("log")
@@ -313,4 +310,3 @@ def _plot_history(path: Path, history: dict) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)

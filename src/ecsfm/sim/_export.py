@@ -10,6 +10,7 @@ import io
 import os
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from .. import __version__
 from .._atomic import atomic_path, write_text
@@ -67,15 +68,11 @@ def _save(fig, path) -> None:
 
 def plot_result(path: str | os.PathLike, waveform: Waveform, result: SimulationResult, title: str = "") -> None:
     """A two-panel figure: the technique's natural plot, and potential and current against time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     t = np.asarray(result.time)
     e = np.asarray(result.potential)
     i_ua = np.asarray(result.current) * 1e6
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    (ax0, ax1) = fig.subplots(1, 2)
     kind = waveform.kind
     if kind in ("swv", "dpv"):
         sampled = {k: np.asarray(v) * 1e6 for k, v in sampled_currents(waveform, result.current).items()}
@@ -107,7 +104,6 @@ def plot_result(path: str | os.PathLike, waveform: Waveform, result: SimulationR
     ax1.set_title("time course")
     fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)
 
 
 def write_impedance_csv(path, frequency, z, meta: dict) -> None:
@@ -123,14 +119,10 @@ def write_impedance_csv(path, frequency, z, meta: dict) -> None:
 
 def plot_impedance(path, frequency, z, title: str = "impedance") -> None:
     """Nyquist (-Z'' against Z', equal axes) and Bode plots."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     f = np.asarray(frequency)
     z = np.asarray(z)
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    (ax0, ax1) = fig.subplots(1, 2)
     ax0.plot(z.real, -z.imag, "o-", ms=3)
     ax0.set_xlabel("Z' / ohm")
     ax0.set_ylabel("-Z'' / ohm")
@@ -145,4 +137,3 @@ def plot_impedance(path, frequency, z, title: str = "impedance") -> None:
     ax1.set_title("Bode")
     fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)
