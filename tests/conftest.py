@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jax
 import pytest
+from hypothesis import settings
 
 from ecsfm import data, sim
 from ecsfm.fm import TrainConfig, train
@@ -16,6 +17,24 @@ from ecsfm.fm import TrainConfig, train
 # not compiled again, by the other worker or the next process. Only programs that took at least
 # half a second to compile are stored. A cache directory set by the caller is used as it is.
 _OWN_CACHE = "ECSFM_TEST_OWNS_JAX_CACHE"
+
+
+#: Seed of every statistical test: ``ECSFM_TEST_SEED`` (default 0, so the suite is deterministic).
+#: Thresholds in those tests come from the statistic's sampling distribution, so any seed passes
+#: with the stated probability; rerun with another seed to check that a test is not tuned to one.
+TEST_SEED = int(os.environ.get("ECSFM_TEST_SEED", "0"))
+
+# Hypothesis: a fixed, derandomised profile for CI (the default) and a larger random one for local
+# exploration (HYPOTHESIS_PROFILE=explore).
+settings.register_profile("ci", derandomize=True, max_examples=50, deadline=None, print_blob=True)
+settings.register_profile("explore", max_examples=500, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def stat_seed() -> int:
+    """The statistical tests' seed (``ECSFM_TEST_SEED``)."""
+    return TEST_SEED
 
 
 def pytest_configure(config):

@@ -15,7 +15,7 @@ LAYERS = {"_atomic": 0, "sim": 1, "io": 1, "data": 2, "fm": 3, "posterior": 4, "
 ROOT_LAYER = 0
 #: The seed notebook's import paths, kept as thin re-exports of the layer above (DESIGN.md): the
 #: only imports allowed to run up the pipeline, and nothing inside ecsfm may import through them.
-SEED_SHIMS = {"ecsfm.fm.posterior"}
+SEED_SHIMS = {"ecsfm.fm.posterior", "ecsfm.fm.eval_classical"}
 #: Size limits (lines): a module, and a function unless a comment in it says why it is "longer than
 #: 80 lines" (splitting would make it harder to read).
 MODULE_MAX, FUNCTION_MAX = 550, 80
