@@ -30,6 +30,9 @@ LOGISTIC_STD = math.pi / math.sqrt(3.0)
 LAPLACE_MASS_DRAWS = 16384
 #: Ridge on the elite covariance, and the jitter of its Cholesky factor (unconstrained units^2).
 _ELITE_RIDGE, _CHOL_JITTER = 1e-4, 1e-9
+#: Rejection rounds of the truncated Laplace proposal, each drawing 4 x n candidates: enough for a
+#: proposal with 1/256 of its mass inside the prior's box.
+_TRUNCATION_ROUNDS, _CANDIDATES_PER_ROUND = 64, 4
 
 
 class _Proposals:
@@ -154,8 +157,8 @@ def _laplace_stage(book: _Proposals, config: CEMPosteriorConfig, rng, dim: int, 
     # first n inside); the truncated density is the t's divided by its mass inside.
     mass = float(np.mean(np.all(np.isfinite(coords.from_z(t_draws(LAPLACE_MASS_DRAWS))), axis=1)))
     kept, n_kept, tries = [], 0, 0
-    while mass > 0 and n_kept < n and tries < 64:
-        cand = coords.from_z(t_draws(4 * n))
+    while mass > 0 and n_kept < n and tries < _TRUNCATION_ROUNDS:
+        cand = coords.from_z(t_draws(_CANDIDATES_PER_ROUND * n))
         kept.append(cand[np.all(np.isfinite(cand), axis=1)])
         n_kept += kept[-1].shape[0]
         tries += 1

@@ -26,6 +26,7 @@ __all__ = ["run_smc_posterior"]
 _SMC_T_DOF = 7.0
 _SMC_T_SCALE = 1.2
 _SMC_MIX_MAX = 4  # components of the independence proposal (a multimodal cloud gets one per mode)
+_POINTS_PER_COMPONENT_DIM = 10  # particles per component and dimension that an EM fit needs
 #: Initial random-walk scale: 2.38 / sqrt(dim) times the particle covariance is the optimal
 #: Gaussian random-walk scale for a Gaussian target (Roberts, Gelman & Gilks 1997), and the scale
 #: is then adapted towards the acceptance rate ``_RW_ACCEPT`` (0.234 is that paper's asymptotic
@@ -50,7 +51,7 @@ def _next_temperature(ll: np.ndarray, beta: float, target: float) -> float:
     for _ in range(_BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if ess_at(mid) >= target else (lo, mid)
-    return max(lo, beta + 1e-6)
+    return max(lo, beta + 1e-6)  # a floor on the step, so that tempering always advances
 
 
 def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorConfig = SMCPosteriorConfig(), *,
@@ -132,7 +133,7 @@ def _move(y, lp, ll, state: dict, config: SMCPosteriorConfig, rng, log_prior, lo
 
     zz = y if coords is None else coords.to_z(y)
     chol = np.linalg.cholesky(np.cov(zz.T).reshape(dim, dim) + 1e-10 * np.eye(dim))
-    mix_w, mix_m, mix_c = fit_mixture(zz, max(1, min(_SMC_MIX_MAX, n // (10 * dim))), rng)
+    mix_w, mix_m, mix_c = fit_mixture(zz, max(1, min(_SMC_MIX_MAX, n // (_POINTS_PER_COMPONENT_DIM * dim))), rng)
     mix_c = mix_c * _SMC_T_SCALE
     ljac = 0.0 if coords is None else -coords.log_det_dz_dy(y)
     z_start = zz.copy()

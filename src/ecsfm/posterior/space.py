@@ -218,7 +218,7 @@ class ParameterSpace:
         a, b = a[0], b[0]
         with np.errstate(divide="ignore", invalid="ignore"):
             width = np.where(self._log_kind, np.log(b / np.maximum(a, 1e-2 * b)), b - a)
-        return inv.T @ h_lik @ inv + np.diag(12.0 / width**2)
+        return inv.T @ h_lik @ inv + np.diag(12.0 / width**2)  # a uniform box's variance is width^2 / 12
 
     def canonical_order(self, p_core) -> np.ndarray:
         """``p_core`` with its active couples' slots permuted to increasing E0 (the labelling of
