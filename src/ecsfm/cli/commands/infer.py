@@ -72,11 +72,10 @@ def _discrepancy_length(text: str) -> float | None:
 
 
 def run(args) -> int:
-    from ...fm import DEFAULT_MODEL_DIR
     from ...workflows import Route, infer_files
 
     route, summary = infer_files(
-        model_dir=args.model or DEFAULT_MODEL_DIR, measurements=args.measurement, out_dir=args.out,
+        model_dir=args.model, measurements=args.measurement, out_dir=args.out,
         waveform=args.waveform, task=args.task, stage=args.stage, known=args.known, noise=args.noise,
         couples=args.couples, area=args.area, units=args.units, sign_convention=args.sign_convention,
         n_particles=args.particles, seed=args.seed, scan_rates=args.scan_rate, reference=args.reference,
