@@ -13,6 +13,7 @@ entries (so the split does not depend on L, S or nx).
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -73,6 +74,13 @@ def sample_current(model, normalizers, x0_key: PRNGKeyArray, e, p, *, n_draws: i
     pn = (jnp.asarray(p) - pm) / ps
     rows, length = en.shape[0], en.shape[-1]
     x0 = jax.random.normal(x0_key, (n_draws, rows, xm.size))
-    flow = jax.vmap(jax.vmap(lambda x, e_, p_: integrate_flow(model, x, e_, p_, n_steps), (0, 0, 0)), (0, None, None))
-    x1 = jax.jit(flow)(x0, en, pn) * xs + xm
+    x1 = _flow_draws(model, x0, en, pn, n_steps) * xs + xm
     return state_to_current(x1[..., -length:])
+
+
+@eqx.filter_jit
+def _flow_draws(model, x0, en, pn, n_steps: int):
+    """``integrate_flow`` over draws (leading axis of ``x0``) and rows: one compiled program per
+    model structure and shapes, cached across calls (the model is an argument, not a constant)."""
+    per_row = jax.vmap(lambda x, e_, p_: integrate_flow(model, x, e_, p_, n_steps), (0, 0, 0))
+    return jax.vmap(per_row, (0, None, None))(x0, en, pn)

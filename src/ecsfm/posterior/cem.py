@@ -115,8 +115,12 @@ def run_cem_posterior(log_prior, log_likelihood, dim: int, config: CEMPosteriorC
     y_all, lw = book.log_weights()
     ll = np.concatenate(book.lls)
     w, ess = normalise_log_weights(lw)
+    # The importance-sampling estimate of Z averages over every draw: a draw outside the prior's
+    # support has weight 0 and still counts in the mean (averaging over the finite weights alone
+    # overstates Z by the fraction of draws inside the support).
     finite = lw[np.isfinite(lw)]
-    log_evidence = float(np.log(np.mean(np.exp(finite - finite.max()))) + finite.max()) if finite.size else -np.inf
+    log_evidence = (float(np.log(np.sum(np.exp(finite - finite.max())) / lw.size) + finite.max())
+                    if finite.size else -np.inf)
     return {"samples": y_all, "weights": w, "ess": ess, "pareto_k": pareto_khat(lw), "log_likelihood": ll,
             "log_weights": lw, "log_evidence": log_evidence, "n_evaluations": int(y_all.shape[0]),
             "mode": mode, "laplace_cov": laplace_cov, "batch_sizes": [int(y.shape[0]) for y in book.ys]}
