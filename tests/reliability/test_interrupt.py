@@ -2,11 +2,16 @@
 and the result equals an uninterrupted run of the same seed.
 
 Each command is run once uninterrupted (the reference), then killed again and again in one output
-folder, each time resuming from what the previous kill left: twice at a random delay after start
-(interpreter start, JAX start, compile) and four or more times at a random moment just after a
-randomly chosen work item lands on disk (a chunk file or its sidecar, a training checkpoint, a
-study journal line, the final artifacts). After every kill, every non-temporary file in the folder
-must load; a last run then completes the work and is compared with the reference:
+folder, each time resuming from what the previous kill left: twice at the first write of a run (a
+fresh one, then the resumed one) and then just after randomly chosen work items land on disk (a
+chunk file or its sidecar, a training checkpoint, a study journal line, the final artifacts).
+Every kill is placed by progress on disk, never by time, so no test depends on the machine's
+speed: a kill at a point with at least two work items still to come is sent within the 2 ms
+polling interval of its marker (no process writes two chunks, checkpoints or journal lines in
+that time), so it must land, and those are required; kills near the end (a random jitter of up to
+30 ms after the last items) may find the process finished, and are not counted. After every kill, every
+non-temporary file in the folder must load; a last run then completes the work and is compared
+with the reference:
 dataset chunks byte for byte, the trained model byte for byte (bitwise equal weights), study
 records field for field (all but the wall-clock ``elapsed_s``).
 
@@ -41,15 +46,22 @@ def env(tmp_path_factory):
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
-def _ecsfm(args, env, timeout=300):
+# Subprocess timeouts only stop a hung run: the longest command here (train, 80 steps) takes ~20 s
+# on 2 busy cores, so 300 s is over 10x that on this machine and far from any machine's run time.
+TIMEOUT_S = 300
+
+
+def _ecsfm(args, env, timeout=TIMEOUT_S):
     res = subprocess.run([sys.executable, "-m", "ecsfm", *args], env=env, capture_output=True, text=True,
                          timeout=timeout)
     assert res.returncode == 0, res.stderr[-3000:]
 
 
-def _kill_when(args, env, trigger, jitter_s, timeout=300) -> bool:
+def _kill_when(args, env, trigger, jitter_s, timeout=TIMEOUT_S) -> bool:
     """Start ``ecsfm args``; once ``trigger()`` holds, wait ``jitter_s`` and SIGKILL the process
-    group. True if it was killed while still running (False: it finished first)."""
+    group. True if it was killed while still running (False: it finished first). ``trigger`` may
+    take ``start()`` (called just before the process starts, to snapshot the disk)."""
+    getattr(trigger, "start", lambda: None)()
     proc = subprocess.Popen([sys.executable, "-m", "ecsfm", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
@@ -71,9 +83,30 @@ def _kill_when(args, env, trigger, jitter_s, timeout=300) -> bool:
         proc.wait()
 
 
-def _after(seconds):
-    t0 = time.monotonic()
-    return lambda: time.monotonic() - t0 >= seconds
+class _FirstWrite:
+    """Holds once this run has written anything into ``folder`` (a new entry, temporary or not,
+    or a changed size of an existing one) since ``start()``: the run's first progress on disk."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def _listing(self):
+        if not self.folder.exists():
+            return {}
+        out = {}
+        for p in self.folder.iterdir():
+            try:
+                out[p.name] = p.stat().st_size
+            except FileNotFoundError:  # renamed away between listing and stat
+                pass
+        return out
+
+    def start(self):
+        self.before = self._listing()
+
+    def __call__(self):
+        now = self._listing()
+        return any(self.before.get(name) != size for name, size in now.items())
 
 
 def _exists(path: Path):
@@ -114,22 +147,24 @@ def _assert_nothing_half_written(folder: Path) -> list[str]:
     return temps
 
 
-def _kill_and_resume(args, out: Path, env, rng, work_triggers) -> list[str]:
-    """Kill twice at a random delay after start, then once after each (trigger, label); check the
-    folder after every kill. Returns the labels of the kill points."""
-    points = [(_after(float(d)), f"{d:.2f} s after start") for d in rng.uniform(0.2, 1.0, 2)]
-    points += work_triggers
+def _kill_and_resume(args, out: Path, env, rng, work_triggers) -> tuple[list[str], list[str]]:
+    """Kill at the first write of a fresh run and of the resumed one, then once after each
+    (trigger, label, required); check the folder after every kill. A required point has at least
+    two work items still to come: it is killed the moment its marker is seen, and must land. The
+    others sit close to the end of the run: killed after a random jitter of up to 30 ms, they may
+    find the process finished (it then interrupted nothing, and is not counted). Returns the labels
+    of the kills that landed and of the required ones."""
+    points = [(_FirstWrite(out), "first write of a fresh run", True),
+              (_FirstWrite(out), "first write of the resumed run", True)] + work_triggers
     hit = []
-    for trigger, label in points:
-        jitter = float(rng.uniform(0.0, 0.03))
-        # The last points sit close to the end of the run: on a fast or idle machine the process may
-        # finish inside the jitter. That point then did not interrupt anything; it is not counted.
+    for trigger, label, required in points:
+        jitter = 0.0 if required else float(rng.uniform(0.0, 0.03))
         if _kill_when(args, env, trigger, jitter):
             hit.append(label)
         if out.exists():
             _assert_nothing_half_written(out)
     _ecsfm(args, env)
-    return hit
+    return hit, [label for _, label, required in points if required]
 
 
 # -------------------------------------------------------------------------------------------------
@@ -162,10 +197,11 @@ def test_generate_killed_at_random_points_resumes_to_identical_chunks(tmp_path, 
     rng = np.random.default_rng(RNG_SEED)
     out = tmp_path / "data"
     picks = sorted(rng.choice(N_CHUNKS - 1, size=4, replace=False))
-    triggers = [(_exists(out / f"chunk_{k}.{ext}"), f"chunk_{k}.{ext} written")
+    # Required: at least two more chunks to write after chunk k (k <= N_CHUNKS - 3).
+    triggers = [(_exists(out / f"chunk_{k}.{ext}"), f"chunk_{k}.{ext} written", k <= N_CHUNKS - 3)
                 for k, ext in zip(picks, ("npz", "json", "npz", "json"))]
-    labels = _kill_and_resume(["generate", *GEN, "--out", str(out)], out, env, rng, triggers)
-    assert len(labels) >= 5
+    hit, required = _kill_and_resume(["generate", *GEN, "--out", str(out)], out, env, rng, triggers)
+    assert set(required) <= set(hit) and len(required) >= 4, (required, hit)
 
     ref_manifest = json.loads((ref_data / "manifest.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
@@ -191,10 +227,12 @@ def test_train_killed_at_random_points_resumes_bitwise(tmp_path, env, ref_data, 
     rng = np.random.default_rng(RNG_SEED + 1)
     out = tmp_path / "model"
     steps = sorted(rng.choice(np.arange(10, 80, 10), size=4, replace=False))
-    triggers = [(_exists(out / f"train_state_{s}.eqx"), f"checkpoint at step {s} written") for s in steps]
-    triggers.append((_exists(out / "normalizers.npz"), "final artifacts being written"))
-    labels = _kill_and_resume(["train", "--data", str(ref_data), *TRAIN, "--out", str(out)], out, env, rng, triggers)
-    assert len(labels) >= 5
+    # Required: at least two more checkpoints (of 10 steps each) after step s (s <= 60).
+    triggers = [(_exists(out / f"train_state_{s}.eqx"), f"checkpoint at step {s} written", s <= 60) for s in steps]
+    triggers.append((_exists(out / "normalizers.npz"), "final artifacts being written", False))
+    hit, required = _kill_and_resume(["train", "--data", str(ref_data), *TRAIN, "--out", str(out)], out, env, rng,
+                                     triggers)
+    assert set(required) <= set(hit) and len(required) >= 4, (required, hit)
 
     # Bitwise: the saved EMA weights (the whole serialised model) are the reference's bytes.
     assert (out / "surrogate_model.eqx").read_bytes() == (ref_model / "surrogate_model.eqx").read_bytes()
@@ -235,7 +273,7 @@ assert (cut / "train_state_30.eqx").exists()
 (cut / "train_state_20.eqx").write_bytes(state20)
 train(data, cut, cfg, progress=False)
 """
-    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (cut / "surrogate_model.eqx").read_bytes() == (ref_model / "surrogate_model.eqx").read_bytes()
     assert sorted(p.name for p in cut.glob("train_state_*.eqx")) == ["train_state_80.eqx"]
@@ -247,12 +285,13 @@ def test_study_killed_at_random_points_resumes_to_identical_records(tmp_path, en
     _ecsfm(_study_args(ref_data, ref_model, ref), env)
     out = tmp_path / "study"
     journal = out / "records.jsonl"
-    triggers = [(_exists(journal), "journal header written"),
-                (_journal_lines(journal, 2), "first case journaled"),
-                (_journal_lines(journal, 3), "second case journaled"),
-                (_exists(out / "posterior_identifiability_calibration.json"), "results and plots being written")]
-    labels = _kill_and_resume(_study_args(ref_data, ref_model, out), out, env, rng, triggers)
-    assert len(labels) >= 5
+    # (The journal's header is the fresh run's first write, killed there already.) Required: the
+    # first case journaled (the second case's inference and the results still to come).
+    triggers = [(_journal_lines(journal, 2), "first case journaled", True),
+                (_journal_lines(journal, 3), "second case journaled", False),
+                (_exists(out / "posterior_identifiability_calibration.json"), "results and plots being written", False)]
+    hit, required = _kill_and_resume(_study_args(ref_data, ref_model, out), out, env, rng, triggers)
+    assert set(required) <= set(hit) and len(required) == 3, (required, hit)
 
     name = "posterior_identifiability_calibration.json"
     got, want = (json.loads((d / name).read_text()) for d in (out, ref))

@@ -27,21 +27,55 @@ def test_simulate_cv_writes_csv_and_png(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+_F, _R, _T = 96485.33212, 8.314462618, 298.15  # C/mol, J/(mol K), K (CODATA 2018; the CLI's default T)
+_AREA, _C, _D = 0.0707, 1e-6, 1e-5  # the CLI's default electrode (cm^2), 1 mM in mol/cm^3, D cm^2/s
+
+
+def _check_swv(data):
+    # A reversible couple (k0 = 1 cm/s: k0 / sqrt(D f) = 63) with E0 = 0.1 V and equal D: the
+    # difference current peaks at E1/2 = E0, to the nearest 5 mV step of the base potential;
+    # reduction current negative (IUPAC).
+    k = np.argmax(np.abs(data[:, 3]))
+    assert abs(data[k, 0] - 0.1) <= 5e-3 + 1e-9 and data[k, 3] < 0, data[k]
+
+
+def _check_ca(data):
+    # A step 0.3 V past E0 (k0 exp(alpha F eta / RT) = 3 cm/s >> sqrt(D / t)): diffusion-limited,
+    # the Cottrell current -n F A C sqrt(D / (pi t)) within 1 % from 20 ms on (measured 0.3 %).
+    t, i = data[:, 0], data[:, 2]
+    late = t >= 0.02
+    cottrell = -_F * _AREA * _C * np.sqrt(_D / (np.pi * t[late]))
+    np.testing.assert_allclose(i[late], cottrell, rtol=0.01)
+
+
+def _check_eis(data):
+    # At the equilibrium potential of C_ox = C_red = 1 mM, no Ru or Cdl: the faradaic impedance is
+    # the charge-transfer resistance plus the Warburg element (Bard & Faulkner, 2nd ed., section 10.3):
+    # R_ct = RT / (F^2 A k0 C), sigma = RT / (F^2 A sqrt 2) (1 / (C sqrt D_ox) + 1 / (C sqrt D_red)),
+    # Z = R_ct + sigma w^-1/2 (1 - j); within 0.1 % at every frequency (measured 2e-7).
+    w = 2 * np.pi * data[:, 0]
+    r_ct = _R * _T / (_F**2 * _AREA * 1e-2 * _C)
+    sigma = _R * _T / (_F**2 * _AREA * np.sqrt(2)) * 2 / (_C * np.sqrt(_D))
+    np.testing.assert_allclose(data[:, 1], r_ct + sigma / np.sqrt(w), rtol=1e-3)
+    np.testing.assert_allclose(data[:, 2], -sigma / np.sqrt(w), rtol=1e-3)
+
+
 @pytest.mark.parametrize(
-    "technique, args, columns",
+    "technique, args, columns, check",
     [
-        ("swv", ["--e-start", "0.3", "--e-end", "-0.3"], ["base_potential_V", "forward_current_A",
-                                                          "reverse_current_A", "difference_current_A"]),
-        ("ca", ["--e-initial", "0.3", "--e-step", "-0.3", "--duration", "1"], ["time_s", "potential_V"]),
-        ("eis", ["--c-red", "1.0"], ["frequency_Hz", "z_real_ohm"]),
+        ("swv", ["--e-start", "0.3", "--e-end", "-0.3", "--e0", "0.1", "--k0", "1"],
+         ["base_potential_V", "forward_current_A", "reverse_current_A", "difference_current_A"], _check_swv),
+        ("ca", ["--e-initial", "0.3", "--e-step", "-0.3", "--duration", "1"], ["time_s", "potential_V", "current_A"],
+         _check_ca),
+        ("eis", ["--c-red", "1.0"], ["frequency_Hz", "z_real_ohm", "z_imag_ohm"], _check_eis),
     ],
 )
-def test_simulate_other_techniques(tmp_path, technique, args, columns):
+def test_simulate_other_techniques(tmp_path, technique, args, columns, check):
     out = tmp_path / f"{technique}.csv"
     assert main(["simulate", technique, *args, "--out", str(out), "--plot", str(tmp_path / "p.png")]) == 0
     _, header, data = _read(out)
     assert header[: len(columns)] == columns
-    assert np.all(np.isfinite(data))
+    check(data)
 
 
 def test_bad_input_is_one_line_naming_the_field(tmp_path, capsys):
