@@ -70,9 +70,9 @@ def _infer(shipped, obs, cores, kmask, e, noise, n_particles=256):
                                  config=cfg, seed=3, meta=meta)
 
 
-def test_two_identical_traces_are_one_trace_with_half_the_noise_variance(shipped):
+def test_two_identical_traces_are_one_trace_with_half_the_noise_variance(shipped, stat_seed):
     core, kmask, e = _case(shipped, 10.0)
-    obs = _simulated(shipped, core, 0.002, seed=0)
+    obs = _simulated(shipped, core, 0.002, seed=stat_seed)
     joint = _infer(shipped, [obs, obs], [core, core], kmask, e, 0.002)
     model, normalizers, meta, geometry = shipped
     single = infer_parameter_posterior(
@@ -86,13 +86,13 @@ def test_two_identical_traces_are_one_trace_with_half_the_noise_variance(shipped
     np.testing.assert_allclose(joint["predictive_mean_current"][1], single["predictive_mean_current"], atol=1e-5)
 
 
-def test_a_scan_rate_series_adds_the_traces_precisions_and_holds_the_truth(shipped):
+def test_a_scan_rate_series_adds_the_traces_precisions_and_holds_the_truth(shipped, stat_seed):
     noise = 0.002
     cores, obs, sds, e = [], [], [], None
     for k, time_scale in enumerate((40.0, 4.0)):  # 0.05 and 0.5 V/s
         core, kmask, e = _case(shipped, time_scale)
         cores.append(core)
-        obs.append(_simulated(shipped, core, noise, seed=10 + k))
+        obs.append(_simulated(shipped, core, noise, seed=[stat_seed, 10 + k]))
         alone = _infer(shipped, [obs[-1]], [core], kmask, e, noise)
         sds.append(np.asarray(alone["posterior_std_raw"], np.float64))
     joint = _infer(shipped, obs, cores, kmask, e, noise)
