@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import sim
 from ..data import GLOBAL_QUANTITIES, SPECIES_QUANTITIES, ParamSpace, task_runner
-from ..fm import integrate_flow, state_to_current
+from ..fm import ModelCard, integrate_flow, state_to_current
 from .config import Engine
 
 __all__ = ["SurrogateForward", "SimulatorForward", "surrogate_forward", "simulator_forward", "build_forward",
@@ -77,7 +77,7 @@ def surrogate_forward(model, normalizers, geometry: dict, applied_signal, n_mc: 
 def simulator_forward(meta: dict, geometry: dict, task: str, active: np.ndarray) -> SimulatorForward:
     """The simulator's forward for ``task`` on the couples ``active`` (bool, max_species).
     Raises ValueError when the metadata has no ``simulator`` section."""
-    simulator = meta.get("simulator")
+    simulator = ModelCard.from_meta(meta).simulator
     if simulator is None:
         raise ValueError("engine='simulator': the model metadata has no 'simulator' section (area, temperature, "
                          "solver); re-export the model with this ecsfm version")

@@ -94,11 +94,9 @@ def _load_text(measurement: Path, length: int, layout: CoreLayout, *, task, stag
 
 def _load_on_model_grid(measurement: Path, *, geometry, layout: CoreLayout, task, stage, couples, area, units,
                         sign_convention):
-    """One measurement on the model's grid: ``e``, ``i_obs`` (model units), ``mask``, ``core``,
-    ``kmask`` and ``p_true`` (npz only, else None)."""
+    """One measurement (already checked to exist by ``run_infer``) on the model's grid: ``e``,
+    ``i_obs`` (model units), ``mask``, ``core``, ``kmask`` and ``p_true`` (npz only, else None)."""
     length = int(geometry["target_len"])
-    if not measurement.exists():
-        raise ValueError(f"measurement: {measurement} does not exist")
     if measurement.suffix == ".npz":
         e, i_obs, mask, core, kmask, p_true = _load_npz(measurement, length, layout)
     else:
