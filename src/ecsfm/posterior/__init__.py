@@ -10,7 +10,8 @@
 Modules: ``config`` (engines, methods, sampler settings), ``space`` (the free-parameter space
 and its prior), ``engines`` (surrogate or simulator forward), ``likelihood`` (covariance and
 predictive), ``cem`` / ``smc`` (samplers), ``diagnostics`` (ESS, Pareto k-hat, coverage,
-reliability), ``regimes`` (observation regimes and masks), ``prior_weight`` / ``calibrate``
+reliability), ``regimes`` (observation regimes and masks), ``model_check`` (does the fitted model describe
+the data: the residuals' smooth structure against noise), ``prior_weight`` / ``calibrate``
 (the surrogate's calibrated prior weight and band scale), ``infer`` (single-trace and joint
 inference on the model's grid), ``joint`` (joint fits of measured sweeps with the simulator).
 """
@@ -40,6 +41,7 @@ from .diagnostics import (
     weighted_variance,
 )
 from .infer import infer_joint_posterior, infer_parameter_posterior
+from .model_check import ALARM_LEVEL, model_check, noise_from_second_differences
 from .joint import JOINT_SCHEMA_VERSION, JointConfig, Trace, fit_joint, trace_from_measurement
 from .prior_weight import BAND_KEEP, contaminate, predictive_band_scale, prior_weight
 from .regimes import SEED_REGIMES, build_mask, validate_regimes
@@ -48,6 +50,7 @@ from .smc import run_smc_posterior
 from .space import ParameterSpace
 
 __all__ = [
+    "ALARM_LEVEL",
     "BAND_KEEP",
     "CEMPosteriorConfig",
     "DEFAULT_ENGINE",
@@ -74,6 +77,8 @@ __all__ = [
     "fit_joint",
     "infer_joint_posterior",
     "infer_parameter_posterior",
+    "model_check",
+    "noise_from_second_differences",
     "interval_coverage",
     "normalise_log_weights",
     "parse_engine",

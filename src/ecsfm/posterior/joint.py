@@ -34,6 +34,7 @@ from .. import sim
 from ..data import PHYSICAL_PARAMETERS
 from ..io import turning_points
 from .config import SMCPosteriorConfig
+from .model_check import model_check
 from .smc import run_smc_posterior
 
 __all__ = ["JointConfig", "Trace", "trace_from_measurement", "fit_joint", "JOINT_SCHEMA_VERSION", "PER_TRACE_CHOICES"]
@@ -379,9 +380,10 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
     warnings += _bound_warnings(layout, slots)
     k0_bound = _k0_bound(layout, slots, samples, config, temperature, traces) if "k0" in layout.names else None
     predictive, rms = _predictive(traces, slots, config, area, c_ox, c_red, temperature, seed, n_predictive)
+    check = _model_check(traces, layout, forward, obs, basis, eig, slots, config, seed, n_predictive)
     return {"schema_version": JOINT_SCHEMA_VERSION, "engine": "simulator", "parameters": params, "samples": samples,
             "fixed": {k: v for k, v in config.known.items()}, "k0_bound": k0_bound, "residual_rms_A": rms,
-            "predictive": predictive, "traces": [{"label": t.label, "scan_rate": t.scan_rate,
+            "predictive": predictive, "model_check": check, "traces": [{"label": t.label, "scan_rate": t.scan_rate,
                                                    "vertices_V": list(t.vertices)} for t in traces],
             "log_evidence": float(res["log_evidence"]), "n_likelihood_evaluations": int(res["n_evaluations"]),
             "sampler": {"temperatures": res["temperatures"].tolist(), "moves": res["moves"].tolist(),
@@ -451,3 +453,18 @@ def _predictive(traces, slots: np.ndarray, config: JointConfig, area: float, c_o
                            "observed": t.current[take], "mean": mean, "q025": np.quantile(c, 0.025, axis=0),
                            "q975": np.quantile(c, 0.975, axis=0)})
     return predictive, rms
+
+
+def _model_check(traces, layout: _Layout, forward, obs, basis, eig, slots: np.ndarray, config: JointConfig, seed: int,
+                 n_draws: int) -> dict:
+    """``ecsfm.posterior.model_check`` at the likelihood's points: ``n_draws`` posterior draws of
+    the noise-free current, and the inverse residual correlation the likelihood weighed with at
+    the posterior median of kappa (the discrepancy term loosens the fit's smooth directions)."""
+    rng = np.random.default_rng(seed + 2)
+    pick = rng.choice(slots.shape[0], size=min(n_draws, slots.shape[0]), replace=False)
+    draws = np.asarray(eqx.filter_jit(lambda f, s: f(s))(forward, jnp.asarray(slots[pick], jnp.float32)), np.float64)
+    kappa2 = float(np.median(np.exp(2.0 * slots[:, layout.names.index("kappa")]))) if "kappa" in layout.names else 0.0
+    vec, lam = np.asarray(basis, np.float64), np.asarray(eig, np.float64)
+    weights = [(v / (1.0 + kappa2 * e)[None, :]) @ v.T for v, e in zip(vec, lam)]
+    return model_check(list(np.asarray(obs, np.float64)), [draws[:, j] for j in range(len(traces))],
+                       noise=config.noise, weights=weights, labels=[t.label for t in traces], seed=seed)

@@ -28,16 +28,13 @@ from .._atomic import atomic_path, write_text
 from ..data import TASKS, CoreLayout, read_npz
 from ..fm import load_surrogate
 from ..posterior import (DEFAULT_ENGINE, DEFAULT_METHOD, config_from_budget, default_inference, infer_joint_posterior,
-                         weighted_variance)
+                         model_check, noise_from_second_differences, weighted_variance)
 from .measurement import NOISE_UNIT, WAVEFORM_TOLERANCE_V, parse_known, read_measurement
 from .plots import plot_marginals, plot_predictive
 
 __all__ = ["run_infer", "SUMMARY_SCHEMA_VERSION", "estimate_noise"]
 
 SUMMARY_SCHEMA_VERSION = 1
-#: 1.4826: the median absolute deviation's factor to a normal sd; sqrt(6): the sd of a second
-#: difference of white noise is sqrt(6) noise sds.
-_MAD_TO_SD, _SECOND_DIFFERENCE_SD = 1.4826, math.sqrt(6.0)
 
 
 def _load_npz(measurement: Path, length: int, layout: CoreLayout):
@@ -114,10 +111,7 @@ def _load_on_model_grid(measurement: Path, *, geometry, layout: CoreLayout, task
 def estimate_noise(currents, masks) -> float:
     """A robust noise sd (the currents' units) from the MAD of second differences of each trace's
     observed points; several traces share the largest (one noise level per inference)."""
-    estimates = []
-    for i_obs, mask in zip(currents, masks):
-        d2 = np.diff(np.asarray(i_obs)[np.asarray(mask) >= 0.5], 2)
-        estimates.append(float(_MAD_TO_SD * np.median(np.abs(d2 - np.median(d2))) / _SECOND_DIFFERENCE_SD))
+    estimates = [float(noise_from_second_differences(np.asarray(i)[np.asarray(m) >= 0.5])) for i, m in zip(currents, masks)]
     return max(max(estimates), 1e-6)
 
 
@@ -178,6 +172,10 @@ def run_infer(*, model_dir, measurement, out_dir, task: str = "cv", stage: str =
     joint = len(paths) > 1
     summary = _summary(post if joint else post.trace(0), layout, [str(p) for p in paths] if joint else paths[0],
                        noise)
+    summary["model_check"] = model_check(
+        [t[1][t[2] >= 0.5] for t in loaded],
+        [np.asarray(post.trace(k)["predictive_mean_current"], np.float64)[t[2] >= 0.5][None] for k, t in enumerate(loaded)],
+        noise=float(noise), labels=[p.name for p in paths], seed=seed)
     if joint:
         summary["kind"] = "joint"
         summary["traces"] = [{"label": p.name,

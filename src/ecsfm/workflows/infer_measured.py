@@ -33,10 +33,11 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
                     warnings=(), discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
                     conc_rsd: float = 0.0) -> dict:
     """Fit one couple to several measured traces on their own potential programs
-    (``ecsfm.posterior.fit_joint``, the simulator) and write ``posterior_summary.json``,
+    (``ecsfm.posterior.fit_joint``, the simulator), check the fit (``model_check`` in the summary,
+    also per trace fitted alone with ``separate``) and write ``posterior_summary.json``,
     ``posterior_artifacts.npz``, one ``trace_<k>.png`` overlay per trace, ``posterior_marginals.png``
     and, with ``separate``, ``separate_fits.png`` (each trace fitted alone: the parameters per scan
-    rate). ``area`` cm^2; ``noise`` the current's noise sd in mA/cm^2 (``NOISE_UNIT``, as on the
+    rate, ordered by scan rate). ``area`` cm^2; ``noise`` the current's noise sd in mA/cm^2 (``NOISE_UNIT``, as on the
     model-grid route; None: unknown, integrated out); ``known`` ``NAME=VALUE`` items (``c_ox`` in mM
     is required). Returns the summary. Raises ValueError naming the argument on bad input."""
     measurements = [Path(m) for m in measurements]
@@ -66,22 +67,23 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     t0 = time.perf_counter()
     res = fit_joint(traces, area=area, c_ox=cell["c_ox"], c_red=cell["c_red"], temperature=temp, config=config,
                     seed=seed)
-    elapsed = time.perf_counter() - t0
     per_rate = None
     if separate and len(traces) > 1:
         per_rate = []
-        for k, t in enumerate(traces):
+        for k, t in sorted(enumerate(traces), key=lambda kt: kt[1].scan_rate):
             r = fit_joint([t], area=area, c_ox=cell["c_ox"], c_red=cell["c_red"], temperature=temp, config=config,
                           seed=seed + 1 + k)
             per_rate.append({"label": t.label, "scan_rate": t.scan_rate,
-                             "parameters": {n: v for n, v in r["parameters"].items() if "[" not in n}})
+                             "parameters": {n: v for n, v in r["parameters"].items() if "[" not in n},
+                             "model_check": r["model_check"], "warnings": r["warnings"]})
+    elapsed = time.perf_counter() - t0
     out = Path(out_dir)
     summary = {
         "schema_version": SUMMARY_SCHEMA_VERSION, "kind": "joint", "joint_schema_version": JOINT_SCHEMA_VERSION,
         "engine": str(Engine.SIMULATOR), "method": str(Method.SMC), "potential_reference": reference or "as measured",
         "noise_mA_per_cm2": None if noise is None else float(noise),
         "traces": res["traces"], "parameters": res["parameters"], "k0_bound": res["k0_bound"],
-        "residual_rms_A": res["residual_rms_A"], "known": res["known"], "fixed": res["fixed"],
+        "model_check": res["model_check"], "residual_rms_A": res["residual_rms_A"], "known": res["known"], "fixed": res["fixed"],
         "separate_fits": per_rate, "seconds": elapsed, "n_likelihood_evaluations": res["n_likelihood_evaluations"],
         "log_evidence": res["log_evidence"], "sampler": res["sampler"], "config": res["config"],
         "warnings": list(warnings) + res["warnings"],

@@ -89,23 +89,40 @@ def run(args) -> int:
     return 0
 
 
+def _print_check(check: dict, plots: dict, out) -> None:
+    """The model check's verdict, first: a misfit named with the plot to look at."""
+    if check["adequate"]:
+        print(f"model check: adequate (p = {check['p_value']:.2g}; {check['reason']})")
+        return
+    print(f"MODEL CHECK FAILED -- the model does not describe the data; do not trust these numbers as they stand.\n"
+          f"  {check['reason']}.\n  Look at {Path(out) / plots[check['worst_trace']]} (its residual panel).")
+
+
 def _print_measured(args, summary: dict) -> None:
+    labels = [t["label"] for t in summary["traces"]]
+    _print_check(summary["model_check"], {label: f"trace_{k}.png" for k, label in enumerate(labels)}, args.out)
     for name, v in summary["parameters"].items():
         if "[" not in name:
             print(f"  {name:6s} {v['q50']:.4g} [{v['q025']:.4g}, {v['q975']:.4g}] {v['unit']} (95 %)")
     kb = summary["k0_bound"]
     if kb and kb["lower_bound_only"]:
         print(f"  k0 is only bounded from below: k0 > {kb['k0_q05']:.3g} cm/s (95 %)")
-    for r in summary["separate_fits"] or ():
+    for r in summary["separate_fits"] or ():  # ordered by scan rate
         p = r["parameters"]
-        print(f"  alone {r['scan_rate']:8.4g} V/s: " + ", ".join(f"{n} {p[n]['q50']:.4g}" for n in p))
+        verdict = "fits" if r["model_check"]["adequate"] else f"MISFIT (p = {r['model_check']['p_value']:.2g})"
+        print(f"  alone {r['scan_rate']:8.4g} V/s [{verdict}]: " + ", ".join(f"{n} {p[n]['q50']:.4g}" for n in p))
+        for w in r["warnings"]:
+            print(f"    warning: {w}")
     print(f"wrote {args.out}: {summary['engine']}/{summary['method']} on {len(summary['traces'])} measured "
-          f"trace(s), {summary['seconds']:.1f} s")
+          f"trace(s), {summary['seconds']:.1f} s wall time")
     for w in summary["warnings"]:
         print(f"  warning: {w}")
 
 
 def _print_model_grid(args, summary: dict) -> None:
+    names = [Path(m).name for m in args.measurement]
+    plots = {n: (f"trace_{k}.png" if len(names) > 1 else "posterior_predictive.png") for k, n in enumerate(names)}
+    _print_check(summary["model_check"], plots, args.out)
     for name, v in summary["parameters"].items():
         print(f"  {name:10s} {v['q50']:.4g} [{v['q05']:.4g}, {v['q95']:.4g}] {v['unit']}")
     d = summary["diagnostics"]
