@@ -290,7 +290,7 @@ def _rows(n=10):
 @pytest.mark.parametrize("content,pattern", [
     ("", r"empty file"),
     ("t/s,E/V,I/A\n", r"no numeric data rows"),
-    ("t/s,E/V,I/A\n" + _rows() + "\n1.5,0.2\n", r"line 12: ragged row: 2 columns, expected 3"),
+    ("t/s,E/V,I/A\n" + _rows() + "\n1.5,0.2\n", r"line 12: empty value in column 'I/A'"),
     ("t/s,E/V,I/A\n" + _rows() + "\n1.5,0.2,1e-6,7\n", r"line 12: ragged row"),
     ("t/s,E/V,I/A\n" + _rows(3) + "\n0.4,nan,1e-6\n" + _rows(3), r"line 5: NaN or Inf in column 'E/V'"),
     ("t/s,E/V,I/A\n0,0.1,1e-6\n0.1,0.09,inf\n", r"line 3: NaN or Inf in column 'I/A'"),
@@ -338,7 +338,7 @@ def test_windows_1252_header_is_accepted(tmp_path):
 def test_argument_and_format_errors(tmp_path):
     path = write(tmp_path / "ok.csv", "t/s,E/V,I/uA\n" + _rows())
     for kwargs, pattern in (({"current_unit": "xA"}, r"current-unit: unknown current unit 'xA'"),
-                            ({"current_unit": "mA"}, r"states current in uA .* current_unit='mA'"),
+                            ({"current_unit": "mA"}, r"states current in uA .* --current-unit 'mA'"),
                             ({"scan_rate": -1}, r"scan-rate: must be > 0"),
                             ({"sign_convention": "european"}, r"sign-convention: must be one of"),
                             ({"fmt": "gamry"}, r"format: must be 'auto' or one of"),

@@ -55,7 +55,7 @@ def test_infer_ca_file_with_the_simulator_recovers_e0_and_d(trained, tmp_path, s
     t, i = _ca_text(tmp_path / "ca.txt", np.random.default_rng(stat_seed))
     known = [a for k, v in KNOWN.items() for a in ("--known", f"{k}={v}")]
     rc = main(["infer", "--model", str(trained[0]), "--measurement", str(tmp_path / "ca.txt"), "--task", "ca_step",
-               "--noise", str(NOISE), "--engine", "simulator", "--method", "smc", "--particles", "512", *known,
+               "--area", "1", "--noise", str(NOISE), "--engine", "simulator", "--method", "smc", "--particles", "512", *known,
                "--seed", str(stat_seed), "--out", str(tmp_path / "post")])
     assert rc == 0
     summary = json.loads((tmp_path / "post" / "posterior_summary.json").read_text())

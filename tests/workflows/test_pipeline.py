@@ -319,7 +319,7 @@ def test_infer_cli_on_a_csv_recovers_e0(assets, tmp_path):
     out, _ = assets
     _, _, meta, geometry = load_surrogate(out)
     _cv_csv(tmp_path / "cv.csv", meta, geometry, e0=0.05)
-    rc = main(["infer", "--model", str(out), "--measurement", str(tmp_path / "cv.csv"), "--noise", "0.002",
+    rc = main(["infer", "--model", str(out), "--measurement", str(tmp_path / "cv.csv"), "--noise", "0.002", "--area", "1",
                "--engine", "simulator", "--method", "smc", "--particles", "512", "--known", "ru=1", "--known", "cdl=2e-6", "--known", "c_red=0", "--known", "d_red=1e-5", "--known", "d_ox=1e-5",
                "--out", str(tmp_path / "post")])
     assert rc == 0
@@ -360,7 +360,7 @@ def test_infer_cli_fits_a_series_on_the_model_protocol_with_the_surrogate(assets
     for time_scale in (40.0, 8.0):
         files += ["--measurement", str(tmp_path / f"cv_{time_scale:g}s.csv")]
         _cv_csv(tmp_path / f"cv_{time_scale:g}s.csv", meta, geometry, e0=0.05, time_scale=time_scale)
-    assert main(["infer", "--model", str(out), *files, "--engine", "surrogate", "--particles", "32",
+    assert main(["infer", "--model", str(out), *files, "--engine", "surrogate", "--particles", "32", "--area", "1",
                  "--out", str(tmp_path / "post")]) == 0
     assert "surrogate/cem on 2 traces" in capsys.readouterr().out
     summary = json.loads((tmp_path / "post" / "posterior_summary.json").read_text())

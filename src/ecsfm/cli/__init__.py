@@ -23,6 +23,7 @@ as one line naming the field and its allowed range (exit status 2), with no trac
 
 from __future__ import annotations
 
+import re
 import sys
 
 from ._common import check_output
@@ -39,5 +40,18 @@ def main(argv: list[str] | None = None) -> int:
         check_output(args, getattr(command, "WRITES", "folder"))
         return command.run(args)
     except (ValueError, FloatingPointError) as err:
-        print(f"ecsfm: error: {err}", file=sys.stderr)
+        print(f"ecsfm: error: {_as_flag(str(err), vars(args))}", file=sys.stderr)
         return 2
+
+
+#: positional arguments and sub-command names: not flags
+_POSITIONAL = {"file", "command", "data_command", "technique", "study", "dir"}
+
+
+def _as_flag(message: str, options: dict) -> str:
+    """A library message that starts with an argument's Python name (``per_trace: ...``) names
+    the flag as the command line spells it (``--per-trace: ...``)."""
+    m = re.match(r"^([a-z][a-z0-9_-]*): ", message)
+    if m and m.group(1).replace("-", "_") in options and m.group(1) not in _POSITIONAL:
+        return f"--{m.group(1).replace('_', '-')}: {message[m.end():]}"
+    return message

@@ -46,7 +46,10 @@ def convention_in_lines(lines: list[str]) -> str | None:
 
 def parse_csv(path: Path, text: str) -> Parsed:
     lines = lines_of(text)
-    block = read_block(path, lines)
+    # Rows shorter than the header are read with empty cells (a column some exporters fill in the
+    # first row only, such as a procedure's scan rate, then end each row with a bare delimiter);
+    # an empty cell in the time, potential or current column is still an error naming its line.
+    block = read_block(path, lines, allow_short_rows=True)
     parsed = parsed_from_block(path, block, "csv")
     if parsed.scan_rate is None:
         found = scan_rate_in_lines(block.preamble)

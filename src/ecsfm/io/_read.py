@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -20,6 +21,7 @@ from ._derive import (
     split_cycles,
 )
 from ._measurement import Measurement
+from ._npz import load_npz
 from ._palmsens import parse_palmsens
 from ._text import (
     CURRENT_UNITS_TEXT,
@@ -73,7 +75,8 @@ def read(path, *, fmt: str = "auto", current_unit: str | None = None, scan_rate:
     """Read one measured voltammogram.
 
     Args:
-        path: the exported file.
+        path: the exported file, or an ``.npz`` measurement ``save_npz`` (``ecsfm import``)
+            wrote.
         fmt: ``"auto"`` (detected from the content) or one of ``csv, palmsens, autolab, chi,
             biologic``.
         current_unit: the current's unit (A, mA, uA/µA, nA, pA) where the file does not state
@@ -110,11 +113,29 @@ def read(path, *, fmt: str = "auto", current_unit: str | None = None, scan_rate:
             raise ValueError(f"scan-rate: must be > 0 V/s, got {scan_rate}")
     if current_unit is not None and norm_unit(current_unit) not in UNIT_SCALES["current"]:
         raise ValueError(f"current-unit: unknown current unit {current_unit!r} (allowed: {CURRENT_UNITS_TEXT})")
+    if path.suffix.lower() == ".npz":
+        return _read_saved(path, current_unit=current_unit, scan_rate=scan_rate, sign_convention=sign_convention)
     text, encoding = read_text(path)
     detected = detect_format(text) if fmt == "auto" else fmt
     parsed = _PARSERS[detected](path, text)
     parsed.metadata["encoding"] = encoding
     return _assemble(path, parsed, current_unit=current_unit, scan_rate=scan_rate, sign_convention=sign_convention)
+
+
+def _read_saved(path: Path, *, current_unit, scan_rate, sign_convention) -> Measurement:
+    """A measurement ``ecsfm import`` (``save_npz``) wrote: already in A, IUPAC; ``scan_rate``
+    overrides the saved one. A unit or convention that contradicts the file is refused."""
+    m = load_npz(path)
+    if current_unit is not None and norm_unit(current_unit) != "a":
+        raise ValueError(f"{path}: an ecsfm measurement stores current in A; current-unit {current_unit!r} "
+                         "contradicts it (leave it out)")
+    if sign_convention == "us":
+        raise ValueError(f"{path}: an ecsfm measurement stores current in the IUPAC convention; sign-convention "
+                         "'us' contradicts it (leave it out)")
+    if scan_rate is not None:
+        m = dataclasses.replace(m, scan_rate=scan_rate,
+                                metadata={**m.metadata, "scan_rate_source": "argument (overrides the file's)"})
+    return m
 
 
 def _assemble(path: Path, p: Parsed, *, current_unit, scan_rate, sign_convention) -> Measurement:
@@ -142,14 +163,14 @@ def _current_in_amperes(path: Path, p: Parsed, current_unit, meta: dict) -> np.n
         raise fail(path, f"column {p.current_column!r}: unknown current unit {stated!r} (allowed: "
                          f"{CURRENT_UNITS_TEXT})")
     if current_unit is not None and stated is not None and norm_unit(current_unit) != norm_unit(stated):
-        raise fail(path, f"the file states current in {stated} (column {p.current_column!r}) but current_unit="
+        raise fail(path, f"the file states current in {stated} (column {p.current_column!r}) but --current-unit "
                          f"{current_unit!r}")
     if current_unit is not None:
         unit, unit_source = current_unit, "argument"
     elif stated is not None:
         unit, unit_source = stated, "file"
     else:
-        unit, unit_source = "A", "assumed A (the file does not state it; pass current_unit)"
+        unit, unit_source = "A", "assumed A (the file does not state it; give --current-unit)"
     current = p.current * UNIT_SCALES["current"][norm_unit(unit)]
     meta["current_unit"], meta["current_unit_source"] = unit, unit_source
     return current

@@ -23,6 +23,7 @@ from .measurement import (
     WAVEFORM_TOLERANCE_V,
     Route,
     choose_route,
+    is_model_grid_npz,
     noise_to_amperes,
     parse_known,
     read_measurement,
@@ -33,6 +34,7 @@ from .route import infer_files
 __all__ = [
     "DISCREPANCY_ROWS_PER_TASK",
     "NOISE_UNIT",
+    "is_model_grid_npz",
     "PARAMETER_ERROR_CASES_PER_TASK",
     "REBUILD_COMMANDS",
     "Route",

@@ -3,6 +3,7 @@ artifacts and plots out.
 
 Measurement files:
 
+* ``.npz`` written by ``ecsfm import`` (a measurement, read like a text file);
 * ``.npz`` (the seed's layout): ``e`` (L,) applied potential, ``i_obs`` (L,) current in the
   model's units (mA for its area), optional ``i_mask`` (L,), ``known_p_core``, ``known_p_mask``,
   ``p_true`` (for plots only);
@@ -29,7 +30,7 @@ from ..data import TASKS, CoreLayout, read_npz
 from ..fm import load_surrogate
 from ..posterior import (DEFAULT_ENGINE, DEFAULT_METHOD, config_from_budget, default_inference, infer_joint_posterior,
                          model_check, noise_from_second_differences, weighted_variance)
-from .measurement import NOISE_UNIT, WAVEFORM_TOLERANCE_V, parse_known, read_measurement
+from .measurement import NOISE_UNIT, WAVEFORM_TOLERANCE_V, is_model_grid_npz, parse_known, read_measurement
 from .plots import plot_marginals, plot_predictive
 
 __all__ = ["run_infer", "SUMMARY_SCHEMA_VERSION", "estimate_noise"]
@@ -43,8 +44,7 @@ def _load_npz(measurement: Path, length: int, layout: CoreLayout):
     for key in ("e", "i_obs"):
         if key not in z:
             raise ValueError(f"{measurement}: missing key {key!r} (need e, i_obs; optional i_mask, "
-                             "known_p_core, known_p_mask; `ecsfm import` writes a measurement to fit with a text "
-                             "file's route, not this layout)")
+                             "known_p_core, known_p_mask)")
     for key in ("e", "i_obs", "i_mask", "known_p_core", "known_p_mask", "p_true"):
         if key in z and z[key].dtype.kind not in "biuf":
             raise ValueError(f"{measurement}: array {key!r} must be numeric, got dtype {z[key].dtype}")
@@ -65,9 +65,9 @@ def _load_npz(measurement: Path, length: int, layout: CoreLayout):
 
 
 def _load_text(measurement: Path, length: int, layout: CoreLayout, *, task, stage, couples, area, units,
-               sign_convention):
+               sign_convention, fmt="auto"):
     """A text measurement resampled onto the ``task`` protocol's grid, in the model's units."""
-    rec = read_measurement(measurement, current_unit=units, sign_convention=sign_convention)
+    rec = read_measurement(measurement, current_unit=units, sign_convention=sign_convention, fmt=fmt)
     template = TASKS[task].template(length)
     ro = TASKS[task].readout(length, template)
     if "pos" in ro:
@@ -90,16 +90,16 @@ def _load_text(measurement: Path, length: int, layout: CoreLayout, *, task, stag
 
 
 def _load_on_model_grid(measurement: Path, *, geometry, layout: CoreLayout, task, stage, couples, area, units,
-                        sign_convention):
+                        sign_convention, fmt="auto"):
     """One measurement (already checked to exist by ``run_infer``) on the model's grid: ``e``,
     ``i_obs`` (model units), ``mask``, ``core``, ``kmask`` and ``p_true`` (npz only, else None)."""
     length = int(geometry["target_len"])
-    if measurement.suffix == ".npz":
+    if is_model_grid_npz(measurement):
         e, i_obs, mask, core, kmask, p_true = _load_npz(measurement, length, layout)
     else:
         e, i_obs, mask, core, kmask, p_true = _load_text(measurement, length, layout, task=task, stage=stage,
                                                          couples=couples, area=area, units=units,
-                                                         sign_convention=sign_convention)
+                                                         sign_convention=sign_convention, fmt=fmt)
     if not np.all(np.isfinite(i_obs[mask >= 0.5])):
         raise ValueError(f"measurement: {measurement.name}'s observed current contains NaN or Inf")
     if int((mask >= 0.5).sum()) < 3:
@@ -133,7 +133,7 @@ def _check_inputs(layout: CoreLayout, task, stage, couples, area, noise, n_parti
 def run_infer(*, model_dir, measurement, out_dir, task: str = "cv", stage: str = "intermediate", known=(),
               noise: float | None = None, engine=DEFAULT_ENGINE, method=DEFAULT_METHOD, couples: int = 1,
               area: float = 1.0, units: str | None = None, sign_convention: str = "iupac",
-              n_particles: int | None = None, seed: int = 0) -> dict:
+              n_particles: int | None = None, seed: int = 0, fmt: str = "auto") -> dict:
     """Run one inference from a file -- or from several files of the same cell on the model's
     protocol (a scan-rate series: one parameter set, ``infer_joint_posterior``) -- and write
     ``posterior_summary.json``, ``posterior_artifacts.npz``, ``posterior_marginals.png`` and
@@ -151,7 +151,7 @@ def run_infer(*, model_dir, measurement, out_dir, task: str = "cv", stage: str =
     layout = CoreLayout.from_meta(meta)
     _check_inputs(layout, task, stage, couples, area, noise, n_particles)
     loaded = [_load_on_model_grid(path, geometry=geometry, layout=layout, task=task, stage=stage, couples=couples,
-                                  area=area, units=units, sign_convention=sign_convention) for path in paths]
+                                  area=area, units=units, sign_convention=sign_convention, fmt=fmt) for path in paths]
     for path, t in zip(paths[1:], loaded[1:]):
         if not np.array_equal(t[4], loaded[0][4]):
             raise ValueError(f"measurement: {path.name}'s known_p_mask differs from {paths[0].name}'s (the traces of a "

@@ -16,6 +16,7 @@ from ..data import PHYSICAL_PARAMETERS
 from ..posterior import JOINT_SCHEMA_VERSION, Engine, JointConfig, Method, fit_joint, trace_from_measurement
 from .infer import SUMMARY_SCHEMA_VERSION
 from .measurement import NOISE_UNIT, noise_to_amperes
+from .plausibility import check_current
 from .plots import plot_joint_marginals, plot_separate, plot_trace
 
 __all__ = ["run_joint_infer"]
@@ -31,15 +32,18 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
                     noise: float | None = None, n_particles: int | None = None, units: str | None = None,
                     sign_convention: str = "auto", temperature: float | None = None, seed: int = 0,
                     warnings=(), discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
-                    conc_rsd: float = 0.0) -> dict:
+                    conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False) -> dict:
     """Fit one couple to several measured traces on their own potential programs
     (``ecsfm.posterior.fit_joint``, the simulator), check the fit (``model_check`` in the summary,
     also per trace fitted alone with ``separate``) and write ``posterior_summary.json``,
     ``posterior_artifacts.npz``, one ``trace_<k>.png`` overlay per trace, ``posterior_marginals.png``
     and, with ``separate``, ``separate_fits.png`` (each trace fitted alone: the parameters per scan
-    rate, ordered by scan rate). ``area`` cm^2; ``noise`` the current's noise sd in mA/cm^2 (``NOISE_UNIT``, as on the
-    model-grid route; None: unknown, integrated out); ``known`` ``NAME=VALUE`` items (``c_ox`` in mM
-    is required). Returns the summary. Raises ValueError naming the argument on bad input."""
+    rate, ordered by scan rate). ``area`` cm^2; ``noise`` the current's noise sd in mA/cm^2
+    (``NOISE_UNIT``, as on the model-grid route; None: unknown, integrated out); ``known``
+    ``NAME=VALUE`` items (``c_ox`` in mM is required); ``fmt`` the files' format
+    (``ecsfm.io.read``); ``force`` skips the current's plausibility check
+    (``ecsfm.workflows.plausibility``). Returns the summary. Raises ValueError naming the argument
+    on bad input."""
     measurements = [Path(m) for m in measurements]
     if not measurements:
         raise ValueError("measurement: give at least one file")
@@ -54,16 +58,18 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
         if not path.exists():
             raise ValueError(f"measurement: {path} does not exist")
         v = scan_rates[0] if len(scan_rates) == 1 else (scan_rates[k] if scan_rates else None)
-        m = io.read(path, current_unit=units, scan_rate=v, sign_convention=sign_convention)
+        m = io.read(path, fmt=fmt, current_unit=units, scan_rate=v, sign_convention=sign_convention)
         traces.append(trace_from_measurement(m, cycle=cycle, label=path.name))
     if noise is not None and not (math.isfinite(noise) and noise > 0):
         raise ValueError(f"noise: must be > 0 {NOISE_UNIT} (or omitted: unknown), got {noise}")
+    temp = sim.DEFAULT_TEMPERATURE if temperature is None else float(temperature)
+    if not force:
+        check_current(traces, area=area, c_ox=cell["c_ox"], temperature=temp)
     cfg_kw = dict(per_trace=tuple(per_trace), tie_d_red=tie_d_red, noise=noise_to_amperes(noise, area), known=fixed,
                   discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd)
     if n_particles is not None:
         cfg_kw["n_particles"] = int(n_particles)
     config = JointConfig(**cfg_kw)
-    temp = sim.DEFAULT_TEMPERATURE if temperature is None else float(temperature)
     t0 = time.perf_counter()
     res = fit_joint(traces, area=area, c_ox=cell["c_ox"], c_red=cell["c_red"], temperature=temp, config=config,
                     seed=seed)
@@ -118,6 +124,9 @@ def _split_known(known) -> tuple[dict, dict]:
         except ValueError:
             raise ValueError(f"known: {name} = {value!r} is not a number") from None
         (cell if name in _JOINT_CELL else fixed)[name] = v
+    for name, value in cell.items():
+        if value is not None and not (math.isfinite(value) and (value > 0 if name == "c_ox" else value >= 0)):
+            raise ValueError(f"known: {name} must be {'> 0' if name == 'c_ox' else '>= 0'} mM, got {value}")
     if cell["c_ox"] is None:
         raise ValueError("known: give c_ox=<mM> (a voltammogram measures C sqrt(D): the bulk concentration must be "
                          "known to infer D)")

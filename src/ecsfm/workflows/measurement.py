@@ -21,7 +21,7 @@ from ..fm import ModelCard
 from ..posterior import Engine
 
 __all__ = ["Route", "WAVEFORM_TOLERANCE_V", "NOISE_UNIT", "read_measurement", "waveform_gap", "choose_route",
-           "parse_known", "noise_to_amperes"]
+           "parse_known", "noise_to_amperes", "is_model_grid_npz"]
 
 #: Largest departure (V) of a measured potential from a model protocol that still counts as that
 #: protocol: 20 mV, a few times the potential step of a typical export and well below the
@@ -42,14 +42,36 @@ class Route(str, enum.Enum):
         return self.value
 
 
+def is_model_grid_npz(path) -> bool:
+    """Whether ``path`` is an ``.npz`` in the seed's model-grid layout (``e``, ``i_obs``: a trace
+    already on the model's grid; True) or a measurement ``ecsfm import`` wrote (``time``,
+    ``potential``, ``current_A``: read like any instrument file; False). False for any other
+    suffix. Raises ValueError for an npz in neither layout or one that cannot be read."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = set(z.files)
+    except (OSError, ValueError, EOFError, AttributeError) as err:
+        raise ValueError(f"measurement: {path} is not a readable npz file ({type(err).__name__})") from None
+    if {"time", "potential", "current_A"} <= files:
+        return False
+    missing = ", ".join(repr(k) for k in ("e", "i_obs") if k not in files)
+    if missing:
+        raise ValueError(f"{path}: missing key {missing} (a model-grid trace needs e, i_obs; optional i_mask, "
+                         "known_p_core, known_p_mask; or give the npz `ecsfm import` writes)")
+    return True
+
+
 def read_measurement(path, *, current_unit: str | None = None, sign_convention: str = "iupac",
-                     scan_rate: float | None = None) -> dict:
+                     scan_rate: float | None = None, fmt: str = "auto") -> dict:
     """``{"time": s, "potential": V, "current_A": A, "scan_rate": V/s or None}`` from a
     CSV/TSV/instrument text file (``ecsfm.io.read``; ``scan_rate`` V/s rebuilds the time of a file
     without a time column). Raises ValueError naming the problem."""
     if sign_convention not in ("iupac", "us"):
         raise ValueError(f"sign-convention: must be 'iupac' or 'us', got {sign_convention!r}")
-    m = io.read(path, current_unit=current_unit, sign_convention=sign_convention, scan_rate=scan_rate)
+    m = io.read(path, fmt=fmt, current_unit=current_unit, sign_convention=sign_convention, scan_rate=scan_rate)
     if m.n_points < 8:
         raise ValueError(f"{path}: only {m.n_points} data rows")
     return {"time": np.array(m.time), "potential": np.array(m.potential), "current_A": np.array(m.current),
@@ -57,11 +79,11 @@ def read_measurement(path, *, current_unit: str | None = None, sign_convention: 
 
 
 def waveform_gap(model_dir, measurement, task: str, *, units: str | None = None,
-                 scan_rate: float | None = None) -> float:
+                 scan_rate: float | None = None, fmt: str = "auto") -> float:
     """Largest |measured potential - the model's ``task`` protocol| (V) over the measured trace,
     both on their relative time axes (so any ``scan_rate`` serves a file without a time column).
     Raises ValueError for an unknown task or model folder."""
-    rec = read_measurement(measurement, current_unit=units, scan_rate=scan_rate)
+    rec = read_measurement(measurement, current_unit=units, scan_rate=scan_rate, fmt=fmt)
     card = ModelCard.read(model_dir)
     if task not in TASKS:
         raise ValueError(f"task: {task!r} not one of {sorted(TASKS)}")
@@ -72,7 +94,7 @@ def waveform_gap(model_dir, measurement, task: str, *, units: str | None = None,
 
 
 def choose_route(model_dir, measurements, *, task: str, waveform: str = "auto", engine=Engine.SURROGATE,
-                 units: str | None = None, scan_rates=()) -> tuple[Route, list[str]]:
+                 units: str | None = None, scan_rates=(), fmt: str = "auto") -> tuple[Route, list[str]]:
     """The route for ``measurements`` and the notes that explain it.
 
     ``waveform``: ``"model"`` (the model's protocol grid), ``"measured"`` (each trace's own
@@ -97,9 +119,9 @@ def choose_route(model_dir, measurements, *, task: str, waveform: str = "auto", 
         route = Route.MEASURED
     notes = []
     if waveform == "auto" and route is Route.MODEL_GRID:
-        gaps = {m.name: waveform_gap(model_dir, m, task, units=units,
+        gaps = {m.name: waveform_gap(model_dir, m, task, units=units, fmt=fmt,
                                      scan_rate=rates[k] if k < len(rates) else None)
-                for k, m in enumerate(measurements) if m.suffix != ".npz"}
+                for k, m in enumerate(measurements) if not is_model_grid_npz(m)}
         off = {name: gap for name, gap in gaps.items() if gap > WAVEFORM_TOLERANCE_V}
         if off:
             route = Route.MEASURED

@@ -8,37 +8,43 @@ from ..fm import DEFAULT_MODEL_DIR
 from ..posterior import DEFAULT_ENGINE, DEFAULT_METHOD
 from .infer import run_infer
 from .infer_measured import run_joint_infer
-from .measurement import Route, choose_route
+from .measurement import Route, choose_route, is_model_grid_npz
 
 __all__ = ["infer_files"]
 
 
 def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto", engine=DEFAULT_ENGINE,
                 method=DEFAULT_METHOD, task: str = "cv", stage: str = "intermediate", known=(),
-                noise: float | None = None, couples: int = 1, area: float = 1.0, units: str | None = None,
+                noise: float | None = None, couples: int = 1, area: float | None = None, units: str | None = None,
                 sign_convention: str = "iupac", n_particles: int | None = None, seed: int = 0, scan_rates=(),
                 reference: str | None = None, separate: bool = False, cycle: int = 0, per_trace=("offset",),
                 tie_d_red: bool = True, discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
-                conc_rsd: float = 0.0) -> tuple[Route, dict]:
+                conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False) -> tuple[Route, dict]:
     """Fit measured files on the route ``choose_route`` picks and write the results into
     ``out_dir``; returns (route, summary). ``noise`` is in mA/cm^2 on both routes. The
     model-grid route (``run_infer``) uses ``task``, ``stage``, ``couples``, ``engine``,
     ``method``; the measured route (``run_joint_infer``) the scan rates, ``cycle``, ``per_trace``
     and the discrepancy and uncertainty settings. ``model_dir``: a model folder (default: the one
-    shipped in the package). Raises ValueError naming the argument."""
+    shipped in the package). ``area`` (cm^2) is required unless every file is a model-grid npz
+    (already per cm^2): there is no default electrode. ``fmt`` the files' format (``ecsfm.io.read``);
+    ``force`` skips the current's plausibility check. Raises ValueError naming the argument."""
     measurements = [Path(m) for m in measurements]
     model_dir = DEFAULT_MODEL_DIR if model_dir is None else model_dir
     route, notes = choose_route(model_dir, measurements, task=task, waveform=waveform, engine=engine, units=units,
-                                scan_rates=scan_rates)
+                                scan_rates=scan_rates, fmt=fmt)
+    if area is None and (route is Route.MEASURED or not all(is_model_grid_npz(m) for m in measurements)):
+        raise ValueError("area: give the electrode's area (--area, cm^2) or a disc's radius (--radius, cm); a measured "
+                         "current is divided by it and there is no default electrode")
     if route is Route.MEASURED:
         summary = run_joint_infer(measurements=measurements, out_dir=out_dir, area=area, known=known,
                                   scan_rates=scan_rates, reference=reference, separate=separate, cycle=cycle,
                                   per_trace=per_trace, tie_d_red=tie_d_red, noise=noise, n_particles=n_particles,
                                   units=units, sign_convention="auto" if sign_convention == "iupac" else "us",
                                   seed=seed, warnings=notes, discrepancy_length=discrepancy_length,
-                                  area_rsd=area_rsd, conc_rsd=conc_rsd)
+                                  area_rsd=area_rsd, conc_rsd=conc_rsd, fmt=fmt, force=force)
         return route, summary
     summary = run_infer(model_dir=model_dir, measurement=measurements, out_dir=out_dir, task=task, stage=stage,
-                        known=known, noise=noise, engine=engine, method=method, couples=couples, area=area,
-                        units=units, sign_convention=sign_convention, n_particles=n_particles, seed=seed)
+                        known=known, noise=noise, engine=engine, method=method, couples=couples,
+                        area=1.0 if area is None else area, units=units, fmt=fmt, sign_convention=sign_convention,
+                        n_particles=n_particles, seed=seed)
     return route, summary

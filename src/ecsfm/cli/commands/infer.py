@@ -6,6 +6,7 @@ measured potential programs with the simulator; this command prints what the rou
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from .._common import add_engine_method, comma_list, given
@@ -30,8 +31,18 @@ def add_parser(subparsers) -> None:
     add_engine_method(pn)
     pn.add_argument("--particles", type=int, default=None)
     pn.add_argument("--couples", type=int, default=1, help="redox couples present (default 1)")
-    pn.add_argument("--area", type=float, default=1.0, help="electrode area, cm2 (CSV input; default 1)")
-    pn.add_argument("--units", default=None, help="current unit of a CSV without units in its header (A, mA, uA, nA)")
+    size = pn.add_mutually_exclusive_group()
+    size.add_argument("--area", type=float, default=None,
+                      help="electrode area, cm2 (required for a measured file: its current is divided by it)")
+    size.add_argument("--radius", type=float, default=None, help="disc electrode radius, cm (area = pi r^2; e.g. 0.15 "
+                                                                 "for a 3 mm disc); instead of --area")
+    pn.add_argument("--current-unit", "--units", dest="units", default=None,
+                    help="current unit of a file whose header states none (A, mA, uA, nA, pA)")
+    pn.add_argument("--format", default="auto", choices=("auto", "csv", "palmsens", "autolab", "chi", "biologic"),
+                    help="file format (default: detected from the content; an .npz from `ecsfm import` is read as is)")
+    pn.add_argument("--force", action="store_true",
+                    help="fit even when the current is impossible for the stated area and concentration (a unit "
+                         "mistake is likelier)")
     pn.add_argument("--sign-convention", default="iupac", choices=("iupac", "us"),
                     help="of the file's current (us: cathodic positive; converted to IUPAC)")
     pn.add_argument("--seed", type=int, default=0)
@@ -71,13 +82,21 @@ def _discrepancy_length(text: str) -> float | None:
         raise ValueError(f"discrepancy-length: expected a length in V or 'none', got {text!r}") from None
 
 
+def _area(args) -> float | None:
+    if args.radius is not None:
+        if not (math.isfinite(args.radius) and args.radius > 0):
+            raise ValueError(f"radius: must be > 0 cm, got {args.radius}")
+        return math.pi * args.radius**2
+    return args.area
+
+
 def run(args) -> int:
     from ...workflows import Route, infer_files
 
     route, summary = infer_files(
         model_dir=args.model, measurements=args.measurement, out_dir=args.out,
         waveform=args.waveform, task=args.task, stage=args.stage, known=args.known, noise=args.noise,
-        couples=args.couples, area=args.area, units=args.units, sign_convention=args.sign_convention,
+        couples=args.couples, area=_area(args), units=args.units, fmt=args.format, force=args.force, sign_convention=args.sign_convention,
         n_particles=args.particles, seed=args.seed, scan_rates=args.scan_rate, reference=args.reference,
         separate=args.separate, cycle=args.cycle, per_trace=comma_list(args.per_trace),
         tie_d_red=not args.free_d_red, discrepancy_length=_discrepancy_length(args.discrepancy_length),
