@@ -30,6 +30,7 @@ import json
 import math
 from pathlib import Path
 
+import jax
 import numpy as np
 from scipy.stats import beta as beta_dist
 from tqdm import tqdm
@@ -133,6 +134,7 @@ def main() -> None:
         for kind, seed in tqdm([t for t in todo if t not in done], desc="cases"):
             fh.write(json.dumps(run_case(kind, seed, args.particles), default=float) + "\n")
             fh.flush()
+            jax.clear_caches()  # each case compiles its own forward model: drop it, or memory grows
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     table = summarise(rows)
     tmp = args.out / "summary.json.tmp"

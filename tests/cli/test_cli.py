@@ -7,11 +7,11 @@ from ecsfm.cli import main
 
 
 def _read(path):
-    lines = path.read_text().splitlines()
-    comments = [ln for ln in lines if ln.startswith("#")]
-    header = lines[len(comments)].split(",")
-    data = np.loadtxt(path, delimiter=",", comments="#", skiprows=len(comments) + 1, ndmin=2)
-    return comments, header, data
+    """(comment lines, column names, data) as a user reads the CSV: numpy.genfromtxt(names=True)."""
+    comments = [ln for ln in path.read_text().splitlines() if ln.startswith("#")]
+    table = np.genfromtxt(path, delimiter=",", names=True, comments="#", ndmin=1)
+    header = list(table.dtype.names)
+    return comments, header, np.stack([table[n] for n in header], axis=1)
 
 
 def test_simulate_cv_writes_csv_and_png(tmp_path):
@@ -83,7 +83,7 @@ def test_bad_input_is_one_line_naming_the_field(tmp_path, capsys):
                "--d-ox=-1e-5", "--out", str(tmp_path / "x.csv")])
     err = capsys.readouterr().err.strip()
     assert rc == 2
-    assert err.startswith("ecsfm: error: d_ox: must be in (0")
+    assert err.startswith("ecsfm: error: --d-ox: must be in (0")
     assert "\n" not in err
     assert not (tmp_path / "x.csv").exists()
 
@@ -122,3 +122,13 @@ def test_engine_and_method_defaults_are_the_library_s(capsys, argv):
     text = " ".join(capsys.readouterr().out.split())
     assert f"default {DEFAULT_ENGINE}" in text and f"default {DEFAULT_METHOD}" in text
     assert argv != ["infer"] or f"sd in {NOISE_UNIT}" in text
+
+
+def test_simulate_force_writes_what_the_scale_check_refuses(tmp_path):
+    # 6 V is outside any electrolyte's window: refused as likely mV, written with --force
+    argv = ["simulate", "cv", "--e-start", "6", "--e-vertex", "5.5", "--e0", "5.75", "--scan-rate", "0.1",
+            "--out", str(tmp_path / "cv.csv")]
+    assert main(argv) == 2 and not (tmp_path / "cv.csv").exists()
+    assert main([*argv, "--force"]) == 0
+    e = np.genfromtxt(tmp_path / "cv.csv", delimiter=",", names=True, comments="#")
+    assert e.dtype.names and np.max(e[e.dtype.names[1]]) == pytest.approx(6.0)

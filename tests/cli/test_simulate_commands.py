@@ -25,11 +25,8 @@ def _simulate(tmp_path, technique, *args):
     """Run ``ecsfm simulate technique args --out X.csv``; returns {column name: values}."""
     out = tmp_path / f"{technique}.csv"
     assert main(["simulate", technique, *args, "--out", str(out)]) == 0
-    lines = out.read_text().splitlines()
-    n_comments = sum(line.startswith("#") for line in lines)
-    names = lines[n_comments].split(",")
-    values = np.loadtxt(out, delimiter=",", skiprows=n_comments + 1, ndmin=2)
-    return dict(zip(names, values.T))
+    table = np.genfromtxt(out, delimiter=",", names=True, comments="#")  # as a user reads it
+    return {n: table[n] for n in table.dtype.names}
 
 
 def _rs():

@@ -155,6 +155,10 @@ CLI_CASES = {
     # simulate: physical values, labels, outputs
     "simulate area 0": ([*SIM, "--area", "0"], ["area", "(0, 1e+06]"]),
     "simulate area nan": ([*SIM, "--area", "nan"], ["area", "finite"]),
+    "simulate mV as V": (["simulate", "cv", "--e-start", "300", "--e-vertex", "-300", "--scan-rate", "100",
+                          "--out", "{out_csv}"], ["--e-start", "300 mV = 0.3 V", "--force"]),
+    "simulate too many points": (["simulate", "cv", "--e-start", "0.3", "--e-vertex", "-0.3", "--scan-rate", "0.1",
+                                  "--step", "1e-6", "--out", "{out_csv}"], ["1200001 time points", "--force"]),
     "simulate scan rate 0": (["simulate", "cv", "--e-start", "0.3", "--e-vertex", "-0.3", "--scan-rate", "0",
                               "--out", "{out_csv}"], ["--scan-rate", "> 0"]),
     "simulate scan rate inf": (["simulate", "lsv", "--e-start", "0.3", "--e-end", "-0.3", "--scan-rate", "inf",

@@ -2,7 +2,8 @@
 
 A header names the columns with units (``time/s``, ``E (V)``, ``current/uA``, ``Potential, V``,
 ``current_A``...); without one, 2 columns are read as ``E (V), I`` and 3 as ``t (s), E (V), I``.
-Comment lines above the table may state the scan rate (``scan rate (V/s) = 0.1``,
+Lines starting with ``#`` are comments wherever they stand (``ecsfm simulate`` writes its
+settings between the column names and the data). Comment lines above the table may state the scan rate (``scan rate (V/s) = 0.1``,
 ``# scan rate: 100 mV/s``) and the sign convention (a line mentioning ``IUPAC``, or
 ``cathodic positive`` / ``US convention``); nothing stated means IUPAC.
 """
@@ -44,12 +45,16 @@ def convention_in_lines(lines: list[str]) -> str | None:
     return None
 
 
+def _is_comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
 def parse_csv(path: Path, text: str) -> Parsed:
     lines = lines_of(text)
     # Rows shorter than the header are read with empty cells (a column some exporters fill in the
     # first row only, such as a procedure's scan rate, then end each row with a bare delimiter);
     # an empty cell in the time, potential or current column is still an error naming its line.
-    block = read_block(path, lines, allow_short_rows=True)
+    block = read_block(path, lines, allow_short_rows=True, skip=_is_comment)
     parsed = parsed_from_block(path, block, "csv")
     if parsed.scan_rate is None:
         found = scan_rate_in_lines(block.preamble)

@@ -205,7 +205,7 @@ def read_block(path: Path, lines: list[str], *, start: int = 0, header_index: in
     header, header_line = None, None
     if header_index is None:
         for k in range(first - 1, start - 1, -1):
-            if lines[k].strip():
+            if lines[k].strip() and not (skip is not None and skip(lines[k])):
                 cells = trim_trailing(split_cells(lines[k], delim))
                 if len(cells) == width or (allow_short_rows and len(cells) >= width):
                     header_index = k

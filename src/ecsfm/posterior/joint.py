@@ -270,6 +270,12 @@ class _JointForward(eqx.Module):
 
 
 @eqx.filter_jit
+def _apply(forward, slots):
+    """``forward(slots)``, compiled once per forward model."""
+    return forward(slots)
+
+
+@eqx.filter_jit
 def _joint_loglik(forward, slots, obs, noise, basis, eig, kappa2):
     """(N,) log-likelihood, (N, T) per trace; currents compared in uA. Residual covariance
     ``sigma^2 (I + kappa^2 R)`` per trace with ``R = basis diag(eig) basis^T`` (``eig = 0``: no
@@ -441,7 +447,7 @@ def _predictive(traces, slots: np.ndarray, config: JointConfig, area: float, c_o
     pick = rng.choice(slots.shape[0], size=min(n_predictive, slots.shape[0]), replace=False)
     full_cfg = JointConfig(**{**config.__dict__, "points_per_trace": min(max(t.path.size for t in traces), 4096)})
     _, full_forward, _, _ = _build(traces, full_cfg, area, c_ox, c_red, temperature, with_basis=False)
-    cur = np.asarray(eqx.filter_jit(lambda f, s: f(s))(full_forward, jnp.asarray(slots[pick], jnp.float32)), np.float64)
+    cur = np.asarray(_apply(full_forward, jnp.asarray(slots[pick], jnp.float32)), np.float64)
     predictive, rms = [], []
     for j, t in enumerate(traces):
         take = np.unique(np.linspace(0, t.path.size - 1, full_cfg.points_per_trace).round().astype(int))
@@ -462,7 +468,7 @@ def _model_check(traces, layout: _Layout, forward, obs, basis, eig, slots: np.nd
     the posterior median of kappa (the discrepancy term loosens the fit's smooth directions)."""
     rng = np.random.default_rng(seed + 2)
     pick = rng.choice(slots.shape[0], size=min(n_draws, slots.shape[0]), replace=False)
-    draws = np.asarray(eqx.filter_jit(lambda f, s: f(s))(forward, jnp.asarray(slots[pick], jnp.float32)), np.float64)
+    draws = np.asarray(_apply(forward, jnp.asarray(slots[pick], jnp.float32)), np.float64)
     kappa2 = float(np.median(np.exp(2.0 * slots[:, layout.names.index("kappa")]))) if "kappa" in layout.names else 0.0
     vec, lam = np.asarray(basis, np.float64), np.asarray(eig, np.float64)
     weights = [(v / (1.0 + kappa2 * e)[None, :]) @ v.T for v, e in zip(vec, lam)]

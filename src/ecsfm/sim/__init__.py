@@ -11,7 +11,7 @@ uncompensated resistance and double-layer charging, under any applied-potential 
 
 from . import analytic
 from ._analysis import find_peak
-from ._export import plot_impedance, plot_result, result_table, write_csv, write_impedance_csv
+from ._export import plot_impedance, plot_result, result_table, table_csv, write_csv, write_impedance_csv
 from ._grid import SolverConfig
 from ._impedance import impedance
 from ._physics import Cell, Couple, stack_couples
@@ -52,6 +52,7 @@ __all__ = [
     "plot_impedance",
     "plot_result",
     "result_table",
+    "table_csv",
     "write_csv",
     "write_impedance_csv",
     "potential_step",

@@ -18,9 +18,9 @@ from ._solver import SimulationResult
 from ._pulse import sampled_currents
 from ._waveforms import Waveform
 
-__all__ = ["result_table", "write_csv", "plot_result", "write_impedance_csv", "plot_impedance"]
+__all__ = ["result_table", "table_csv", "write_csv", "plot_result", "write_impedance_csv", "plot_impedance"]
 
-CSV_SCHEMA_VERSION = 1
+CSV_SCHEMA_VERSION = 2  # 2: the column names on the first line, the notes after them
 
 
 def result_table(waveform: Waveform, result: SimulationResult) -> tuple[list[str], np.ndarray]:
@@ -45,20 +45,27 @@ def result_table(waveform: Waveform, result: SimulationResult) -> tuple[list[str
     return names, np.stack([np.asarray(c) for c in cols], 1)
 
 
-def _header(meta: dict) -> str:
+def _notes(meta: dict) -> list[str]:
     lines = [f"ecsfm {__version__} simulation (csv schema {CSV_SCHEMA_VERSION})",
              "units: V, s, A (IUPAC: oxidation current positive), cm, cm2, mM, ohm, F/cm2, K"]
-    lines += [f"{k} = {v}" for k, v in meta.items()]
-    return "".join(f"# {line}\n" for line in lines)
+    return lines + [f"{k} = {v}" for k, v in meta.items()]
+
+
+def table_csv(names, values, notes=()) -> str:
+    """CSV text: the column names on the first line, then each note as a ``# `` comment line, then
+    the rows (``%.9g``). Names first, so ``numpy.genfromtxt(f, delimiter=",", names=True)`` and
+    ``pandas.read_csv(f, comment="#")`` both read the columns by name, and so does ``ecsfm.io.read``."""
+    buf = io.StringIO()
+    buf.write(",".join(names) + "\n")
+    buf.write("".join(f"# {line}\n" for line in notes))
+    np.savetxt(buf, np.asarray(values), delimiter=",", comments="", fmt="%.9g")
+    return buf.getvalue()
 
 
 def write_csv(path: str | os.PathLike, waveform: Waveform, result: SimulationResult, meta: dict) -> None:
     """Write the result table with a commented header of settings and units."""
     names, values = result_table(waveform, result)
-    buf = io.StringIO()
-    buf.write(_header(meta))
-    np.savetxt(buf, values, delimiter=",", header=",".join(names), comments="", fmt="%.9g")
-    write_text(path, buf.getvalue())
+    write_text(path, table_csv(names, values, _notes(meta)))
 
 
 def _save(fig, path) -> None:
@@ -110,11 +117,8 @@ def write_impedance_csv(path, frequency, z, meta: dict) -> None:
     f = np.asarray(frequency)
     z = np.asarray(z)
     values = np.stack([f, z.real, z.imag, np.abs(z), np.degrees(np.angle(z))], 1)
-    buf = io.StringIO()
-    buf.write(_header(meta))
-    np.savetxt(buf, values, delimiter=",", comments="", fmt="%.9g",
-               header="frequency_Hz,z_real_ohm,z_imag_ohm,z_abs_ohm,phase_deg")
-    write_text(path, buf.getvalue())
+    names = ("frequency_Hz", "z_real_ohm", "z_imag_ohm", "z_abs_ohm", "phase_deg")
+    write_text(path, table_csv(names, values, _notes(meta)))
 
 
 def plot_impedance(path, frequency, z, title: str = "impedance") -> None:

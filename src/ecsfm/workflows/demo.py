@@ -8,14 +8,13 @@ Randles-Sevcik equation; each set is one natively batched call. Writes
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from .._atomic import atomic_path, write_text
-from ..sim import Cell, Couple, analytic, cyclic_voltammetry, simulate, stack
+from ..sim import Cell, Couple, analytic, cyclic_voltammetry, simulate, stack, table_csv
 
 AREA = 0.0707  # cm2, 3 mm disc
 D = 1e-5  # cm2/s
@@ -36,12 +35,10 @@ def run_demo(out: str | Path) -> list[str]:
     t = np.asarray(wf.time)
     i = np.asarray(res.current)  # (3, N+1)
 
-    buf = io.StringIO()
-    buf.write("# ecsfm simulator demo: CV, 1 mM O, D = 1e-5 cm2/s, A = 0.0707 cm2, 0.1 V/s, T = 298.15 K\n")
-    buf.write("# units: s, V, A (IUPAC: oxidation current positive)\n")
-    header = "time_s,potential_V," + ",".join(f"current_A_k0_{k:g}" for k in k0)
-    np.savetxt(buf, np.column_stack([t, e, i.T]), delimiter=",", header=header, comments="", fmt="%.9g")
-    write_text(out / "demo_cv.csv", buf.getvalue())
+    names = ["time_s", "potential_V", *(f"current_A_k0_{k:g}" for k in k0)]
+    write_text(out / "demo_cv.csv", table_csv(names, np.column_stack([t, e, i.T]), [
+        "ecsfm simulator demo: CV, 1 mM O, D = 1e-5 cm2/s, A = 0.0707 cm2, 0.1 V/s, T = 298.15 K",
+        "units: s, V, A (IUPAC: oxidation current positive)"]))
 
     # Scan-rate series: the waveforms differ only in duration (same points per sweep), so they
     # stack into one batch and run as one compiled program.
@@ -50,11 +47,9 @@ def run_demo(out: str | Path) -> list[str]:
     ip = -np.min(np.asarray(series.current), axis=1)
     v = np.asarray(SCAN_RATES)
     ip_rs = analytic.randles_sevcik_peak_current(1, AREA, 1.0, D, v)
-    buf = io.StringIO()
-    buf.write("# reversible couple: cathodic peak current vs scan rate, simulated and Randles-Sevcik\n")
-    np.savetxt(buf, np.column_stack([v, ip, ip_rs]), delimiter=",", comments="",
-               header="scan_rate_V_per_s,peak_current_A,randles_sevcik_A", fmt="%.9g")
-    write_text(out / "demo_scan_rates.csv", buf.getvalue())
+    write_text(out / "demo_scan_rates.csv", table_csv(
+        ("scan_rate_V_per_s", "peak_current_A", "randles_sevcik_A"), np.column_stack([v, ip, ip_rs]),
+        ["reversible couple: cathodic peak current vs scan rate, simulated and Randles-Sevcik"]))
 
     fig = Figure(figsize=(11, 4.2))
     ax0, ax1 = fig.subplots(1, 2)

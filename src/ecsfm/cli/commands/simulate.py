@@ -16,6 +16,11 @@ __all__ = ["add_parser", "run", "WRITES", "MAX_FREQUENCIES"]
 WRITES = "file"
 #: Most frequencies of one impedance spectrum (a spectrum is a few points per decade).
 MAX_FREQUENCIES = 100_000
+#: A potential beyond this (V) is outside any electrolyte's window: likely mV typed as V.
+MAX_POTENTIAL_V = 5.0
+#: Most time points written without --force (a CSV row is ~50 bytes: 10 MB).
+MAX_POINTS = 200_000
+_POTENTIAL_FLAGS = ("--e-start", "--e-vertex", "--e-end", "--e-initial", "--e-step", "--e-return", "--e-dc", "--e0")
 _COUPLE_KEYS = ("e0", "k0", "alpha", "d_ox", "d_red", "c_ox", "c_red", "n")
 # technique -> (help, [(flag, type, default: None required / str help of a None default / value)], sim builder)
 _WAVEFORMS = {
@@ -89,6 +94,8 @@ def _add_couple_args(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, required=True, help="CSV file to write")
     o.add_argument("--plot", type=Path, default=None, help="PNG file to write (optional)")
+    o.add_argument("--force", action="store_true",
+                   help=f"write potentials beyond +/-{MAX_POTENTIAL_V:g} V and outputs beyond {MAX_POINTS} points")
 
 
 def add_parser(subparsers) -> None:
@@ -154,7 +161,17 @@ def _impedance(args, couples, cell, meta) -> int:
     return 0
 
 
+def _check_scale(args) -> None:
+    """Refuse (unless --force) a potential that looks like mV typed as V."""
+    for flag in _POTENTIAL_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None and abs(value) > MAX_POTENTIAL_V and not args.force:
+            raise ValueError(f"{flag}: {value:g} V is outside any electrolyte's window (|E| <= {MAX_POTENTIAL_V:g} V); "
+                             f"potentials are in V ({value:g} mV = {value / 1e3:g} V); --force to simulate it anyway")
+
+
 def run(args) -> int:
+    _check_scale(args)
     couples = _couples(args)
     cell = sim.Cell(area=args.area, temperature=args.temperature, ru=args.ru, cdl=args.cdl)
     meta = {k: getattr(args, k) for k in ("area", "temperature", "ru", "cdl") if getattr(args, k, None) is not None}
@@ -168,6 +185,10 @@ def run(args) -> int:
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     waveform = getattr(sim, builder)(**kwargs)
+    if waveform.n_points > MAX_POINTS and not args.force:
+        raise ValueError(f"{args.technique}: {waveform.n_points} time points (a CSV of ~{waveform.n_points * 50 / 1e6:.0f} "
+                         f"MB) is more than {MAX_POINTS}; check the units (V, V/s, s) or a coarser --step, or --force "
+                         "to write it")
     meta.update({f"waveform.{k}": v for k, v in kwargs.items()})
     meta["technique"] = args.technique
     result = sim.simulate(waveform, couples, cell)
