@@ -106,8 +106,11 @@ class JointConfig:
             if name == "alpha" and not 0 < value < 1:
                 raise ValueError(f"known: alpha must be in (0, 1), got {value}")
         for name, box in self.bounds.items():
-            if name not in _PARAMS or len(box) != 2 or not box[0] < box[1]:
+            if name not in _PARAMS or name in ("offset", "area", "c_ox") or len(box) != 2 \
+                    or not (math.isfinite(box[0]) and math.isfinite(box[1]) and box[0] < box[1]):
                 raise ValueError(f"bounds: {name!r} needs (low, high) with low < high, got {box!r}")
+            if _PARAMS[name][1] and box[0] <= 0:
+                raise ValueError(f"bounds: {name} is positive: its low bound must be > 0, got {box[0]}")
 
 
 @dataclass(frozen=True)
@@ -399,22 +402,33 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
             "warnings": warnings}
 
 
+#: quantities a fit is run for: a bound that sets one of them is always worth a warning
+_OF_INTEREST = ("e0", "alpha", "d_ox", "d_red")
+
+
 def _bound_warnings(layout: _Layout, slots: np.ndarray) -> list[str]:
-    """A warning per parameter whose posterior runs into a bound of its prior box, and one on D
-    when the area and concentration are taken as exact."""
+    """A warning per parameter whose prior box, not the data, sets the answer: posterior mass
+    piles against one bound (over 3x the prior's 5 % in the outer 5 % of the box on that side, and
+    not on both: a parameter the data do not inform, such as alpha of a reversible couple, fills
+    its box evenly). For E0, alpha and D either bound counts; for Ru and Cdl only the upper one
+    (the data asking for more resistance or capacitance than a cell has: a misfit compensated),
+    since their lower bounds stand for "negligible". k0 has its own rule (``_k0_bound``). Plus one
+    on D when the area and concentration are taken as exact."""
     warnings = []
     for j, name in enumerate(layout.names):
-        if name in ("k0", "kappa") or name in layout.lognormal or "[" in name:
+        if name not in _OF_INTEREST + ("ru", "cdl"):
             continue
-        width = layout.highs[j] - layout.lows[j]
-        q = np.quantile(slots[:, j], [0.025, 0.975])
-        for side, edge, near in (("lower", layout.lows[j], q[0] - layout.lows[j] < 0.02 * width),
-                                 ("upper", layout.highs[j], layout.highs[j] - q[1] < 0.02 * width)):
-            if near:
-                shown = math.exp(edge) if layout.is_log[j] else edge
-                warnings.append(f"{name}: the posterior runs into the prior's {side} bound {shown:.3g}; the data do "
-                                "not bound it there, or the model compensates a misfit with it (widen the bound "
-                                "or look at the residuals)")
+        u = (slots[:, j] - layout.lows[j]) / (layout.highs[j] - layout.lows[j])
+        lower, upper = np.mean(u < 0.05) > 0.15, np.mean(u > 0.95) > 0.15
+        if lower == upper or (lower and name not in _OF_INTEREST):
+            continue
+        side = "lower" if lower else "upper"
+        edge = layout.lows[j] if lower else layout.highs[j]
+        shown = math.exp(edge) if layout.is_log[j] else edge
+        lo, hi = (math.exp(v) if layout.is_log[j] else v for v in (layout.lows[j], layout.highs[j]))
+        warnings.append(f"{name}: the posterior piles against the prior's {side} bound {shown:.3g}: the bound, not the "
+                        f"data, sets it (widen it with --prior {name}=LOW:HIGH, now {lo:.3g}:{hi:.3g}; or look at the "
+                        "residuals: a misfit can push it there)")
     if "d_ox" in layout.names and not layout.lognormal:
         warnings.append("d_ox: its interval takes the electrode area and the concentration as exact (a voltammogram "
                         "measures A C sqrt(D)); state their relative uncertainties (--area-rsd, --conc-rsd; JointConfig "

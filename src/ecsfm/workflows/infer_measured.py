@@ -19,7 +19,7 @@ from .measurement import NOISE_UNIT, noise_to_amperes
 from .plausibility import check_current
 from .plots import plot_joint_marginals, plot_separate, plot_trace
 
-__all__ = ["run_joint_infer"]
+__all__ = ["run_joint_infer", "parse_priors"]
 
 #: --known names the joint fit takes as concentrations/cell values rather than fixed parameters
 _JOINT_CELL = ("c_ox", "c_red")
@@ -32,7 +32,7 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
                     noise: float | None = None, n_particles: int | None = None, units: str | None = None,
                     sign_convention: str = "auto", temperature: float | None = None, seed: int = 0,
                     warnings=(), discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
-                    conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False) -> dict:
+                    conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=()) -> dict:
     """Fit one couple to several measured traces on their own potential programs
     (``ecsfm.posterior.fit_joint``, the simulator), check the fit (``model_check`` in the summary,
     also per trace fitted alone with ``separate``) and write ``posterior_summary.json``,
@@ -42,7 +42,8 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     (``NOISE_UNIT``, as on the model-grid route; None: unknown, integrated out); ``known``
     ``NAME=VALUE`` items (``c_ox`` in mM is required); ``fmt`` the files' format
     (``ecsfm.io.read``); ``force`` skips the current's plausibility check
-    (``ecsfm.workflows.plausibility``). Returns the summary. Raises ValueError naming the argument
+    (``ecsfm.workflows.plausibility``); ``priors`` ``NAME=LOW:HIGH`` items that replace a
+    parameter's prior box (physical units, as ``known``). Returns the summary. Raises ValueError naming the argument
     on bad input."""
     measurements = [Path(m) for m in measurements]
     if not measurements:
@@ -65,7 +66,9 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     temp = sim.DEFAULT_TEMPERATURE if temperature is None else float(temperature)
     if not force:
         check_current(traces, area=area, c_ox=cell["c_ox"], temperature=temp)
+    bounds = parse_priors(priors)
     cfg_kw = dict(per_trace=tuple(per_trace), tie_d_red=tie_d_red, noise=noise_to_amperes(noise, area), known=fixed,
+                  bounds=bounds,
                   discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd)
     if n_particles is not None:
         cfg_kw["n_particles"] = int(n_particles)
@@ -88,6 +91,9 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
         "schema_version": SUMMARY_SCHEMA_VERSION, "kind": "joint", "joint_schema_version": JOINT_SCHEMA_VERSION,
         "engine": str(Engine.SIMULATOR), "method": str(Method.SMC), "potential_reference": reference or "as measured",
         "noise_mA_per_cm2": None if noise is None else float(noise),
+        "priors_changed": {k: list(v) for k, v in bounds.items()},
+        "assumptions": _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noise,
+                                    discrepancy_length, cycle, per_trace, bounds, fixed),
         "traces": res["traces"], "parameters": res["parameters"], "k0_bound": res["k0_bound"],
         "model_check": res["model_check"], "residual_rms_A": res["residual_rms_A"], "known": res["known"], "fixed": res["fixed"],
         "separate_fits": per_rate, "seconds": elapsed, "n_likelihood_evaluations": res["n_likelihood_evaluations"],
@@ -106,6 +112,53 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     if per_rate:
         plot_separate(out / "separate_fits.png", per_rate, res["parameters"], reference)
     return summary
+
+
+def _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noise, length, cycle, per_trace,
+                 bounds, fixed) -> dict:
+    """Every assumption of the fit, in words (the console echoes them; the summary keeps them)."""
+    def exact(rsd):
+        return "(exact)" if not rsd else f"(+/- {100 * rsd:g} %, log-normal)"
+
+    background = "a constant offset per trace" + ("" if "cdl" in per_trace else ", one Cdl for all traces") + \
+        (", Cdl per trace" if "cdl" in per_trace else "") + (", Ru per trace" if "ru" in per_trace else "")
+    return {"reference electrode": reference or "as measured (none stated: --reference)",
+            "area": f"{area:.4g} cm^2 {exact(area_rsd)}", "c_ox": f"{cell['c_ox']:g} mM {exact(conc_rsd)}",
+            "c_red": f"{cell['c_red']:g} mM", "D_red": "= D_ox (tied; --free-d-red frees it)" if tie_d_red else "free",
+            "T": f"{temp:g} K", "n": "1 electron",
+            "noise": "unknown, one sd per trace integrated out" if noise is None else f"{noise:g} {NOISE_UNIT}",
+            "model discrepancy": "none (independent residuals)" if length is None else
+            f"smooth, correlation length {length:g} V (--discrepancy-length)",
+            "window": f"the whole of cycle {cycle}", "background": background,
+            "fixed": ", ".join(f"{k} = {v:g}" for k, v in fixed.items()) or "nothing",
+            "priors changed": ", ".join(f"{k} {lo:g}:{hi:g}" for k, (lo, hi) in bounds.items()) or "none"}
+
+
+def parse_priors(items) -> dict:
+    """``NAME=LOW:HIGH`` items (physical units: e0 V, k0 cm/s, alpha, d_ox/d_red cm^2/s, ru ohm,
+    cdl F/cm^2, kappa) -> {name: (low, high)}, the prior boxes of a joint fit. Raises ValueError
+    naming the item."""
+    out = {}
+    for item in items:
+        name, sep, box = (x.strip() for x in str(item).partition("="))
+        lo, colon, hi = box.partition(":")
+        if not sep or not colon:
+            raise ValueError(f"prior: expected NAME=LOW:HIGH, got {item!r}")
+        name = name.lower()
+        if name not in _JOINT_PARAMS + ("kappa",):
+            raise ValueError(f"prior: unknown parameter {name!r}; allowed: {', '.join(_JOINT_PARAMS + ('kappa',))}")
+        try:
+            low, high = float(lo), float(hi)
+        except ValueError:
+            raise ValueError(f"prior: {name} = {box!r} is not LOW:HIGH numbers") from None
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"prior: {name} needs LOW < HIGH, got {box!r}")
+        if PHYSICAL_PARAMETERS[name].log and low <= 0:
+            raise ValueError(f"prior: {name} is positive; LOW must be > 0, got {low:g}")
+        if name == "alpha" and not (0 < low and high < 1):
+            raise ValueError(f"prior: alpha's range must lie in (0, 1), got {box!r}")
+        out[name] = (low, high)
+    return out
 
 
 def _split_known(known) -> tuple[dict, dict]:

@@ -19,7 +19,7 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
                 sign_convention: str = "iupac", n_particles: int | None = None, seed: int = 0, scan_rates=(),
                 reference: str | None = None, separate: bool = False, cycle: int = 0, per_trace=("offset",),
                 tie_d_red: bool = True, discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
-                conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False) -> tuple[Route, dict]:
+                conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=()) -> tuple[Route, dict]:
     """Fit measured files on the route ``choose_route`` picks and write the results into
     ``out_dir``; returns (route, summary). ``noise`` is in mA/cm^2 on both routes. The
     model-grid route (``run_infer``) uses ``task``, ``stage``, ``couples``, ``engine``,
@@ -27,7 +27,8 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
     and the discrepancy and uncertainty settings. ``model_dir``: a model folder (default: the one
     shipped in the package). ``area`` (cm^2) is required unless every file is a model-grid npz
     (already per cm^2): there is no default electrode. ``fmt`` the files' format (``ecsfm.io.read``);
-    ``force`` skips the current's plausibility check. Raises ValueError naming the argument."""
+    ``force`` skips the current's plausibility check; ``priors`` (``NAME=LOW:HIGH``) the prior
+    boxes of a measured-waveform fit. Raises ValueError naming the argument."""
     measurements = [Path(m) for m in measurements]
     model_dir = DEFAULT_MODEL_DIR if model_dir is None else model_dir
     route, notes = choose_route(model_dir, measurements, task=task, waveform=waveform, engine=engine, units=units,
@@ -41,8 +42,11 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
                                   per_trace=per_trace, tie_d_red=tie_d_red, noise=noise, n_particles=n_particles,
                                   units=units, sign_convention="auto" if sign_convention == "iupac" else "us",
                                   seed=seed, warnings=notes, discrepancy_length=discrepancy_length,
-                                  area_rsd=area_rsd, conc_rsd=conc_rsd, fmt=fmt, force=force)
+                                  area_rsd=area_rsd, conc_rsd=conc_rsd, fmt=fmt, force=force, priors=priors)
         return route, summary
+    if priors:
+        raise ValueError("prior: the model grid's prior is the surrogate's training range; --prior applies to fits of "
+                         "the measured waveform (--waveform measured)")
     summary = run_infer(model_dir=model_dir, measurement=measurements, out_dir=out_dir, task=task, stage=stage,
                         known=known, noise=noise, engine=engine, method=method, couples=couples,
                         area=1.0 if area is None else area, units=units, fmt=fmt, sign_convention=sign_convention,

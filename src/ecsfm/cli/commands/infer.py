@@ -68,6 +68,10 @@ def _add_measured_args(pn) -> None:
                          "with a log-normal prior, and D's interval carries it (measured traces)")
     pn.add_argument("--conc-rsd", type=float, default=0.0, metavar="FRACTION",
                     help="relative sd of the stated concentration (--known c_ox=...; default 0: exact)")
+    pn.add_argument("--prior", action="append", default=[], metavar="NAME=LOW:HIGH",
+                    help="measured traces: the prior range of a parameter, physical units: e0 (V), k0 (cm/s), alpha, "
+                         "d_ox, d_red (cm2/s), ru (ohm), cdl (F/cm2), kappa; e.g. alpha=0.1:0.9, ru=0.1:50 "
+                         "(defaults: k0 1e-5:10, alpha 0.3:0.7, d 1e-6:5e-5, ru 0.1:2000, cdl 1e-7:1e-3)")
     pn.add_argument("--discrepancy-length", default="1.0",
                     help="measured traces: correlation length (V) of the smooth model discrepancy, or 'none' for "
                          "independent residuals (default 1.0)")
@@ -100,7 +104,8 @@ def run(args) -> int:
         n_particles=args.particles, seed=args.seed, scan_rates=args.scan_rate, reference=args.reference,
         separate=args.separate, cycle=args.cycle, per_trace=comma_list(args.per_trace),
         tie_d_red=not args.free_d_red, discrepancy_length=_discrepancy_length(args.discrepancy_length),
-        area_rsd=args.area_rsd, conc_rsd=args.conc_rsd, **given(engine=args.engine, method=args.method))
+        area_rsd=args.area_rsd, conc_rsd=args.conc_rsd, priors=args.prior,
+        **given(engine=args.engine, method=args.method))
     if route is Route.MEASURED:
         _print_measured(args, summary)
     else:
@@ -120,6 +125,7 @@ def _print_check(check: dict, plots: dict, out) -> None:
 def _print_measured(args, summary: dict) -> None:
     labels = [t["label"] for t in summary["traces"]]
     _print_check(summary["model_check"], {label: f"trace_{k}.png" for k, label in enumerate(labels)}, args.out)
+    print("assumed: " + "; ".join(f"{k} {v}" for k, v in summary["assumptions"].items()))
     for name, v in summary["parameters"].items():
         if "[" not in name:
             print(f"  {name:6s} {v['q50']:.4g} [{v['q025']:.4g}, {v['q975']:.4g}] {v['unit']} (95 %)")
