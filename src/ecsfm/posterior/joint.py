@@ -32,10 +32,10 @@ import numpy as np
 
 from .. import sim
 from ..data import PHYSICAL_PARAMETERS
-from ..io import turning_points
 from .config import SMCPosteriorConfig
 from .model_check import model_check
 from .smc import run_smc_posterior
+from .traces import Trace, trace_from_measurement
 
 __all__ = ["JointConfig", "Trace", "trace_from_measurement", "fit_joint", "JOINT_SCHEMA_VERSION", "PER_TRACE_CHOICES"]
 
@@ -61,7 +61,10 @@ class JointConfig:
     discrepancy, independent residuals); ``area_rsd`` / ``conc_rsd`` the relative standard
     deviations of the stated electrode area and bulk concentration (0: taken as exact; else each
     is a parameter with a log-normal prior around the stated value -- a voltammogram measures
-    ``A C sqrt(D)``, so D's interval is only as narrow as A and C are known); ``smc`` the
+    ``A C sqrt(D)``, so D's interval is only as narrow as A and C are known);
+    ``background_degree`` 0-3: a polynomial background in the potential per trace beyond the
+    offset (Legendre terms of degree 1..d over the trace's window, each within +/- 20 % of the
+    trace's largest |current|: a sloping or curved background the same on both sweeps); ``smc`` the
     sampler (its particle count is ``n_particles``); its tempering keeps 80 % ESS per stage (the
     Ru-k0 trade-off makes separated local modes; ``docs/posterior.md``)."""
 
@@ -76,6 +79,7 @@ class JointConfig:
     discrepancy_length: float | None = 1.0
     area_rsd: float = 0.0
     conc_rsd: float = 0.0
+    background_degree: int = 0
     smc: SMCPosteriorConfig = SMCPosteriorConfig(n_particles=1024, target_ess_fraction=0.8)
 
     def __post_init__(self):
@@ -93,6 +97,8 @@ class JointConfig:
         if self.discrepancy_length is not None and not (math.isfinite(self.discrepancy_length)
                                                         and 1e-3 <= self.discrepancy_length <= 2.0):
             raise ValueError(f"discrepancy_length: must be in [0.001, 2] V (or None), got {self.discrepancy_length}")
+        if self.background_degree not in (0, 1, 2, 3):
+            raise ValueError(f"background_degree: must be 0, 1, 2 or 3, got {self.background_degree!r}")
         for name in ("area_rsd", "conc_rsd"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 0.5):
@@ -111,42 +117,6 @@ class JointConfig:
                 raise ValueError(f"bounds: {name!r} needs (low, high) with low < high, got {box!r}")
             if _PARAMS[name][1] and box[0] <= 0:
                 raise ValueError(f"bounds: {name} is positive: its low bound must be > 0, got {box[0]}")
-
-
-@dataclass(frozen=True)
-class Trace:
-    """One measured sweep: ``vertices`` (V, the potential program's turning points, start and end
-    included), ``scan_rate`` V/s, ``potential`` (V), ``current`` (A, IUPAC), ``path`` the position
-    along the program (0 at the start, 1 at the end) of each point, and a ``label``."""
-
-    vertices: tuple
-    scan_rate: float
-    potential: np.ndarray
-    current: np.ndarray
-    path: np.ndarray
-    label: str
-
-
-def trace_from_measurement(m, *, cycle: int | None = 0, scan_rate: float | None = None, label: str | None = None) -> Trace:
-    """A ``Trace`` from an ``ecsfm.io.Measurement`` (one cycle by default; ``cycle=None`` keeps
-    every point). The potential program is rebuilt from the measured potential's turning points."""
-    if cycle is not None:  # select_cycle refuses a cycle the measurement lacks, one cycle or several
-        m = m.select_cycle(cycle)
-    v = scan_rate if scan_rate is not None else m.scan_rate
-    if v is None or not (math.isfinite(v) and v > 0):
-        raise ValueError(f"scan_rate: {m.metadata.get('source_file', 'trace')} has no scan rate; give one (V/s)")
-    e = np.asarray(m.potential, np.float64)
-    turns, _ = turning_points(e)
-    idx = [0, *[int(k) for k in turns if 0 < k < e.size - 1], e.size - 1]
-    vertices = tuple(float(e[k]) for k in idx)
-    if len(vertices) < 2 or max(vertices) - min(vertices) < 0.05:
-        raise ValueError(f"trace: the potential spans {1e3 * (e.max() - e.min()):.0f} mV; a sweep of at least 50 mV "
-                         "is needed")
-    steps = np.abs(np.diff(e))
-    walked = np.concatenate([[0.0], np.cumsum(steps)])
-    path = walked / walked[-1]
-    name = label or str(m.metadata.get("source_file", f"{v:g} V/s"))
-    return Trace(vertices, float(v), e, np.asarray(m.current, np.float64), path, name)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -201,6 +171,14 @@ class _Layout:
                 self.lows.append(box[0])
                 self.highs.append(box[1])
                 self.is_log.append(_PARAMS[p][1])
+        self.background_degree = config.background_degree
+        for d in range(1, config.background_degree + 1):
+            for j, t in enumerate(traces):
+                span = 0.2 * float(np.max(np.abs(t.current)))
+                self.names.append(f"bg{d}[{j}]")
+                self.lows.append(-span)
+                self.highs.append(span)
+                self.is_log.append(False)
         self.lows, self.highs = np.asarray(self.lows), np.asarray(self.highs)
         self.is_log = np.asarray(self.is_log, bool)
         self.dim = len(self.names)
@@ -240,6 +218,7 @@ class _JointForward(eqx.Module):
     durations: jax.Array  # (T,) s
     index: jax.Array  # (T, n) int: left grid point of each observed point in its group's grid
     weight: jax.Array  # (T, n)
+    background: jax.Array  # (degree, T, n): Legendre P_1..P_degree of the potential over each trace's window
     c_red_fraction: float = eqx.field(static=True)  # c_red / c_ox as stated (both scale together)
     temperature: float = eqx.field(static=True)
     tie_d_red: bool = eqx.field(static=True)
@@ -269,7 +248,10 @@ class _JointForward(eqx.Module):
             at = jnp.take_along_axis(cur, jnp.broadcast_to(idx[None], (n, *idx.shape)), axis=2)
             at1 = jnp.take_along_axis(cur, jnp.broadcast_to(idx[None] + 1, (n, *idx.shape)), axis=2)
             out = out.at[:, cols].set(at * (1 - w) + at1 * w)
-        return out + self.layout.slot(slots, "offset", n_traces)[:, :, None]
+        out = out + self.layout.slot(slots, "offset", n_traces)[:, :, None]
+        for d in range(self.background.shape[0]):
+            out = out + self.layout.slot(slots, f"bg{d + 1}", n_traces)[:, :, None] * self.background[d][None]
+        return out
 
 
 @eqx.filter_jit
@@ -307,15 +289,18 @@ def _build(traces, config: JointConfig, area: float, c_ox: float, c_red: float, 
         group_of.append(keys.index(key))
         groups[group_of[-1]].append(j)
     n_obs = config.points_per_trace
-    index, weight, obs, basis, eig = [], [], [], [], []
+    index, weight, obs, basis, eig, xs = [], [], [], [], [], []
     for j, t in enumerate(traces):
-        take = np.unique(np.linspace(0, t.path.size - 1, n_obs).round().astype(int))
+        cand = t.fitted_index  # the points inside the window and sweeps chosen
+        take = cand[np.unique(np.linspace(0, cand.size - 1, n_obs).round().astype(int))]
         take = np.resize(take, n_obs)  # a short trace repeats points (never for >= n_obs points)
         tau = np.asarray(templates[group_of[j]].grid.tau)
         k = np.clip(np.searchsorted(tau, t.path[take], side="right") - 1, 0, tau.size - 2)
         index.append(k)
         weight.append((t.path[take] - tau[k]) / (tau[k + 1] - tau[k]))
         obs.append(t.current[take])
+        e_lo, e_hi = float(t.potential.min()), float(t.potential.max())
+        xs.append((t.potential[take] - 0.5 * (e_lo + e_hi)) / (0.5 * (e_hi - e_lo)))
         if not with_basis:
             continue
         if config.discrepancy_length is None:
@@ -329,11 +314,19 @@ def _build(traces, config: JointConfig, area: float, c_ox: float, c_red: float, 
     durations = np.asarray([float(templates[group_of[j]].duration) / t.scan_rate for j, t in enumerate(traces)])
     forward = _JointForward(tuple(templates), tuple(tuple(g) for g in groups), layout,
                             jnp.asarray(durations, jnp.float32), jnp.asarray(np.asarray(index), jnp.int32),
-                            jnp.asarray(np.asarray(weight), jnp.float32), float(c_red) / float(c_ox),
+                            jnp.asarray(np.asarray(weight), jnp.float32),
+                            jnp.asarray(_legendre(np.asarray(xs), config.background_degree), jnp.float32),
+                            float(c_red) / float(c_ox),
                             float(temperature), bool(config.tie_d_red))
     return (layout, forward, jnp.asarray(np.asarray(obs), jnp.float32),
             (jnp.asarray(np.asarray(basis), jnp.float32), jnp.asarray(np.asarray(eig), jnp.float32)) if with_basis
             else None)
+
+
+def _legendre(x: np.ndarray, degree: int) -> np.ndarray:
+    """(degree, *x.shape): Legendre polynomials P_1..P_degree of x in [-1, 1]."""
+    return np.stack([np.polynomial.legendre.legval(x, [0] * d + [1]) for d in range(1, degree + 1)]) if degree \
+        else np.zeros((0, *x.shape))
 
 
 def _summary(name: str, values: np.ndarray, unit: str) -> dict:
@@ -350,8 +343,9 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
     so one of them must be given to identify D; with ``config.area_rsd`` / ``conc_rsd`` > 0 the
     area and the concentrations are parameters around these values, ``c_red / c_ox`` kept). Returns ``parameters`` (physical units: mean, sd,
     2.5/5/50/95/97.5 % quantiles), ``samples`` (name -> (N,) physical), ``k0_bound`` (the k0
-    decision), per-trace ``residual_rms_A``, ``predictive`` (per trace: potential, observed,
-    mean, 2.5/97.5 % of the simulated current over posterior draws), the SMC diagnostics and
+    decision), per-trace ``residual_rms_A`` (over the fitted points), ``predictive`` (per trace:
+    potential, observed, mean, 2.5/97.5 % of the simulated current over posterior draws, which
+    points were fitted, the noise sd and the discrepancy's sd at the posterior median kappa, A), the SMC diagnostics and
     ``warnings``.
     """
     traces = list(traces)
@@ -382,7 +376,8 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
     samples = {}
     for j, name in enumerate(layout.names):
         samples[name] = np.exp(slots[:, j]) if layout.is_log[j] else slots[:, j]
-    params = {name: _summary(name, v, _PARAMS[name.split("[")[0]][0]) for name, v in samples.items()}
+    params = {name: _summary(name, v, _PARAMS[name.split("[")[0]][0] if not name.startswith("bg") else "A")
+              for name, v in samples.items()}
     warnings = []
     if not res["reached_posterior"]:
         warnings.append(f"SMC stopped at temperature {res['temperatures'][-1]:.3g} < 1: not the posterior")
@@ -390,6 +385,9 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
     k0_bound = _k0_bound(layout, slots, samples, config, temperature, traces) if "k0" in layout.names else None
     predictive, rms = _predictive(traces, slots, config, area, c_ox, c_red, temperature, seed, n_predictive)
     check = _model_check(traces, layout, forward, obs, basis, eig, slots, config, seed, n_predictive)
+    kappa = float(np.median(samples["kappa"])) if "kappa" in samples else 0.0
+    for pred, tc in zip(predictive, check["traces"]):  # what the predictive band adds to the parameters' spread
+        pred["noise_sd"], pred["discrepancy_sd"] = tc["noise"], kappa * tc["noise"]
     return {"schema_version": JOINT_SCHEMA_VERSION, "engine": "simulator", "parameters": params, "samples": samples,
             "fixed": {k: v for k, v in config.known.items()}, "k0_bound": k0_bound, "residual_rms_A": rms,
             "predictive": predictive, "model_check": check, "traces": [{"label": t.label, "scan_rate": t.scan_rate,
@@ -467,9 +465,10 @@ def _predictive(traces, slots: np.ndarray, config: JointConfig, area: float, c_o
         take = np.unique(np.linspace(0, t.path.size - 1, full_cfg.points_per_trace).round().astype(int))
         c = cur[:, j, : take.size]
         mean = c.mean(0)
-        resid = t.current[take] - mean
+        fitted = np.ones(take.size, bool) if t.fitted is None else t.fitted[take]
+        resid = (t.current[take] - mean)[fitted]
         rms.append(float(np.sqrt(np.mean(resid**2))))
-        predictive.append({"label": t.label, "scan_rate": t.scan_rate, "potential": t.potential[take],
+        predictive.append({"label": t.label, "scan_rate": t.scan_rate, "potential": t.potential[take], "fitted": fitted,
                            "observed": t.current[take], "mean": mean, "q025": np.quantile(c, 0.025, axis=0),
                            "q975": np.quantile(c, 0.975, axis=0)})
     return predictive, rms

@@ -17,6 +17,7 @@ from ..posterior import JOINT_SCHEMA_VERSION, Engine, JointConfig, Method, fit_j
 from .infer import SUMMARY_SCHEMA_VERSION
 from .measurement import NOISE_UNIT, noise_to_amperes
 from .plausibility import check_current
+from .blank import subtract_blank
 from .plots import plot_joint_marginals, plot_separate, plot_trace
 
 __all__ = ["run_joint_infer", "parse_priors"]
@@ -32,7 +33,9 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
                     noise: float | None = None, n_particles: int | None = None, units: str | None = None,
                     sign_convention: str = "auto", temperature: float | None = None, seed: int = 0,
                     warnings=(), discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
-                    conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=()) -> dict:
+                    conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=(),
+                    window: tuple[float, float] | None = None, sweeps=None, background_degree: int = 0,
+                    blank=None) -> dict:
     """Fit one couple to several measured traces on their own potential programs
     (``ecsfm.posterior.fit_joint``, the simulator), check the fit (``model_check`` in the summary,
     also per trace fitted alone with ``separate``) and write ``posterior_summary.json``,
@@ -43,7 +46,10 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     ``NAME=VALUE`` items (``c_ox`` in mM is required); ``fmt`` the files' format
     (``ecsfm.io.read``); ``force`` skips the current's plausibility check
     (``ecsfm.workflows.plausibility``); ``priors`` ``NAME=LOW:HIGH`` items that replace a
-    parameter's prior box (physical units, as ``known``). Returns the summary. Raises ValueError naming the argument
+    parameter's prior box (physical units, as ``known``); ``window`` (E1, E2) V and ``sweeps``
+    ("all", "first" or sweep indices) the points compared (``ecsfm.posterior.trace_from_measurement``);
+    ``background_degree`` a polynomial background per trace (``JointConfig``); ``blank`` a blank
+    scan's file, its current subtracted from every trace (``subtract_blank``). Returns the summary. Raises ValueError naming the argument
     on bad input."""
     measurements = [Path(m) for m in measurements]
     if not measurements:
@@ -60,7 +66,11 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
             raise ValueError(f"measurement: {path} does not exist")
         v = scan_rates[0] if len(scan_rates) == 1 else (scan_rates[k] if scan_rates else None)
         m = io.read(path, fmt=fmt, current_unit=units, scan_rate=v, sign_convention=sign_convention)
-        traces.append(trace_from_measurement(m, cycle=cycle, label=path.name))
+        if blank is not None:  # the blank's cycle is chosen with the trace's: one cycle left
+            m = subtract_blank(m, io.read(blank, fmt=fmt, current_unit=units, sign_convention=sign_convention,
+                                          scan_rate=v), cycle=cycle)
+        traces.append(trace_from_measurement(m, cycle=None if blank is not None else cycle, label=path.name,
+                                             window=window, sweeps=sweeps))
     if noise is not None and not (math.isfinite(noise) and noise > 0):
         raise ValueError(f"noise: must be > 0 {NOISE_UNIT} (or omitted: unknown), got {noise}")
     temp = sim.DEFAULT_TEMPERATURE if temperature is None else float(temperature)
@@ -68,7 +78,7 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
         check_current(traces, area=area, c_ox=cell["c_ox"], temperature=temp)
     bounds = parse_priors(priors)
     cfg_kw = dict(per_trace=tuple(per_trace), tie_d_red=tie_d_red, noise=noise_to_amperes(noise, area), known=fixed,
-                  bounds=bounds,
+                  bounds=bounds, background_degree=int(background_degree),
                   discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd)
     if n_particles is not None:
         cfg_kw["n_particles"] = int(n_particles)
@@ -93,7 +103,8 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
         "noise_mA_per_cm2": None if noise is None else float(noise),
         "priors_changed": {k: list(v) for k, v in bounds.items()},
         "assumptions": _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noise,
-                                    discrepancy_length, cycle, per_trace, bounds, fixed),
+                                    discrepancy_length, cycle, per_trace, bounds, fixed, window, sweeps,
+                                    background_degree, blank),
         "traces": res["traces"], "parameters": res["parameters"], "k0_bound": res["k0_bound"],
         "model_check": res["model_check"], "residual_rms_A": res["residual_rms_A"], "known": res["known"], "fixed": res["fixed"],
         "separate_fits": per_rate, "seconds": elapsed, "n_likelihood_evaluations": res["n_likelihood_evaluations"],
@@ -115,13 +126,17 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
 
 
 def _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noise, length, cycle, per_trace,
-                 bounds, fixed) -> dict:
+                 bounds, fixed, window, sweeps, degree, blank) -> dict:
     """Every assumption of the fit, in words (the console echoes them; the summary keeps them)."""
     def exact(rsd):
         return "(exact)" if not rsd else f"(+/- {100 * rsd:g} %, log-normal)"
 
-    background = "a constant offset per trace" + ("" if "cdl" in per_trace else ", one Cdl for all traces") + \
-        (", Cdl per trace" if "cdl" in per_trace else "") + (", Ru per trace" if "ru" in per_trace else "")
+    background = ("a constant offset" if not degree else f"a polynomial of degree {degree} in E") + " per trace" + \
+        ("" if "cdl" in per_trace else ", one Cdl for all traces") + (", Cdl per trace" if "cdl" in per_trace else "") + \
+        (", Ru per trace" if "ru" in per_trace else "") + (f", blank {Path(blank).name} subtracted" if blank else "")
+    sweeps_text = "all sweeps" if sweeps in (None, "all") else ("the first sweep" if sweeps == "first" else
+                                                                 "sweeps " + ",".join(str(k) for k in sweeps))
+    where = f"{sweeps_text} of cycle {cycle}" + ("" if window is None else f", {min(window):g} to {max(window):g} V")
     return {"reference electrode": reference or "as measured (none stated: --reference)",
             "area": f"{area:.4g} cm^2 {exact(area_rsd)}", "c_ox": f"{cell['c_ox']:g} mM {exact(conc_rsd)}",
             "c_red": f"{cell['c_red']:g} mM", "D_red": "= D_ox (tied; --free-d-red frees it)" if tie_d_red else "free",
@@ -129,7 +144,7 @@ def _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noi
             "noise": "unknown, one sd per trace integrated out" if noise is None else f"{noise:g} {NOISE_UNIT}",
             "model discrepancy": "none (independent residuals)" if length is None else
             f"smooth, correlation length {length:g} V (--discrepancy-length)",
-            "window": f"the whole of cycle {cycle}", "background": background,
+            "window": where, "background": background,
             "fixed": ", ".join(f"{k} = {v:g}" for k, v in fixed.items()) or "nothing",
             "priors changed": ", ".join(f"{k} {lo:g}:{hi:g}" for k, (lo, hi) in bounds.items()) or "none"}
 

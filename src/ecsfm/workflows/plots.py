@@ -75,17 +75,32 @@ def _save(fig, path) -> None:
 
 
 def plot_trace(path, pred: dict, reference) -> None:
-    fig = Figure(figsize=(6, 5.5))
-    ax, ar = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    e = pred["potential"]
-    ax.plot(e, pred["observed"] * 1e6, color="k", lw=0.8, label="measured")
-    ax.plot(e, pred["mean"] * 1e6, color="tab:red", lw=1.0, label="posterior predictive mean")
-    ax.fill_between(e, pred["q025"] * 1e6, pred["q975"] * 1e6, color="tab:red", alpha=0.3, lw=0,
-                    label="95 % band (parameter uncertainty)")
+    """Measured and predicted current of one trace with two 95 % bands -- the parameters' spread,
+    and the predictive band that adds the noise and the model discrepancy (where new data would
+    fall) -- and a residual panel with both; points outside the fitted window in grey."""
+    fig = Figure(figsize=(6, 6))
+    ax, ar = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
+    e, ua = pred["potential"], 1e6
+    fitted = np.asarray(pred.get("fitted", np.ones(e.size, bool)), bool)
+    half_param = (pred["q975"] - pred["q025"]) / 2
+    extra = pred.get("noise_sd", 0.0) ** 2 + pred.get("discrepancy_sd", 0.0) ** 2
+    half_pred = np.sqrt(half_param**2 + 1.96**2 * extra)
+    m = pred["mean"]
+    ax.fill_between(e, (m - half_pred) * ua, (m + half_pred) * ua, color="tab:orange", alpha=0.25, lw=0,
+                    label="95 % predictive band (+ noise, discrepancy)")
+    ax.fill_between(e, pred["q025"] * ua, pred["q975"] * ua, color="tab:red", alpha=0.4, lw=0,
+                    label="95 % band of the parameters")
+    ax.plot(e, np.where(fitted, pred["observed"], np.nan) * ua, color="k", lw=0.8, label="measured (fitted)")
+    if not fitted.all():
+        ax.plot(e, np.where(fitted, np.nan, pred["observed"]) * ua, color="0.6", lw=0.8, label="measured (not fitted)")
+    ax.plot(e, m * ua, color="tab:red", lw=1.0, label="posterior predictive mean")
     ax.set_ylabel("current (µA, oxidation +)")
     ax.set_title(f"{pred['label']}: {pred['scan_rate']:g} V/s", fontsize=9)
     ax.legend(fontsize=7)
-    ar.plot(e, (pred["observed"] - pred["mean"]) * 1e6, color="k", lw=0.6)
+    ar.fill_between(e, -half_pred * ua, half_pred * ua, color="tab:orange", alpha=0.25, lw=0)
+    ar.fill_between(e, -half_param * ua, half_param * ua, color="tab:red", alpha=0.4, lw=0)
+    ar.plot(e, np.where(fitted, pred["observed"] - m, np.nan) * ua, color="k", lw=0.6)
+    ar.plot(e, np.where(fitted, np.nan, pred["observed"] - m) * ua, color="0.6", lw=0.6)
     ar.axhline(0, color="tab:red", lw=0.8)
     ar.set_ylabel("residual (µA)")
     ar.set_xlabel(f"E (V vs {reference})" if reference else "E (V)")

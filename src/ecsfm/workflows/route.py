@@ -7,6 +7,7 @@ from pathlib import Path
 from ..fm import DEFAULT_MODEL_DIR
 from ..posterior import DEFAULT_ENGINE, DEFAULT_METHOD
 from .infer import run_infer
+from .compare import parse_compare, run_comparison
 from .infer_measured import run_joint_infer
 from .measurement import Route, choose_route, is_model_grid_npz
 
@@ -19,7 +20,8 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
                 sign_convention: str = "iupac", n_particles: int | None = None, seed: int = 0, scan_rates=(),
                 reference: str | None = None, separate: bool = False, cycle: int = 0, per_trace=("offset",),
                 tie_d_red: bool = True, discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
-                conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=()) -> tuple[Route, dict]:
+                conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=(), window=None, sweeps=None,
+                background_degree: int = 0, blank=None, compare=()) -> tuple[Route, dict]:
     """Fit measured files on the route ``choose_route`` picks and write the results into
     ``out_dir``; returns (route, summary). ``noise`` is in mA/cm^2 on both routes. The
     model-grid route (``run_infer``) uses ``task``, ``stage``, ``couples``, ``engine``,
@@ -28,7 +30,9 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
     shipped in the package). ``area`` (cm^2) is required unless every file is a model-grid npz
     (already per cm^2): there is no default electrode. ``fmt`` the files' format (``ecsfm.io.read``);
     ``force`` skips the current's plausibility check; ``priors`` (``NAME=LOW:HIGH``) the prior
-    boxes of a measured-waveform fit. Raises ValueError naming the argument."""
+    boxes of a measured-waveform fit; ``window``, ``sweeps``, ``background_degree`` and ``blank``
+    (``run_joint_infer``) its points and background; ``compare`` (``KEY=V1,V2`` items) fits the
+    variants and returns the comparison (``run_comparison``) instead of one summary. Raises ValueError naming the argument."""
     measurements = [Path(m) for m in measurements]
     model_dir = DEFAULT_MODEL_DIR if model_dir is None else model_dir
     route, notes = choose_route(model_dir, measurements, task=task, waveform=waveform, engine=engine, units=units,
@@ -36,17 +40,24 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
     if area is None and (route is Route.MEASURED or not all(is_model_grid_npz(m) for m in measurements)):
         raise ValueError("area: give the electrode's area (--area, cm^2) or a disc's radius (--radius, cm); a measured "
                          "current is divided by it and there is no default electrode")
+    measured_only = {"--window": window, "--sweeps": sweeps, "--background": background_degree, "--blank": blank,
+                     "--compare": compare, "--prior": priors}
+    if route is not Route.MEASURED and any(measured_only.values()):
+        given = ", ".join(k for k, v in measured_only.items() if v)
+        raise ValueError(f"waveform: {given} apply to fits of the measured waveform (--waveform measured); the model "
+                         "grid's prior and background are the surrogate's training ones")
     if route is Route.MEASURED:
-        summary = run_joint_infer(measurements=measurements, out_dir=out_dir, area=area, known=known,
-                                  scan_rates=scan_rates, reference=reference, separate=separate, cycle=cycle,
-                                  per_trace=per_trace, tie_d_red=tie_d_red, noise=noise, n_particles=n_particles,
-                                  units=units, sign_convention="auto" if sign_convention == "iupac" else "us",
-                                  seed=seed, warnings=notes, discrepancy_length=discrepancy_length,
-                                  area_rsd=area_rsd, conc_rsd=conc_rsd, fmt=fmt, force=force, priors=priors)
+        fit = dict(measurements=measurements, area=area, scan_rates=scan_rates, reference=reference, separate=separate,
+                   cycle=cycle, per_trace=per_trace, noise=noise, n_particles=n_particles, units=units,
+                   sign_convention="auto" if sign_convention == "iupac" else "us", seed=seed, warnings=notes,
+                   discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd, fmt=fmt, force=force,
+                   window=window, sweeps=sweeps, blank=blank)
+        if compare:
+            return route, run_comparison(parse_compare(compare), out_dir=out_dir, known=known, priors=priors,
+                                         tie_d_red=tie_d_red, background_degree=background_degree, **fit)
+        summary = run_joint_infer(out_dir=out_dir, known=known, priors=priors, tie_d_red=tie_d_red,
+                                  background_degree=background_degree, **fit)
         return route, summary
-    if priors:
-        raise ValueError("prior: the model grid's prior is the surrogate's training range; --prior applies to fits of "
-                         "the measured waveform (--waveform measured)")
     summary = run_infer(model_dir=model_dir, measurement=measurements, out_dir=out_dir, task=task, stage=stage,
                         known=known, noise=noise, engine=engine, method=method, couples=couples,
                         area=1.0 if area is None else area, units=units, fmt=fmt, sign_convention=sign_convention,

@@ -72,6 +72,19 @@ def _add_measured_args(pn) -> None:
                     help="measured traces: the prior range of a parameter, physical units: e0 (V), k0 (cm/s), alpha, "
                          "d_ox, d_red (cm2/s), ru (ohm), cdl (F/cm2), kappa; e.g. alpha=0.1:0.9, ru=0.1:50 "
                          "(defaults: k0 1e-5:10, alpha 0.3:0.7, d 1e-6:5e-5, ru 0.1:2000, cdl 1e-7:1e-3)")
+    pn.add_argument("--window", default=None, metavar="E1:E2",
+                    help="measured traces: fit only the points between these potentials, V (the whole program is "
+                         "still simulated); a negative E1 needs the = form: --window=-0.3:0.2")
+    pn.add_argument("--sweeps", default="all",
+                    help="measured traces: the sweeps to fit: all (default), first, or 0-based indices, e.g. 0,1")
+    pn.add_argument("--background", type=int, default=0, choices=(0, 1, 2, 3), metavar="DEGREE",
+                    help="measured traces: polynomial background in E per trace beyond the offset (0-3; default 0)")
+    pn.add_argument("--blank", type=Path, default=None, metavar="FILE",
+                    help="measured traces: a blank scan (same program and electrolyte, no analyte) subtracted from "
+                         "every trace")
+    pn.add_argument("--compare", action="append", default=[], metavar="KEY=V1,V2",
+                    help="measured traces: fit each variant and choose by log evidence; KEY: background (0-3), ru "
+                         "(free or ohm), d_red (tied, free), alpha (LOW:HIGH ranges); repeat for combinations")
     pn.add_argument("--discrepancy-length", default="1.0",
                     help="measured traces: correlation length (V) of the smooth model discrepancy, or 'none' for "
                          "independent residuals (default 1.0)")
@@ -84,6 +97,28 @@ def _discrepancy_length(text: str) -> float | None:
         return float(text)
     except ValueError:
         raise ValueError(f"discrepancy-length: expected a length in V or 'none', got {text!r}") from None
+
+
+def _window(text):
+    if text is None:
+        return None
+    lo, sep, hi = text.partition(":")
+    try:
+        window = (float(lo), float(hi))
+    except ValueError:
+        raise ValueError(f"window: expected E1:E2 in V, got {text!r}") from None
+    if not sep or not all(math.isfinite(x) for x in window) or window[0] == window[1]:
+        raise ValueError(f"window: expected E1:E2 in V with E1 != E2, got {text!r}")
+    return window
+
+
+def _sweeps(text: str):
+    if text in ("all", "first"):
+        return text
+    try:
+        return tuple(int(k) for k in text.split(","))
+    except ValueError:
+        raise ValueError(f"sweeps: expected all, first or 0-based indices such as 0,1; got {text!r}") from None
 
 
 def _area(args) -> float | None:
@@ -104,9 +139,13 @@ def run(args) -> int:
         n_particles=args.particles, seed=args.seed, scan_rates=args.scan_rate, reference=args.reference,
         separate=args.separate, cycle=args.cycle, per_trace=comma_list(args.per_trace),
         tie_d_red=not args.free_d_red, discrepancy_length=_discrepancy_length(args.discrepancy_length),
-        area_rsd=args.area_rsd, conc_rsd=args.conc_rsd, priors=args.prior,
+        area_rsd=args.area_rsd, conc_rsd=args.conc_rsd, priors=args.prior, window=_window(args.window),
+        sweeps=None if args.sweeps == "all" else _sweeps(args.sweeps), background_degree=args.background,
+        blank=args.blank, compare=args.compare,
         **given(engine=args.engine, method=args.method))
-    if route is Route.MEASURED:
+    if args.compare:
+        _print_comparison(args, summary)
+    elif route is Route.MEASURED:
         _print_measured(args, summary)
     else:
         _print_model_grid(args, summary)
@@ -142,6 +181,19 @@ def _print_measured(args, summary: dict) -> None:
           f"trace(s), {summary['seconds']:.1f} s wall time")
     for w in summary["warnings"]:
         print(f"  warning: {w}")
+
+
+def _print_comparison(args, record: dict) -> None:
+    print(f"{'variant':32s} {'log evidence':>13s}  model check  " + "  ".join(f"{n:>9s}" for n in ("e0", "k0", "d_ox")))
+    for r in record["variants"]:
+        p = r["parameters"]
+        check = "adequate" if r["adequate"] else f"MISFIT p={r['check_p_value']:.1g}"
+        mark = "*" if r["variant"] == record["chosen"] else " "
+        print(f"{mark}{r['variant']:31s} {r['log_evidence']:13.1f}  {check:11s}  "
+              + "  ".join(f"{p[n]:9.4g}" if n in p else f"{'-':>9s}" for n in ("e0", "k0", "d_ox")))
+    print(f"chosen: {record['chosen']} ({record['reason']}); each variant's fit is in its folder under {args.out}")
+    if record["none_adequate"]:
+        print("  warning: no variant describes the data (every model check failed): the chosen one is the least bad")
 
 
 def _print_model_grid(args, summary: dict) -> None:

@@ -1,0 +1,113 @@
+"""What a user controls in a fit of measured traces: the background model chosen by evidence,
+a blank scan, a potential window, the sweeps. Data are simulated at a finer potential step than
+the fit uses (0.5 mV against 2 mV), with a known truth."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ecsfm import sim
+from ecsfm.cli import main
+
+AREA, D = 0.0707, 7e-6
+FIT = ["--area", str(AREA), "--known", "c_ox=1", "--particles", "256"]
+
+
+def _cv(v, *, background=None, faradaic=True):
+    """(E, I) of one CV, 0.35 -> -0.35 -> 0.35 V, with an optional background(E, direction)."""
+    couple = sim.Couple(e0=0.0, k0=0.02, alpha=0.5, d_ox=D, d_red=D, c_ox=1.0 if faradaic else 0.0, c_red=0.0)
+    r = sim.simulate(sim.cyclic_voltammetry(0.35, -0.35, v, step=5e-4), [couple], sim.Cell(area=AREA, cdl=2e-5))
+    e, i = np.asarray(r.potential, np.float64), np.asarray(r.current, np.float64)
+    if background is not None:
+        i = i + background(e, np.sign(np.gradient(e)))
+    return np.asarray(r.time, np.float64), e, i
+
+
+def _write(path, t, e, i, rng, noise=3e-8):
+    i = i + rng.normal(0.0, noise, i.size)
+    path.write_text("time/s,E/V,I/A\n" + "\n".join(f"{a:.6f},{b:.6f},{c:.6e}" for a, b, c in zip(t, e, i)))
+    return str(path)
+
+
+def _summary(folder):
+    return json.loads((folder / "posterior_summary.json").read_text())
+
+
+def test_the_evidence_chooses_the_background_the_data_have(tmp_path, stat_seed, capsys):
+    rng = np.random.default_rng(stat_seed)
+    slope = lambda e, d: 2e-6 * e / 0.35  # noqa: E731  (2 uA at the window's ends, ~10 % of the peak)
+    data = _write(tmp_path / "cv.csv", *_cv(0.1, background=slope), rng)
+    assert main(["infer", "--measurement", data, "--waveform", "measured", *FIT, "--compare", "background=0,1",
+                 "--out", str(tmp_path / "cmp")]) == 0
+    record = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    rows = {r["variant"]: r for r in record["variants"]}
+    assert record["chosen"] == "background=1"
+    assert rows["background=1"]["log_evidence"] > rows["background=0"]["log_evidence"] + 5
+    assert rows["background=1"]["adequate"] and not rows["background=0"]["adequate"]
+    assert abs(rows["background=1"]["parameters"]["d_ox"] / D - 1) < 0.05
+    out = capsys.readouterr().out
+    assert "chosen: background=1" in out and "MISFIT" in out
+
+
+def test_a_blank_scan_removes_a_background_the_cell_model_lacks(tmp_path, stat_seed):
+    rng = np.random.default_rng(stat_seed)
+    # a background that differs between the sweeps and curves: surface processes, not charging alone
+    bg = lambda e, d: 1.5e-6 * np.exp(-((e - 0.2) / 0.05) ** 2) * d + 1e-6 * (e / 0.35) ** 2  # noqa: E731
+    data = _write(tmp_path / "cv.csv", *_cv(0.1, background=bg), rng)
+    blank = _write(tmp_path / "blank.csv", *_cv(0.1, background=bg, faradaic=False), rng)
+    assert main(["infer", "--measurement", data, "--waveform", "measured", *FIT, "--blank", blank,
+                 "--out", str(tmp_path / "with")]) == 0
+    with_blank = _summary(tmp_path / "with")
+    assert with_blank["model_check"]["adequate"], with_blank["model_check"]
+    assert abs(with_blank["parameters"]["d_ox"]["q50"] / D - 1) < 0.05
+    assert "blank blank.csv subtracted" in with_blank["assumptions"]["background"]
+    assert main(["infer", "--measurement", data, "--waveform", "measured", *FIT, "--out", str(tmp_path / "none")]) == 0
+    assert not _summary(tmp_path / "none")["model_check"]["adequate"]
+
+
+def test_a_window_leaves_out_a_feature_beyond_it(tmp_path, stat_seed):
+    rng = np.random.default_rng(stat_seed)
+    # an onset of solvent reduction below -0.25 V that the cell model does not have
+    onset = lambda e, d: -1e-6 * np.expm1(np.clip((-0.25 - e) / 0.05, 0, None))  # noqa: E731
+    data = _write(tmp_path / "cv.csv", *_cv(0.1, background=onset), rng)
+    assert main(["infer", "--measurement", data, "--waveform", "measured", *FIT, "--out", str(tmp_path / "all")]) == 0
+    assert not _summary(tmp_path / "all")["model_check"]["adequate"]
+    assert main(["infer", "--measurement", data, "--waveform", "measured", *FIT, "--window=-0.24:0.35",
+                 "--out", str(tmp_path / "cut")]) == 0
+    cut = _summary(tmp_path / "cut")
+    assert cut["model_check"]["adequate"], cut["model_check"]
+    assert abs(cut["parameters"]["d_ox"]["q50"] / D - 1) < 0.05
+    assert "-0.24 to 0.35 V" in cut["assumptions"]["window"]
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--window", "a:b"], ["--window", "E1:E2"]),
+    (["--window", "0.1:0.1"], ["--window", "E1 != E2"]),
+    (["--sweeps", "x"], ["--sweeps", "first"]),
+    (["--sweeps", "5"], ["--sweeps", "0..1", "[5]"]),
+    (["--window", "0.348:0.35"], ["--window", "at least 16"]),
+    (["--compare", "zeta=1,2"], ["--compare", "background"]),
+    (["--compare", "background=1"], ["--compare", "two variants"]),
+    (["--compare", "background=7,1"], ["--compare", "0-3"]),
+])
+def test_bad_controls_are_refused_in_one_line(tmp_path, capsys, extra, words):
+    data = _write(tmp_path / "cv.csv", *_cv(0.1), np.random.default_rng(0))
+    assert main(["infer", "--measurement", data, "--waveform", "measured", *FIT, *extra,
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and not (tmp_path / "o").exists()
+    for w in words:
+        assert w in err, (w, err)
+
+
+def test_a_blank_of_another_program_is_refused(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    data = _write(tmp_path / "cv.csv", *_cv(0.1), rng)
+    t, e, i = _cv(0.1)
+    blank = _write(tmp_path / "blank.csv", t, e * 0.8, i, rng)  # a narrower window
+    assert main(["infer", "--measurement", data, "--waveform", "measured", *FIT, "--blank", blank,
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "same program" in capsys.readouterr().err
