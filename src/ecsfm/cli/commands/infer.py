@@ -164,6 +164,12 @@ def _print_check(check: dict, plots: dict, out) -> None:
 def _print_measured(args, summary: dict) -> None:
     labels = [t["label"] for t in summary["traces"]]
     _print_check(summary["model_check"], {label: f"trace_{k}.png" for k, label in enumerate(labels)}, args.out)
+    if len(labels) > 1:
+        rate = {t["label"]: t["scan_rate"] for t in summary["traces"]}
+        per = sorted(summary["model_check"]["traces"], key=lambda t: rate[t["label"]])
+        print("  smooth misfit per trace, % of its peak (model check): " + ", ".join(
+            f"{rate[t['label']]:g} V/s {100 * t['smooth_misfit_rms'] / t['peak']:.2g}"
+            + ("" if t["p_value"] * len(per) >= summary["model_check"]["level"] else " (misfit)") for t in per))
     print("assumed: " + "; ".join(f"{k} {v}" for k, v in summary["assumptions"].items()))
     for name, v in summary["parameters"].items():
         if "[" not in name:
