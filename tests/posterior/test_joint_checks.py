@@ -58,3 +58,29 @@ def test_an_uninformed_alpha_of_a_reversible_couple_draws_no_bound_warning(stat_
 def test_bad_bounds_are_refused(bounds, word):
     with pytest.raises(ValueError, match=word):
         JointConfig(bounds=bounds)
+
+
+def test_leaving_one_rate_out_names_the_rate_the_others_do_not_predict(stat_seed):
+    from ecsfm.posterior import leave_one_out
+
+    # three rates of one cell, but the fastest recorded with D 40 % higher (a different solution)
+    rng_seeds = (stat_seed, stat_seed + 1, stat_seed + 2)
+    traces = []
+    for v, s, d in zip((0.05, 0.1, 0.2), rng_seeds, (7e-6, 7e-6, 9.8e-6)):
+        t = _trace(seed=s, v=v)
+        if d != 7e-6:  # rebuild the odd one with its own D
+            couple = sim.Couple(e0=0.0, k0=5e-3, alpha=0.5, d_ox=d, d_red=d, c_ox=1.0, c_red=0.0)
+            r = sim.simulate(sim.cyclic_voltammetry(0.4, -0.4, v, step=5e-4), [couple],
+                             sim.Cell(area=AREA, ru=5.0, cdl=2e-5))
+            i = np.asarray(r.current, np.float64)
+            i = i + np.random.default_rng(s).normal(0.0, 0.005 * np.abs(i).max(), i.size)
+            t = trace_from_measurement(io.Measurement(time=np.asarray(r.time, np.float64),
+                                                      potential=np.asarray(r.potential, np.float64), current=i,
+                                                      scan_rate=v, cycle=np.zeros(i.size, int), metadata={}))
+        traces.append(t)
+    loo = leave_one_out(traces, area=AREA, c_ox=1.0, config=JointConfig(n_particles=128, points_per_trace=80),
+                        seed=stat_seed)
+    assert not loo["adequate"]
+    assert max(loo["traces"], key=lambda t: t["statistic"])["scan_rate"] == 0.2
+    with pytest.raises(ValueError, match="at least 3"):
+        leave_one_out(traces[:2], area=AREA, c_ox=1.0)

@@ -99,3 +99,20 @@ def test_noise_from_second_differences_reads_noise_under_a_smooth_trend(stat_see
 def test_bad_input_is_refused(observed, draws, kw, word):
     with pytest.raises(ValueError, match=word.replace("(", r"\(").replace(")", r"\)")):
         model_check(observed, draws, **kw)
+
+
+def test_held_out_p_values_are_uniform_for_a_prediction_from_other_data(stat_seed):
+    # New data y* = X beta + eps predicted from the posterior of beta given other data y: the null
+    # residual is new noise plus the prediction's spread, which held_out=True samples.
+    rng = np.random.default_rng(stat_seed)
+    ps = []
+    for c in range(120):
+        beta = rng.normal(size=DESIGN.shape[1])
+        y = DESIGN[::2] @ beta + rng.normal(0.0, SIGMA, N // 2)  # fitted on half the points...
+        a = np.linalg.inv(DESIGN[::2].T @ DESIGN[::2])
+        draws = rng.multivariate_normal(a @ DESIGN[::2].T @ y, SIGMA**2 * a, S) @ DESIGN.T
+        y_new = DESIGN @ beta + rng.normal(0.0, SIGMA, N)  # ...predicting a new trace
+        ps.append(model_check([y_new], [draws], held_out=True, seed=c)["p_value"])
+    ps = np.asarray(ps)
+    assert stats.kstest(ps, "uniform").pvalue > 1e-4
+    assert _within_binomial(int(np.sum(ps < 0.1)), ps.size, 0.1)

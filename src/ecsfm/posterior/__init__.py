@@ -42,6 +42,7 @@ from .diagnostics import (
 )
 from .infer import infer_joint_posterior, infer_parameter_posterior
 from .model_check import ALARM_LEVEL, model_check, noise_from_second_differences
+from .loo import leave_one_out
 from .joint import JOINT_SCHEMA_VERSION, JointConfig, Trace, fit_joint, trace_from_measurement
 from .prior_weight import BAND_KEEP, contaminate, predictive_band_scale, prior_weight
 from .regimes import SEED_REGIMES, build_mask, validate_regimes
@@ -77,6 +78,7 @@ __all__ = [
     "fit_joint",
     "infer_joint_posterior",
     "infer_parameter_posterior",
+    "leave_one_out",
     "model_check",
     "noise_from_second_differences",
     "interval_coverage",

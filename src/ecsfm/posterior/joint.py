@@ -25,13 +25,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .. import sim
-from ..data import PHYSICAL_PARAMETERS
+from ._joint_model import _LOGNORMAL_SPAN, _PARAMS, PER_TRACE_CHOICES, _apply, _build, _joint_loglik, _Layout  # noqa: F401 (tests and loo read them)
 from .config import SMCPosteriorConfig
 from .model_check import model_check
 from .smc import run_smc_posterior
@@ -40,15 +38,6 @@ from .traces import Trace, trace_from_measurement
 __all__ = ["JointConfig", "Trace", "trace_from_measurement", "fit_joint", "JOINT_SCHEMA_VERSION", "PER_TRACE_CHOICES"]
 
 JOINT_SCHEMA_VERSION = 1
-PER_TRACE_CHOICES = ("offset", "cdl", "ru")
-#: name -> (unit, sampled in ln?, default box in sampled units or None for a data-dependent box),
-#: read from the one table of physical parameters
-_PARAMS = {name: (p.unit, p.log, p.box_in_fit_units()) for name, p in PHYSICAL_PARAMETERS.items()
-           if name != "c_red"}
-#: parameters with a log-normal prior around a stated value (area, concentration): +/- this many sd
-_LOGNORMAL_SPAN = 5.0
-
-
 @dataclass(frozen=True)
 class JointConfig:
     """``n_particles`` SMC particles; ``points_per_trace`` thinned points per trace;
@@ -119,216 +108,6 @@ class JointConfig:
                 raise ValueError(f"bounds: {name} is positive: its low bound must be > 0, got {box[0]}")
 
 
-# -------------------------------------------------------------------------------------------------
-# The parameter layout and the batched forward model
-
-
-class _Layout:
-    """Slot names, boxes (slot units) and which trace a per-trace slot belongs to."""
-
-    def __init__(self, traces, config: JointConfig, area: float = 1.0, c_ox: float = 1.0):
-        e_lo = min(float(t.potential.min()) for t in traces)
-        e_hi = max(float(t.potential.max()) for t in traces)
-        shared = ["e0", "k0", "alpha", "d_ox"] + ([] if config.tie_d_red else ["d_red"])
-        shared += [p for p in ("ru", "cdl") if p not in config.per_trace]
-        shared += ["kappa"] if config.discrepancy_length is not None else []
-        self.names, self.lows, self.highs, self.is_log, self.fixed = [], [], [], [], {}
-        self.lognormal = {}  # name -> (ln of the stated value, sd of ln)
-        for name, value, rsd in (("area", area, config.area_rsd), ("c_ox", c_ox, config.conc_rsd)):
-            if rsd > 0:
-                sd = math.log1p(rsd)
-                self.lognormal[name] = (math.log(value), sd)
-                shared.append(name)
-            else:
-                self.fixed[name] = math.log(value)
-        for name in shared:
-            unit, is_log, box = _PARAMS[name]
-            if name in config.bounds:
-                lo, hi = config.bounds[name]
-                box = (math.log(lo), math.log(hi)) if is_log else (float(lo), float(hi))
-            elif name in self.lognormal:
-                centre, sd = self.lognormal[name]
-                box = (centre - _LOGNORMAL_SPAN * sd, centre + _LOGNORMAL_SPAN * sd)
-            elif box is None:  # e0: the window of the traces
-                box = (e_lo, e_hi)
-            if name in config.known:
-                value = config.known[name]
-                self.fixed[name] = math.log(value) if is_log else float(value)
-                continue
-            self.names.append(name)
-            self.lows.append(box[0])
-            self.highs.append(box[1])
-            self.is_log.append(is_log)
-        self.per_trace = [p for p in PER_TRACE_CHOICES if p in config.per_trace or p == "offset"]
-        for p in self.per_trace:
-            for j, t in enumerate(traces):
-                if p == "offset":
-                    span = 0.1 * float(np.max(np.abs(t.current)))
-                    box = (-span, span)
-                else:
-                    box = _PARAMS[p][2]
-                self.names.append(f"{p}[{j}]")
-                self.lows.append(box[0])
-                self.highs.append(box[1])
-                self.is_log.append(_PARAMS[p][1])
-        self.background_degree = config.background_degree
-        for d in range(1, config.background_degree + 1):
-            for j, t in enumerate(traces):
-                span = 0.2 * float(np.max(np.abs(t.current)))
-                self.names.append(f"bg{d}[{j}]")
-                self.lows.append(-span)
-                self.highs.append(span)
-                self.is_log.append(False)
-        self.lows, self.highs = np.asarray(self.lows), np.asarray(self.highs)
-        self.is_log = np.asarray(self.is_log, bool)
-        self.dim = len(self.names)
-
-    def to_slots(self, y: np.ndarray) -> np.ndarray:
-        return self.lows + (self.highs - self.lows) / (1.0 + np.exp(-np.clip(y, -60, 60)))
-
-    def log_prior(self, y: np.ndarray) -> np.ndarray:
-        """Log prior density in y (n,): uniform on each box is the logistic density in the logit
-        coordinate; a log-normal parameter (area, concentration) adds its normal density in ln
-        units times the box width (truncated at +/- 5 sd: mass 6e-7 left out)."""
-        out = np.sum(-np.abs(y) - 2.0 * np.log1p(np.exp(-np.abs(y))), axis=1)
-        if self.lognormal:
-            slots = self.to_slots(y)
-            for name, (centre, sd) in self.lognormal.items():
-                j = self.names.index(name)
-                out = out + (math.log(self.highs[j] - self.lows[j]) - 0.5 * math.log(2 * math.pi) - math.log(sd)
-                             - 0.5 * ((slots[:, j] - centre) / sd) ** 2)
-        return out
-
-    def slot(self, slots, name: str, n_traces: int):
-        """(N, T) values of a parameter for every trace (shared, per-trace or fixed)."""
-        if name in self.fixed:
-            return jnp.full((slots.shape[0], n_traces), self.fixed[name], slots.dtype)
-        if name in self.names:
-            return jnp.broadcast_to(slots[:, self.names.index(name)][:, None], (slots.shape[0], n_traces))
-        cols = [self.names.index(f"{name}[{j}]") for j in range(n_traces)]
-        return slots[:, jnp.asarray(cols)]
-
-
-class _JointForward(eqx.Module):
-    """slots (N, P) -> currents (N, T, n) A at each trace's thinned points (one compiled call)."""
-
-    templates: tuple  # per group: a Waveform whose duration is the path length at 1 V/s
-    groups: tuple = eqx.field(static=True)  # per group: trace indices
-    layout: _Layout = eqx.field(static=True)
-    durations: jax.Array  # (T,) s
-    index: jax.Array  # (T, n) int: left grid point of each observed point in its group's grid
-    weight: jax.Array  # (T, n)
-    background: jax.Array  # (degree, T, n): Legendre P_1..P_degree of the potential over each trace's window
-    c_red_fraction: float = eqx.field(static=True)  # c_red / c_ox as stated (both scale together)
-    temperature: float = eqx.field(static=True)
-    tie_d_red: bool = eqx.field(static=True)
-
-    def __call__(self, slots):
-        n_traces = self.durations.shape[0]
-        n = slots.shape[0]
-        val = {name: self.layout.slot(slots, name, n_traces)
-               for name in ("e0", "k0", "alpha", "d_ox", "ru", "cdl", "area", "c_ox")}
-        val["d_red"] = val["d_ox"] if self.tie_d_red else self.layout.slot(slots, "d_red", n_traces)
-        out = jnp.zeros((n, n_traces, self.index.shape[1]), slots.dtype)
-        for template, members in zip(self.templates, self.groups):
-            cols = jnp.asarray(members)
-
-            def flat(name, cols=cols):
-                return val[name][:, cols].reshape(-1)
-
-            c_ox = jnp.exp(flat("c_ox"))
-            couple = sim.Couple(e0=flat("e0"), k0=jnp.exp(flat("k0")), alpha=flat("alpha"), d_ox=jnp.exp(flat("d_ox")),
-                                d_red=jnp.exp(flat("d_red")), c_ox=c_ox, c_red=c_ox * self.c_red_fraction)
-            cell = sim.Cell(area=jnp.exp(flat("area")), temperature=self.temperature, ru=jnp.exp(flat("ru")),
-                            cdl=jnp.exp(flat("cdl")))
-            dur = jnp.broadcast_to(self.durations[cols][None, :], (n, len(members))).reshape(-1)
-            wf = eqx.tree_at(lambda w: w.duration, template, dur)
-            cur = sim.simulate(wf, [couple], cell).current.reshape(n, len(members), -1)
-            idx, w = self.index[cols], self.weight[cols]  # (Tg, n_obs)
-            at = jnp.take_along_axis(cur, jnp.broadcast_to(idx[None], (n, *idx.shape)), axis=2)
-            at1 = jnp.take_along_axis(cur, jnp.broadcast_to(idx[None] + 1, (n, *idx.shape)), axis=2)
-            out = out.at[:, cols].set(at * (1 - w) + at1 * w)
-        out = out + self.layout.slot(slots, "offset", n_traces)[:, :, None]
-        for d in range(self.background.shape[0]):
-            out = out + self.layout.slot(slots, f"bg{d + 1}", n_traces)[:, :, None] * self.background[d][None]
-        return out
-
-
-@eqx.filter_jit
-def _apply(forward, slots):
-    """``forward(slots)``, compiled once per forward model."""
-    return forward(slots)
-
-
-@eqx.filter_jit
-def _joint_loglik(forward, slots, obs, noise, basis, eig, kappa2):
-    """(N,) log-likelihood, (N, T) per trace; currents compared in uA. Residual covariance
-    ``sigma^2 (I + kappa^2 R)`` per trace with ``R = basis diag(eig) basis^T`` (``eig = 0``: no
-    discrepancy); ``kappa2`` (N,)."""
-    r = (obs[None] - forward(slots)) * 1e6
-    n = obs.shape[1]
-    rq = jnp.einsum("tnk,ptn->ptk", basis, r)  # residual in R's eigenbasis
-    scale = 1.0 + kappa2[:, None, None] * eig[None]  # (N, T, n)
-    quad = jnp.sum(rq**2 / scale, axis=2)
-    logdet = jnp.sum(jnp.log(scale), axis=2)
-    per = jnp.where(noise > 0, -0.5 * quad / (noise * 1e6) ** 2 - n * jnp.log(noise * 1e6),
-                    -0.5 * n * jnp.log(quad)) - 0.5 * logdet
-    return per.sum(1), per
-
-
-def _build(traces, config: JointConfig, area: float, c_ox: float, c_red: float, temperature: float,
-           with_basis: bool = True):
-    layout = _Layout(traces, config, area, c_ox)
-    keys, groups, templates, group_of = [], [], [], []
-    for j, t in enumerate(traces):
-        key = tuple(round(v, 3) for v in t.vertices)
-        if key not in keys:
-            keys.append(key)
-            groups.append([])
-            templates.append(sim.piecewise_sweep(t.vertices, 1.0, step=config.sim_step))
-        group_of.append(keys.index(key))
-        groups[group_of[-1]].append(j)
-    n_obs = config.points_per_trace
-    index, weight, obs, basis, eig, xs = [], [], [], [], [], []
-    for j, t in enumerate(traces):
-        cand = t.fitted_index  # the points inside the window and sweeps chosen
-        take = cand[np.unique(np.linspace(0, cand.size - 1, n_obs).round().astype(int))]
-        take = np.resize(take, n_obs)  # a short trace repeats points (never for >= n_obs points)
-        tau = np.asarray(templates[group_of[j]].grid.tau)
-        k = np.clip(np.searchsorted(tau, t.path[take], side="right") - 1, 0, tau.size - 2)
-        index.append(k)
-        weight.append((t.path[take] - tau[k]) / (tau[k + 1] - tau[k]))
-        obs.append(t.current[take])
-        e_lo, e_hi = float(t.potential.min()), float(t.potential.max())
-        xs.append((t.potential[take] - 0.5 * (e_lo + e_hi)) / (0.5 * (e_hi - e_lo)))
-        if not with_basis:
-            continue
-        if config.discrepancy_length is None:
-            basis.append(np.eye(n_obs))
-            eig.append(np.zeros(n_obs))
-        else:  # exponential correlation over the potential path walked between the points
-            walked = np.concatenate([[0.0], np.cumsum(np.abs(np.diff(t.potential)))])[take]
-            lam, vec = np.linalg.eigh(np.exp(-np.abs(walked[:, None] - walked[None, :]) / config.discrepancy_length))
-            basis.append(vec)
-            eig.append(np.maximum(lam, 0.0))
-    durations = np.asarray([float(templates[group_of[j]].duration) / t.scan_rate for j, t in enumerate(traces)])
-    forward = _JointForward(tuple(templates), tuple(tuple(g) for g in groups), layout,
-                            jnp.asarray(durations, jnp.float32), jnp.asarray(np.asarray(index), jnp.int32),
-                            jnp.asarray(np.asarray(weight), jnp.float32),
-                            jnp.asarray(_legendre(np.asarray(xs), config.background_degree), jnp.float32),
-                            float(c_red) / float(c_ox),
-                            float(temperature), bool(config.tie_d_red))
-    return (layout, forward, jnp.asarray(np.asarray(obs), jnp.float32),
-            (jnp.asarray(np.asarray(basis), jnp.float32), jnp.asarray(np.asarray(eig), jnp.float32)) if with_basis
-            else None)
-
-
-def _legendre(x: np.ndarray, degree: int) -> np.ndarray:
-    """(degree, *x.shape): Legendre polynomials P_1..P_degree of x in [-1, 1]."""
-    return np.stack([np.polynomial.legendre.legval(x, [0] * d + [1]) for d in range(1, degree + 1)]) if degree \
-        else np.zeros((0, *x.shape))
-
-
 def _summary(name: str, values: np.ndarray, unit: str) -> dict:
     q = np.quantile(values, [0.025, 0.05, 0.5, 0.95, 0.975])
     return {"mean": float(values.mean()), "sd": float(values.std()), "q025": float(q[0]), "q05": float(q[1]),
@@ -341,12 +120,12 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
 
     ``area`` cm^2, ``c_ox``/``c_red`` bulk concentrations (mM; known: a CV measures C sqrt(D),
     so one of them must be given to identify D; with ``config.area_rsd`` / ``conc_rsd`` > 0 the
-    area and the concentrations are parameters around these values, ``c_red / c_ox`` kept). Returns ``parameters`` (physical units: mean, sd,
-    2.5/5/50/95/97.5 % quantiles), ``samples`` (name -> (N,) physical), ``k0_bound`` (the k0
+    area and the concentrations are parameters around these values, ``c_red / c_ox`` kept).
+    Returns ``parameters`` (physical units: mean, sd, 2.5/5/50/95/97.5 % quantiles), ``samples`` (name -> (N,) physical), ``k0_bound`` (the k0
     decision), per-trace ``residual_rms_A`` (over the fitted points), ``predictive`` (per trace:
     potential, observed, mean, 2.5/97.5 % of the simulated current over posterior draws, which
-    points were fitted, the noise sd and the discrepancy's sd at the posterior median kappa, A), the SMC diagnostics and
-    ``warnings``.
+    points were fitted, the noise sd and the discrepancy's sd at the posterior median kappa, A),
+    ``model_check`` (``ecsfm.posterior.model_check``), the SMC diagnostics and ``warnings``.
     """
     traces = list(traces)
     if not traces:

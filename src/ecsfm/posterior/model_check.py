@@ -70,7 +70,7 @@ def smooth_basis(n: int, k: int) -> np.ndarray:
 
 
 def _trace_check(y: np.ndarray, draws: np.ndarray, noise: float | None, weight: np.ndarray | None,
-                 rng: np.random.Generator) -> dict:
+                 rng: np.random.Generator, held_out: bool = False) -> dict:
     n = y.size
     k = max(2, n // 8)
     basis = smooth_basis(n, k)
@@ -83,12 +83,16 @@ def _trace_check(y: np.ndarray, draws: np.ndarray, noise: float | None, weight: 
         bad = bool(np.any(smooth != 0))
         return {"statistic": math.inf if bad else 0.0, "p_value": 0.0 if bad else 1.0, "noise": 0.0,
                 "smooth_misfit_rms": misfit, "peak": peak, "n_modes": k}
-    proj = np.atleast_2d(np.cov(draws, rowvar=False)) / sigma**2 if draws.shape[0] > 1 else np.zeros((n, n))
-    # r = M eps with M = I - P W: the fit's residual operator (P: the posterior covariance of the
-    # prediction in noise variances; W: the likelihood's inverse residual correlation)
-    m = np.eye(n) - (proj if weight is None else proj @ weight)
     stat = float(np.sum(smooth**2) / sigma**2)
-    z = rng.standard_normal((_N_NULL, n)) @ m.T  # (M, n) null residuals in units of sigma
+    if held_out:  # data the fit did not see: new noise plus the prediction's own spread
+        dev = (draws - draws.mean(0)) / sigma
+        z = rng.standard_normal((_N_NULL, n)) + dev[rng.integers(0, draws.shape[0], _N_NULL)]
+    else:
+        proj = np.atleast_2d(np.cov(draws, rowvar=False)) / sigma**2 if draws.shape[0] > 1 else np.zeros((n, n))
+        # r = M eps with M = I - P W: the fit's residual operator (P: the posterior covariance of
+        # the prediction in noise variances; W: the likelihood's inverse residual correlation)
+        m = np.eye(n) - (proj if weight is None else proj @ weight)
+        z = rng.standard_normal((_N_NULL, n)) @ m.T  # (M, n) null residuals in units of sigma
     s_rep = 1.0 if noise is not None else noise_from_second_differences(z, axis=1)
     t_rep = np.sum((z @ basis) ** 2, axis=1) / s_rep**2
     p = (1.0 + float(np.sum(t_rep >= stat))) / (1.0 + _N_NULL)
@@ -97,7 +101,7 @@ def _trace_check(y: np.ndarray, draws: np.ndarray, noise: float | None, weight: 
 
 
 def model_check(observed, draws, *, noise=None, weights=None, labels=None, level: float = ALARM_LEVEL,
-                seed: int = 0) -> dict:
+                seed: int = 0, held_out: bool = False) -> dict:
     """Check whether posterior draws of the noise-free current describe the observed currents.
 
     ``observed``: a sequence of (n_j,) currents (any one unit, points in time order, ``n_j >= 16``; ~100-400
@@ -106,7 +110,10 @@ def model_check(observed, draws, *, noise=None, weights=None, labels=None, level
     which makes the check conservative); ``noise``: None (estimated per trace), one sd or one
     per trace (the currents' unit); ``weights``: None (the fit weighed residuals as white noise) or per trace the (n_j,
     n_j) inverse residual correlation the fit's likelihood used (e.g. ``(I + kappa^2 R)^-1`` with a
-    smooth discrepancy term); ``labels`` names the traces; ``level`` the alarm level.
+    smooth discrepancy term); ``labels`` names the traces; ``level`` the alarm level;
+    ``held_out``: the draws are predictions of data the fit did not see (a leave-one-out
+    check), so the null residual is new noise plus the prediction's spread, ``eps + f_s - mean f``,
+    instead of the fit's residual ``(I - P W) eps``.
 
     Returns ``{"adequate", "statistic" (worst trace's smooth-residual energy per mode, in noise
     variances: ~1 for a model that fits), "p_value" (Bonferroni over traces), "method",
@@ -138,7 +145,8 @@ def model_check(observed, draws, *, noise=None, weights=None, labels=None, level
             raise ValueError(f"noise: must be > 0 (the currents' unit) or None, got {s}")
         if w is not None and np.shape(w) != (y.size, y.size):
             raise ValueError(f"{label}: weights must be ({y.size}, {y.size}), got {np.shape(w)}")
-        per.append({"label": label, **_trace_check(y, d, s, None if w is None else np.asarray(w, np.float64), rng)})
+        per.append({"label": label, **_trace_check(y, d, s, None if w is None else np.asarray(w, np.float64), rng,
+                                                    held_out)})
     worst = min(per, key=lambda t: (t["p_value"], -t["statistic"]))
     p = min(1.0, len(per) * worst["p_value"])
     adequate = p >= level

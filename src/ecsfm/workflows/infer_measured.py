@@ -14,6 +14,7 @@ from .. import io, sim
 from .._atomic import atomic_path, write_text
 from ..data import PHYSICAL_PARAMETERS
 from ..posterior import JOINT_SCHEMA_VERSION, Engine, JointConfig, Method, fit_joint, trace_from_measurement
+from ..posterior import leave_one_out as loo_check
 from .infer import SUMMARY_SCHEMA_VERSION
 from .measurement import NOISE_UNIT, noise_to_amperes
 from .plausibility import check_current
@@ -35,7 +36,7 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
                     warnings=(), discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
                     conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=(),
                     window: tuple[float, float] | None = None, sweeps=None, background_degree: int = 0,
-                    blank=None) -> dict:
+                    blank=None, leave_one_out: bool = False) -> dict:
     """Fit one couple to several measured traces on their own potential programs
     (``ecsfm.posterior.fit_joint``, the simulator), check the fit (``model_check`` in the summary,
     also per trace fitted alone with ``separate``) and write ``posterior_summary.json``,
@@ -49,7 +50,9 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     parameter's prior box (physical units, as ``known``); ``window`` (E1, E2) V and ``sweeps``
     ("all", "first" or sweep indices) the points compared (``ecsfm.posterior.trace_from_measurement``);
     ``background_degree`` a polynomial background per trace (``JointConfig``); ``blank`` a blank
-    scan's file, its current subtracted from every trace (``subtract_blank``). Returns the summary. Raises ValueError naming the argument
+    scan's file, its current subtracted from every trace (``subtract_blank``); ``leave_one_out``
+    also fits every trace's companions and checks the prediction of it
+    (``ecsfm.posterior.leave_one_out``: one more fit per trace). Returns the summary. Raises ValueError naming the argument
     on bad input."""
     measurements = [Path(m) for m in measurements]
     if not measurements:
@@ -95,6 +98,10 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
             per_rate.append({"label": t.label, "scan_rate": t.scan_rate,
                              "parameters": {n: v for n, v in r["parameters"].items() if "[" not in n},
                              "model_check": r["model_check"], "warnings": r["warnings"]})
+    loo = None
+    if leave_one_out:
+        loo = loo_check(traces, area=area, c_ox=cell["c_ox"], c_red=cell["c_red"], temperature=temp, config=config,
+                        seed=seed + 1000)
     elapsed = time.perf_counter() - t0
     out = Path(out_dir)
     summary = {
@@ -106,7 +113,7 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
                                     discrepancy_length, cycle, per_trace, bounds, fixed, window, sweeps,
                                     background_degree, blank),
         "traces": res["traces"], "parameters": res["parameters"], "k0_bound": res["k0_bound"],
-        "model_check": res["model_check"], "residual_rms_A": res["residual_rms_A"], "known": res["known"], "fixed": res["fixed"],
+        "model_check": res["model_check"], "leave_one_out": loo, "residual_rms_A": res["residual_rms_A"], "known": res["known"], "fixed": res["fixed"],
         "separate_fits": per_rate, "seconds": elapsed, "n_likelihood_evaluations": res["n_likelihood_evaluations"],
         "log_evidence": res["log_evidence"], "sampler": res["sampler"], "config": res["config"],
         "warnings": list(warnings) + res["warnings"],

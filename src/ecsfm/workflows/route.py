@@ -21,7 +21,7 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
                 reference: str | None = None, separate: bool = False, cycle: int = 0, per_trace=("offset",),
                 tie_d_red: bool = True, discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
                 conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=(), window=None, sweeps=None,
-                background_degree: int = 0, blank=None, compare=()) -> tuple[Route, dict]:
+                background_degree: int = 0, blank=None, compare=(), leave_one_out: bool = False) -> tuple[Route, dict]:
     """Fit measured files on the route ``choose_route`` picks and write the results into
     ``out_dir``; returns (route, summary). ``noise`` is in mA/cm^2 on both routes. The
     model-grid route (``run_infer``) uses ``task``, ``stage``, ``couples``, ``engine``,
@@ -32,7 +32,8 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
     ``force`` skips the current's plausibility check; ``priors`` (``NAME=LOW:HIGH``) the prior
     boxes of a measured-waveform fit; ``window``, ``sweeps``, ``background_degree`` and ``blank``
     (``run_joint_infer``) its points and background; ``compare`` (``KEY=V1,V2`` items) fits the
-    variants and returns the comparison (``run_comparison``) instead of one summary. Raises ValueError naming the argument."""
+    variants and returns the comparison (``run_comparison``) instead of one summary;
+    ``leave_one_out`` adds the leave-one-trace-out check. Raises ValueError naming the argument."""
     measurements = [Path(m) for m in measurements]
     model_dir = DEFAULT_MODEL_DIR if model_dir is None else model_dir
     route, notes = choose_route(model_dir, measurements, task=task, waveform=waveform, engine=engine, units=units,
@@ -41,7 +42,7 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
         raise ValueError("area: give the electrode's area (--area, cm^2) or a disc's radius (--radius, cm); a measured "
                          "current is divided by it and there is no default electrode")
     measured_only = {"--window": window, "--sweeps": sweeps, "--background": background_degree, "--blank": blank,
-                     "--compare": compare, "--prior": priors}
+                     "--compare": compare, "--prior": priors, "--leave-one-out": leave_one_out}
     if route is not Route.MEASURED and any(measured_only.values()):
         given = ", ".join(k for k, v in measured_only.items() if v)
         raise ValueError(f"waveform: {given} apply to fits of the measured waveform (--waveform measured); the model "
@@ -56,7 +57,7 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
             return route, run_comparison(parse_compare(compare), out_dir=out_dir, known=known, priors=priors,
                                          tie_d_red=tie_d_red, background_degree=background_degree, **fit)
         summary = run_joint_infer(out_dir=out_dir, known=known, priors=priors, tie_d_red=tie_d_red,
-                                  background_degree=background_degree, **fit)
+                                  background_degree=background_degree, leave_one_out=leave_one_out, **fit)
         return route, summary
     summary = run_infer(model_dir=model_dir, measurement=measurements, out_dir=out_dir, task=task, stage=stage,
                         known=known, noise=noise, engine=engine, method=method, couples=couples,

@@ -85,6 +85,9 @@ def _add_measured_args(pn) -> None:
     pn.add_argument("--compare", action="append", default=[], metavar="KEY=V1,V2",
                     help="measured traces: fit each variant and choose by log evidence; KEY: background (0-3), ru "
                          "(free or ohm), d_red (tied, free), alpha (LOW:HIGH ranges); repeat for combinations")
+    pn.add_argument("--leave-one-out", action="store_true",
+                    help="measured series of >= 3 traces: also fit all but each trace and check its prediction "
+                         "(one more fit per trace)")
     pn.add_argument("--discrepancy-length", default="1.0",
                     help="measured traces: correlation length (V) of the smooth model discrepancy, or 'none' for "
                          "independent residuals (default 1.0)")
@@ -141,7 +144,7 @@ def run(args) -> int:
         tie_d_red=not args.free_d_red, discrepancy_length=_discrepancy_length(args.discrepancy_length),
         area_rsd=args.area_rsd, conc_rsd=args.conc_rsd, priors=args.prior, window=_window(args.window),
         sweeps=None if args.sweeps == "all" else _sweeps(args.sweeps), background_degree=args.background,
-        blank=args.blank, compare=args.compare,
+        blank=args.blank, compare=args.compare, leave_one_out=args.leave_one_out,
         **given(engine=args.engine, method=args.method))
     if args.compare:
         _print_comparison(args, summary)
@@ -170,6 +173,13 @@ def _print_measured(args, summary: dict) -> None:
         print("  smooth misfit per trace, % of its peak (model check): " + ", ".join(
             f"{rate[t['label']]:g} V/s {100 * t['smooth_misfit_rms'] / t['peak']:.2g}"
             + ("" if t["p_value"] * len(per) >= summary["model_check"]["level"] else " (misfit)") for t in per))
+    loo = summary.get("leave_one_out")
+    if loo:
+        print(("leave one trace out: each rate predicted by the others' fit: " if loo["adequate"] else
+               f"LEAVE ONE OUT FAILED -- the other rates' parameters do not predict {loo['worst_trace']}: ")
+              + ", ".join(f"{t['scan_rate']:g} V/s p={min(1.0, len(loo['traces']) * t['p_value']):.2g} "
+                          f"(D {t['others_d_ox']:.3g} from the others)"
+                          for t in sorted(loo["traces"], key=lambda t: t["scan_rate"])))
     print("assumed: " + "; ".join(f"{k} {v}" for k, v in summary["assumptions"].items()))
     for name, v in summary["parameters"].items():
         if "[" not in name:
