@@ -125,7 +125,8 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
     decision), per-trace ``residual_rms_A`` (over the fitted points), ``predictive`` (per trace:
     potential, observed, mean, 2.5/97.5 % of the simulated current over posterior draws, which
     points were fitted, the noise sd and the discrepancy's sd at the posterior median kappa, A),
-    ``model_check`` (``ecsfm.posterior.model_check``), the SMC diagnostics and ``warnings``.
+    ``model_check`` (``ecsfm.posterior.model_check``), ``prior_boxes`` (name -> [low, high],
+    physical; log-normal parameters: +/- 5 sd), the SMC diagnostics and ``warnings``.
     """
     traces = list(traces)
     if not traces:
@@ -171,6 +172,8 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
             "fixed": {k: v for k, v in config.known.items()}, "k0_bound": k0_bound, "residual_rms_A": rms,
             "predictive": predictive, "model_check": check, "traces": [{"label": t.label, "scan_rate": t.scan_rate,
                                                    "vertices_V": list(t.vertices)} for t in traces],
+            "prior_boxes": {n: [float(np.exp(lo)) if lg else float(lo), float(np.exp(hi)) if lg else float(hi)]
+                            for n, lo, hi, lg in zip(layout.names, layout.lows, layout.highs, layout.is_log)},
             "log_evidence": float(res["log_evidence"]), "n_likelihood_evaluations": int(res["n_evaluations"]),
             "sampler": {"temperatures": res["temperatures"].tolist(), "moves": res["moves"].tolist(),
                         "acceptance": res["acceptance"].tolist()},

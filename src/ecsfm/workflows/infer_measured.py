@@ -126,7 +126,7 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
                      **{f"sample_{n}": v for n, v in res["samples"].items()})
     for k, pred in enumerate(res["predictive"]):
         plot_trace(out / f"trace_{k}.png", pred, reference)
-    plot_joint_marginals(out / "posterior_marginals.png", res["samples"], res["parameters"])
+    plot_joint_marginals(out / "posterior_marginals.png", res["samples"], res["parameters"], res["prior_boxes"])
     if per_rate:
         plot_separate(out / "separate_fits.png", per_rate, res["parameters"], reference)
     return summary

@@ -108,16 +108,77 @@ def plot_trace(path, pred: dict, reference) -> None:
     _save(fig, path)
 
 
-def plot_joint_marginals(path, samples: dict, params: dict) -> None:
-    names = [n for n in samples if "[" not in n]
-    fig = Figure(figsize=(2.3 * len(names), 2.4))
-    axes = fig.subplots(1, len(names), squeeze=False)
-    for ax, n in zip(axes[0], names):
-        ax.hist(samples[n], bins=40, color="tab:blue", alpha=0.8)
-        ax.axvline(params[n]["q025"], color="k", ls=":", lw=0.8)
-        ax.axvline(params[n]["q975"], color="k", ls=":", lw=0.8)
-        ax.set_xlabel(f"{n} ({params[n]['unit']})", fontsize=8)
-        ax.tick_params(labelsize=6)
+#: axis labels of the joint fit's parameters: what each is, with its unit
+_LABELS = {"e0": "E0' (V)", "k0": "k0 (cm/s)", "alpha": "alpha", "d_ox": "D_ox (cm²/s)", "d_red": "D_red (cm²/s)",
+           "ru": "Ru (ohm)", "cdl": "Cdl (F/cm²)", "kappa": "kappa: discrepancy / noise sd", "area": "area (cm²)",
+           "c_ox": "c_ox (mM)"}
+_LOG_SCALE = ("k0", "d_ox", "d_red", "ru", "cdl", "kappa", "area", "c_ox")
+
+
+def plot_joint_marginals(path, samples: dict, params: dict, boxes: dict | None = None) -> None:
+    """A pair (corner) plot of the shared parameters: histograms on the diagonal with the 95 %
+    interval dotted, 2-D histograms below it; log axes for the scale parameters; the prior box
+    drawn in grey (``boxes``: name -> [low, high]). A grid, readable from 3 to 16 parameters."""
+    names = [n for n in samples if "[" not in n][:16]
+    k = len(names)
+    size = max(1.6, min(2.4, 16.0 / k))
+    fig = Figure(figsize=(size * k, size * k))
+    axes = fig.subplots(k, k, squeeze=False)
+    boxes = boxes or {}
+
+    def axis(n):
+        v = np.asarray(samples[n], np.float64)
+        return (np.log10(v), True) if n in _LOG_SCALE and np.all(v > 0) else (v, False)
+
+    data = {n: axis(n) for n in names}
+
+    def shown(n):
+        """The axis range: the posterior's 99 % and, when a prior bound is within one posterior width
+        of it, that bound (a bound far from the posterior says nothing and would squash the plot)."""
+        x, log = data[n]
+        lo, hi = np.quantile(x, [0.005, 0.995])
+        width = max(hi - lo, 1e-12 * max(1.0, abs(hi)))
+        for edge in boxes.get(n, ()):
+            e = np.log10(edge) if log else edge
+            if lo - width <= e <= hi + width:
+                lo, hi = min(lo, e), max(hi, e)
+        pad = 0.08 * (hi - lo)
+        return lo - pad, hi + pad
+
+    lims = {n: shown(n) for n in names}
+    for i, ni in enumerate(names):
+        for j, nj in enumerate(names):
+            ax = axes[i, j]
+            if j > i:
+                ax.set_visible(False)
+                continue
+            xj, logj = data[nj]
+            if i == j:
+                ax.hist(xj, bins=40, range=lims[nj], color="tab:blue", alpha=0.8)
+                for q in ("q025", "q975"):
+                    val = params[nj][q]
+                    ax.axvline(np.log10(val) if logj else val, color="k", ls=":", lw=0.8)
+                ax.set_yticks([])
+            else:
+                xi, logi = data[ni]
+                ax.hist2d(xj, xi, bins=30, range=[lims[nj], lims[ni]], cmap="Blues")
+                for edge in boxes.get(ni, ()):
+                    ax.axhline(np.log10(edge) if logi else edge, color="0.5", lw=1.2)
+                ax.set_ylim(lims[ni])
+            for edge in boxes.get(nj, ()):
+                ax.axvline(np.log10(edge) if logj else edge, color="0.5", lw=1.2)
+            ax.set_xlim(lims[nj])
+            ax.tick_params(labelsize=6)
+            if i == k - 1:
+                ax.set_xlabel(("log10 " if logj else "") + _LABELS.get(nj, nj), fontsize=7)
+            else:
+                ax.set_xticklabels([])
+            if j == 0 and i > 0:
+                ax.set_ylabel(("log10 " if data[ni][1] else "") + _LABELS.get(ni, ni), fontsize=7)
+            elif j > 0:
+                ax.set_yticklabels([])
+    fig.suptitle("posterior; grey lines: the prior's bounds, drawn where the posterior comes within its own width "
+                 "of them; dotted: 95 % interval", fontsize=8)
     fig.tight_layout()
     _save(fig, path)
 

@@ -183,7 +183,8 @@ def _print_measured(args, summary: dict) -> None:
     print("assumed: " + "; ".join(f"{k} {v}" for k, v in summary["assumptions"].items()))
     for name, v in summary["parameters"].items():
         if "[" not in name:
-            print(f"  {name:6s} {v['q50']:.4g} [{v['q025']:.4g}, {v['q975']:.4g}] {v['unit']} (95 %)")
+            unit = "" if v["unit"] == "1" else f" {v['unit']}"
+            print(f"  {name:6s} {v['q50']:.4g} [{v['q025']:.4g}, {v['q975']:.4g}]{unit} (95 %)")
     kb = summary["k0_bound"]
     if kb and kb["lower_bound_only"]:
         print(f"  k0 is only bounded from below: k0 > {kb['k0_q05']:.3g} cm/s (95 %)")
