@@ -48,12 +48,13 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     (``ecsfm.io.read``); ``force`` skips the current's plausibility check
     (``ecsfm.workflows.plausibility``); ``priors`` ``NAME=LOW:HIGH`` items that replace a
     parameter's prior box (physical units, as ``known``); ``window`` (E1, E2) V and ``sweeps``
-    ("all", "first" or sweep indices) the points compared (``ecsfm.posterior.trace_from_measurement``);
+    ("all", "first" or sweep indices) the points compared
+    (``ecsfm.posterior.trace_from_measurement``);
     ``background_degree`` a polynomial background per trace (``JointConfig``); ``blank`` a blank
     scan's file, its current subtracted from every trace (``subtract_blank``); ``leave_one_out``
     also fits every trace's companions and checks the prediction of it
-    (``ecsfm.posterior.leave_one_out``: one more fit per trace). Returns the summary. Raises ValueError naming the argument
-    on bad input."""
+    (``ecsfm.posterior.leave_one_out``: one more fit per trace). Returns the summary. Raises
+    ValueError naming the argument on bad input."""
     measurements = [Path(m) for m in measurements]
     if not measurements:
         raise ValueError("measurement: give at least one file")
@@ -63,17 +64,8 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     if not (math.isfinite(area) and area > 0):
         raise ValueError(f"area: must be > 0 cm^2, got {area}")
     cell, fixed = _split_known(known)
-    traces = []
-    for k, path in enumerate(measurements):
-        if not path.exists():
-            raise ValueError(f"measurement: {path} does not exist")
-        v = scan_rates[0] if len(scan_rates) == 1 else (scan_rates[k] if scan_rates else None)
-        m = io.read(path, fmt=fmt, current_unit=units, scan_rate=v, sign_convention=sign_convention)
-        if blank is not None:  # the blank's cycle is chosen with the trace's: one cycle left
-            m = subtract_blank(m, io.read(blank, fmt=fmt, current_unit=units, sign_convention=sign_convention,
-                                          scan_rate=v), cycle=cycle)
-        traces.append(trace_from_measurement(m, cycle=None if blank is not None else cycle, label=path.name,
-                                             window=window, sweeps=sweeps))
+    traces = _read_traces(measurements, scan_rates, fmt=fmt, units=units, sign_convention=sign_convention,
+                          blank=blank, cycle=cycle, window=window, sweeps=sweeps)
     if noise is not None and not (math.isfinite(noise) and noise > 0):
         raise ValueError(f"noise: must be > 0 {NOISE_UNIT} (or omitted: unknown), got {noise}")
     temp = sim.DEFAULT_TEMPERATURE if temperature is None else float(temperature)
@@ -89,19 +81,11 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     t0 = time.perf_counter()
     res = fit_joint(traces, area=area, c_ox=cell["c_ox"], c_red=cell["c_red"], temperature=temp, config=config,
                     seed=seed)
-    per_rate = None
-    if separate and len(traces) > 1:
-        per_rate = []
-        for k, t in sorted(enumerate(traces), key=lambda kt: kt[1].scan_rate):
-            r = fit_joint([t], area=area, c_ox=cell["c_ox"], c_red=cell["c_red"], temperature=temp, config=config,
-                          seed=seed + 1 + k)
-            per_rate.append({"label": t.label, "scan_rate": t.scan_rate,
-                             "parameters": {n: v for n, v in r["parameters"].items() if "[" not in n},
-                             "model_check": r["model_check"], "warnings": r["warnings"]})
+    cell_kw = dict(area=area, c_ox=cell["c_ox"], c_red=cell["c_red"], temperature=temp, config=config)
+    per_rate = _separate_fits(traces, seed, **cell_kw) if separate and len(traces) > 1 else None
     loo = None
     if leave_one_out:
-        loo = loo_check(traces, area=area, c_ox=cell["c_ox"], c_red=cell["c_red"], temperature=temp, config=config,
-                        seed=seed + 1000)
+        loo = loo_check(traces, seed=seed + 1000, **cell_kw)
     elapsed = time.perf_counter() - t0
     out = Path(out_dir)
     summary = {
@@ -113,11 +97,45 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
                                     discrepancy_length, cycle, per_trace, bounds, fixed, window, sweeps,
                                     background_degree, blank),
         "traces": res["traces"], "parameters": res["parameters"], "k0_bound": res["k0_bound"],
-        "model_check": res["model_check"], "leave_one_out": loo, "residual_rms_A": res["residual_rms_A"], "known": res["known"], "fixed": res["fixed"],
+        "model_check": res["model_check"], "leave_one_out": loo, "residual_rms_A": res["residual_rms_A"],
+        "known": res["known"], "fixed": res["fixed"],
         "separate_fits": per_rate, "seconds": elapsed, "n_likelihood_evaluations": res["n_likelihood_evaluations"],
         "log_evidence": res["log_evidence"], "sampler": res["sampler"], "config": res["config"],
         "warnings": list(warnings) + res["warnings"],
     }
+    _write(out, summary, res, per_rate, reference)
+    return summary
+
+
+def _separate_fits(traces, seed: int, **cell_kw) -> list[dict]:
+    """Each trace fitted alone, ordered by scan rate: its parameters, model check and warnings."""
+    per_rate = []
+    for k, t in sorted(enumerate(traces), key=lambda kt: kt[1].scan_rate):
+        r = fit_joint([t], seed=seed + 1 + k, **cell_kw)
+        per_rate.append({"label": t.label, "scan_rate": t.scan_rate,
+                         "parameters": {n: v for n, v in r["parameters"].items() if "[" not in n},
+                         "model_check": r["model_check"], "warnings": r["warnings"]})
+    return per_rate
+
+
+def _read_traces(measurements, scan_rates, *, fmt, units, sign_convention, blank, cycle, window, sweeps) -> list:
+    """The measured files as ``Trace``s: read, the blank subtracted, the cycle, window and sweeps chosen."""
+    traces = []
+    for k, path in enumerate(measurements):
+        if not path.exists():
+            raise ValueError(f"measurement: {path} does not exist")
+        v = scan_rates[0] if len(scan_rates) == 1 else (scan_rates[k] if scan_rates else None)
+        m = io.read(path, fmt=fmt, current_unit=units, scan_rate=v, sign_convention=sign_convention)
+        if blank is not None:  # the blank's cycle is chosen with the trace's: one cycle left
+            m = subtract_blank(m, io.read(blank, fmt=fmt, current_unit=units, sign_convention=sign_convention,
+                                          scan_rate=v), cycle=cycle)
+        traces.append(trace_from_measurement(m, cycle=None if blank is not None else cycle, label=path.name,
+                                             window=window, sweeps=sweeps))
+    return traces
+
+
+def _write(out: Path, summary: dict, res: dict, per_rate, reference) -> None:
+    """The summary JSON, the posterior samples (npz) and the plots, each written atomically."""
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "posterior_summary.json", json.dumps(summary, indent=1, default=float))
     with atomic_path(out / "posterior_artifacts.npz") as tmp:
@@ -129,7 +147,6 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     plot_joint_marginals(out / "posterior_marginals.png", res["samples"], res["parameters"], res["prior_boxes"])
     if per_rate:
         plot_separate(out / "separate_fits.png", per_rate, res["parameters"], reference)
-    return summary
 
 
 def _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noise, length, cycle, per_trace,
