@@ -180,8 +180,16 @@ def _joint_loglik(forward, slots, obs, noise, basis, eig, kappa2):
     return per.sum(1), per
 
 
+def points_of(t, n_obs: int, fitted_only: bool = True) -> np.ndarray:
+    """(n_obs,) indices of a trace's points a forward model evaluates: ``n_obs`` evenly thinned
+    among the fitted points (``fitted_only``) or among all; a short trace repeats points."""
+    cand = t.fitted_index if fitted_only else np.arange(t.current.size)
+    take = cand[np.unique(np.linspace(0, cand.size - 1, n_obs).round().astype(int))]
+    return np.resize(take, n_obs)
+
+
 def _build(traces, config, area: float, c_ox: float, c_red: float, temperature: float,
-           with_basis: bool = True):
+           with_basis: bool = True, fitted_only: bool = True):
     layout = _Layout(traces, config, area, c_ox)
     keys, groups, templates, group_of = [], [], [], []
     for j, t in enumerate(traces):
@@ -195,9 +203,7 @@ def _build(traces, config, area: float, c_ox: float, c_red: float, temperature: 
     n_obs = config.points_per_trace
     index, weight, obs, basis, eig, xs = [], [], [], [], [], []
     for j, t in enumerate(traces):
-        cand = t.fitted_index  # the points inside the window and sweeps chosen
-        take = cand[np.unique(np.linspace(0, cand.size - 1, n_obs).round().astype(int))]
-        take = np.resize(take, n_obs)  # a short trace repeats points (never for >= n_obs points)
+        take = points_of(t, n_obs, fitted_only)
         tau = np.asarray(templates[group_of[j]].grid.tau)
         k = np.clip(np.searchsorted(tau, t.path[take], side="right") - 1, 0, tau.size - 2)
         index.append(k)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import sim
-from ._joint_model import _LOGNORMAL_SPAN, _PARAMS, PER_TRACE_CHOICES, _apply, _build, _joint_loglik, _Layout  # noqa: F401 (tests and loo read them)
+from ._joint_model import _LOGNORMAL_SPAN, _PARAMS, PER_TRACE_CHOICES, _apply, _build, _joint_loglik, _Layout, points_of  # noqa: F401 (tests read _build)
 from .config import SMCPosteriorConfig
 from .model_check import model_check
 from .smc import run_smc_posterior
@@ -163,8 +163,9 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
         warnings.append(f"SMC stopped at temperature {res['temperatures'][-1]:.3g} < 1: not the posterior")
     warnings += _bound_warnings(layout, slots)
     k0_bound = _k0_bound(layout, slots, samples, config, temperature, traces) if "k0" in layout.names else None
-    predictive, rms = _predictive(traces, slots, config, area, c_ox, c_red, temperature, seed, n_predictive)
-    check = _model_check(traces, layout, forward, obs, basis, eig, slots, config, seed, n_predictive)
+    predictive, rms, (cur, takes) = _predictive(traces, slots, config, area, c_ox, c_red, temperature, seed,
+                                                n_predictive)
+    check = _model_check(traces, layout, obs, basis, eig, slots, config, seed, cur, takes)
     kappa = float(np.median(samples["kappa"])) if "kappa" in samples else 0.0
     for pred, tc in zip(predictive, check["traces"]):  # what the predictive band adds to the parameters' spread
         pred["noise_sd"], pred["discrepancy_sd"] = tc["noise"], kappa * tc["noise"]
@@ -234,38 +235,47 @@ def _k0_bound(layout: _Layout, slots: np.ndarray, samples: dict, config: JointCo
 
 
 def _predictive(traces, slots: np.ndarray, config: JointConfig, area: float, c_ox: float, c_red: float,
-                temperature: float, seed: int, n_predictive: int) -> tuple[list[dict], list[float]]:
-    """Posterior predictive at every measured point from ``n_predictive`` posterior draws, and the
-    RMS residual (A) of its mean per trace."""
+                temperature: float, seed: int, n_predictive: int):
+    """Posterior predictive at every measured point (up to 4,096 per trace) from ``n_predictive``
+    posterior draws, the RMS residual (A) of its mean per trace over the fitted points, and the
+    draws themselves with the point indices they are at (``(cur (S, T, n), takes)``)."""
     rng = np.random.default_rng(seed + 1)
     pick = rng.choice(slots.shape[0], size=min(n_predictive, slots.shape[0]), replace=False)
     full_cfg = JointConfig(**{**config.__dict__, "points_per_trace": min(max(t.path.size for t in traces), 4096)})
-    _, full_forward, _, _ = _build(traces, full_cfg, area, c_ox, c_red, temperature, with_basis=False)
+    _, full_forward, _, _ = _build(traces, full_cfg, area, c_ox, c_red, temperature, with_basis=False,
+                                   fitted_only=False)
     cur = np.asarray(_apply(full_forward, jnp.asarray(slots[pick], jnp.float32)), np.float64)
-    predictive, rms = [], []
+    predictive, rms, takes = [], [], []
     for j, t in enumerate(traces):
-        take = np.unique(np.linspace(0, t.path.size - 1, full_cfg.points_per_trace).round().astype(int))
-        c = cur[:, j, : take.size]
+        take = points_of(t, full_cfg.points_per_trace, fitted_only=False)
+        n = np.unique(take).size  # a trace shorter than the longest repeats its last points
+        take, c = take[:n], cur[:, j, :n]
         mean = c.mean(0)
         fitted = np.ones(take.size, bool) if t.fitted is None else t.fitted[take]
         resid = (t.current[take] - mean)[fitted]
         rms.append(float(np.sqrt(np.mean(resid**2))))
+        takes.append(take)
         predictive.append({"label": t.label, "scan_rate": t.scan_rate, "potential": t.potential[take], "fitted": fitted,
                            "observed": t.current[take], "mean": mean, "q025": np.quantile(c, 0.025, axis=0),
                            "q975": np.quantile(c, 0.975, axis=0)})
-    return predictive, rms
+    return predictive, rms, (cur, takes)
 
 
-def _model_check(traces, layout: _Layout, forward, obs, basis, eig, slots: np.ndarray, config: JointConfig, seed: int,
-                 n_draws: int) -> dict:
-    """``ecsfm.posterior.model_check`` at the likelihood's points: ``n_draws`` posterior draws of
-    the noise-free current, and the inverse residual correlation the likelihood weighed with at
-    the posterior median of kappa (the discrepancy term loosens the fit's smooth directions)."""
-    rng = np.random.default_rng(seed + 2)
-    pick = rng.choice(slots.shape[0], size=min(n_draws, slots.shape[0]), replace=False)
-    draws = np.asarray(_apply(forward, jnp.asarray(slots[pick], jnp.float32)), np.float64)
+def _model_check(traces, layout: _Layout, obs, basis, eig, slots: np.ndarray, config: JointConfig, seed: int, cur,
+                 takes) -> dict:
+    """``ecsfm.posterior.model_check`` at the likelihood's points: the predictive's posterior draws
+    of the noise-free current there (the nearest predicted point where a long trace was thinned),
+    and the inverse residual correlation the likelihood weighed with at the posterior median of
+    kappa (the discrepancy term loosens the fit's smooth directions)."""
+    draws = []
+    for j, t in enumerate(traces):
+        want = points_of(t, config.points_per_trace)
+        pos = np.clip(np.searchsorted(takes[j], want), 0, takes[j].size - 1)
+        left = np.clip(pos - 1, 0, None)
+        pos = np.where(np.abs(takes[j][left] - want) < np.abs(takes[j][pos] - want), left, pos)
+        draws.append(cur[:, j, pos])
     kappa2 = float(np.median(np.exp(2.0 * slots[:, layout.names.index("kappa")]))) if "kappa" in layout.names else 0.0
     vec, lam = np.asarray(basis, np.float64), np.asarray(eig, np.float64)
     weights = [(v / (1.0 + kappa2 * e)[None, :]) @ v.T for v, e in zip(vec, lam)]
-    return model_check(list(np.asarray(obs, np.float64)), [draws[:, j] for j in range(len(traces))],
+    return model_check(list(np.asarray(obs, np.float64)), draws,
                        noise=config.noise, weights=weights, labels=[t.label for t in traces], seed=seed)

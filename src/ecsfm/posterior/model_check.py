@@ -27,7 +27,7 @@ For each trace (points in time order, ``n`` of them):
 
 Traces are combined by Bonferroni (``p = min(1, n_traces * min p_j)``), so the alarm's false rate
 is at most its level whatever the correlation between traces. The alarm level is
-``ALARM_LEVEL`` (1 %). Its measured false-alarm and detection rates on simulated fits are in
+``ALARM_LEVEL`` (5 %). Its measured false-alarm and detection rates on simulated fits are in
 ``docs/model_check.md`` (``bench/model_check_calibration.py``).
 """
 
@@ -39,8 +39,9 @@ import numpy as np
 
 __all__ = ["ALARM_LEVEL", "CHECK_METHOD", "model_check", "noise_from_second_differences", "smooth_basis"]
 
-#: p-value below which a fit is called inadequate
-ALARM_LEVEL = 0.01
+#: p-value below which a fit is called inadequate: the nominal 5 % the false-alarm target asks
+#: for (measured on 200 simulated fits: 1 %; docs/model_check.md)
+ALARM_LEVEL = 0.05
 CHECK_METHOD = ("smooth-residual energy (first n/8 cosine modes) against its null distribution under the fitted "
                 "posterior's residual covariance sigma^2 I - C; noise from second differences; Bonferroni over traces")
 #: 1.4826: the median absolute deviation's factor to a normal sd; sqrt(6): the sd of a second
