@@ -74,6 +74,15 @@ def _save(fig, path) -> None:
     save_png(fig, path, dpi=110)
 
 
+def _fill_sweeps(ax, e, lo, hi, **kw) -> None:
+    """``fill_between`` per monotonic sweep: over a voltammogram's back-and-forth potential one
+    polygon would cover each sweep twice and be drawn empty."""
+    turns = np.flatnonzero(np.diff(np.sign(np.diff(e))) != 0) + 1
+    bounds = [0, *turns.tolist(), e.size - 1]
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        ax.fill_between(e[a:b + 1], lo[a:b + 1], hi[a:b + 1], **(kw if k == 0 else {**kw, "label": None}))
+
+
 def plot_trace(path, pred: dict, reference) -> None:
     """Measured and predicted current of one trace with two 95 % bands -- the parameters' spread,
     and the predictive band that adds the noise and the model discrepancy (where new data would
@@ -86,10 +95,10 @@ def plot_trace(path, pred: dict, reference) -> None:
     extra = pred.get("noise_sd", 0.0) ** 2 + pred.get("discrepancy_sd", 0.0) ** 2
     half_pred = np.sqrt(half_param**2 + 1.96**2 * extra)
     m = pred["mean"]
-    ax.fill_between(e, (m - half_pred) * ua, (m + half_pred) * ua, color="tab:orange", alpha=0.25, lw=0,
-                    label="95 % predictive band (+ noise, discrepancy)")
-    ax.fill_between(e, pred["q025"] * ua, pred["q975"] * ua, color="tab:red", alpha=0.4, lw=0,
-                    label="95 % band of the parameters")
+    _fill_sweeps(ax, e, (m - half_pred) * ua, (m + half_pred) * ua, color="tab:orange", alpha=0.25, lw=0,
+                 label="95 % predictive band (+ noise, discrepancy)")
+    _fill_sweeps(ax, e, pred["q025"] * ua, pred["q975"] * ua, color="tab:red", alpha=0.4, lw=0,
+                 label="95 % band of the parameters")
     ax.plot(e, np.where(fitted, pred["observed"], np.nan) * ua, color="k", lw=0.8, label="measured (fitted)")
     if not fitted.all():
         ax.plot(e, np.where(fitted, np.nan, pred["observed"]) * ua, color="0.6", lw=0.8, label="measured (not fitted)")
@@ -97,8 +106,8 @@ def plot_trace(path, pred: dict, reference) -> None:
     ax.set_ylabel("current (µA, oxidation +)")
     ax.set_title(f"{pred['label']}: {pred['scan_rate']:g} V/s", fontsize=9)
     ax.legend(fontsize=7)
-    ar.fill_between(e, -half_pred * ua, half_pred * ua, color="tab:orange", alpha=0.25, lw=0)
-    ar.fill_between(e, -half_param * ua, half_param * ua, color="tab:red", alpha=0.4, lw=0)
+    _fill_sweeps(ar, e, -half_pred * ua, half_pred * ua, color="tab:orange", alpha=0.25, lw=0)
+    _fill_sweeps(ar, e, -half_param * ua, half_param * ua, color="tab:red", alpha=0.4, lw=0)
     ar.plot(e, np.where(fitted, pred["observed"] - m, np.nan) * ua, color="k", lw=0.6)
     ar.plot(e, np.where(fitted, np.nan, pred["observed"] - m) * ua, color="0.6", lw=0.6)
     ar.axhline(0, color="tab:red", lw=0.8)
