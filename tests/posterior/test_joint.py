@@ -121,7 +121,7 @@ def test_ruhex_scan_rate_series_joint_fit(tmp_path):
 
 
 def test_stated_area_and_concentration_uncertainty_is_a_proper_log_normal_prior_and_scales_the_current():
-    from ecsfm.posterior.joint import _LOGNORMAL_SPAN, _build
+    from ecsfm.posterior._joint_model import _LOGNORMAL_SPAN, _build
 
     traces = _series([0.1], e0=0.0, k0=0.05, alpha=0.5, d=8e-6, ru=0.2, cdl=1e-7, noise_frac=0.0, seed=3)
     cfg = JointConfig(points_per_trace=64, area_rsd=0.03, conc_rsd=0.02)

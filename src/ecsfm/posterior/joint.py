@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import sim
-from ._joint_model import _LOGNORMAL_SPAN, _PARAMS, PER_TRACE_CHOICES, _apply, _build, _joint_loglik, _Layout, points_of  # noqa: F401 (tests read _build)
+from ._joint_model import _PARAMS, PER_TRACE_CHOICES, _apply, _build, _joint_loglik, _Layout, points_of
 from .config import SMCPosteriorConfig
 from .model_check import model_check
 from .smc import run_smc_posterior

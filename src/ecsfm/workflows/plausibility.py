@@ -28,7 +28,7 @@ import numpy as np
 from ..sim import DEFAULT_TEMPERATURE
 from ..sim.analytic import randles_sevcik_peak_current
 
-__all__ = ["D_RANGE", "check_current"]
+__all__ = ["D_RANGE", "check_current", "expected_range"]
 
 #: diffusion coefficients (cm^2/s) a dissolved species can have
 D_RANGE = (1e-7, 1e-4)
