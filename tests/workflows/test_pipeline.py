@@ -200,6 +200,15 @@ def test_infer_cli_on_an_npz_measurement(assets, tmp_path):
     assert (summary["diagnostics"]["engine"], summary["diagnostics"]["method"]) == (DEFAULT_ENGINE, DEFAULT_METHOD)
     for name in ("posterior_predictive.png", "posterior_marginals.png", "posterior_artifacts.npz"):
         assert (tmp_path / "post" / name).exists()
+    # the weighted draws, resampled to equal weights for ArviZ: its mean is the weighted mean within
+    # 4 standard errors of the resampling (sd / sqrt(weights' ESS))
+    import arviz as az
+
+    idata = az.from_netcdf(tmp_path / "post" / "posterior.nc")
+    e0 = summary["parameters"]["e0[0]"]
+    ess = idata.posterior.attrs["weights_ess"]
+    assert abs(float(idata.posterior["e0"].sel(couple=0).mean()) - e0["mean"]) <= 4 * e0["sd"] / np.sqrt(ess) + 1e-9
+    assert "alpha" not in idata.posterior and idata.posterior["e0"].attrs["units"] == e0["unit"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -13,7 +13,7 @@ predictive), ``cem`` / ``smc`` (samplers), ``diagnostics`` (ESS, Pareto k-hat, c
 reliability), ``regimes`` (observation regimes and masks), ``model_check`` (does the fitted model describe
 the data: the residuals' smooth structure against noise), ``prior_weight`` / ``calibrate``
 (the surrogate's calibrated prior weight and band scale), ``infer`` (single-trace and joint
-inference on the model's grid), ``joint`` (joint fits of measured sweeps with the simulator).
+inference on the model's grid), ``inference_data`` (draws as an ArviZ netCDF file), ``joint`` (joint fits of measured sweeps with the simulator).
 """
 
 from .calibrate import calibrate_parameter_error
@@ -41,6 +41,7 @@ from .diagnostics import (
     weighted_variance,
 )
 from .infer import infer_joint_posterior, infer_parameter_posterior
+from .inference_data import INFERENCE_DATA_SCHEMA_VERSION, write_inference_data
 from .model_check import ALARM_LEVEL, model_check, noise_from_second_differences
 from .loo import leave_one_out
 from .joint import JOINT_SCHEMA_VERSION, JointConfig, Trace, fit_joint, trace_from_measurement
@@ -57,6 +58,7 @@ __all__ = [
     "DEFAULT_ENGINE",
     "DEFAULT_METHOD",
     "Engine",
+    "INFERENCE_DATA_SCHEMA_VERSION",
     "INTERVAL_MASS",
     "JOINT_SCHEMA_VERSION",
     "JointConfig",
@@ -78,6 +80,7 @@ __all__ = [
     "fit_joint",
     "infer_joint_posterior",
     "infer_parameter_posterior",
+    "write_inference_data",
     "leave_one_out",
     "model_check",
     "noise_from_second_differences",

@@ -19,6 +19,9 @@ PER_TRACE_CHOICES = ("offset", "cdl", "ru")
 #: read from the one table of physical parameters
 _PARAMS = {name: (p.unit, p.log, p.box_in_fit_units()) for name, p in PHYSICAL_PARAMETERS.items()
            if name != "c_red"}
+#: the coefficients of a potential-dependent Cdl: Cdl(E) = Cdl (1 + sum_d c_d P_d(x)), x the potential
+#: scaled to [-1, 1] over all traces' window, each c_d within +/- this
+CDL_SHAPE_SPAN = 1.0
 #: parameters with a log-normal prior around a stated value (area, concentration): +/- this many sd
 _LOGNORMAL_SPAN = 5.0
 
@@ -83,6 +86,13 @@ class _Layout:
                 self.lows.append(-span)
                 self.highs.append(span)
                 self.is_log.append(False)
+        self.cdl_degree = config.cdl_degree
+        for d in range(1, config.cdl_degree + 1):
+            self.names.append(f"cdl_p{d}")
+            self.lows.append(-CDL_SHAPE_SPAN)
+            self.highs.append(CDL_SHAPE_SPAN)
+            self.is_log.append(False)
+        self.window = (e_lo, e_hi)
         self.lows, self.highs = np.asarray(self.lows), np.asarray(self.highs)
         self.is_log = np.asarray(self.is_log, bool)
         self.dim = len(self.names)
@@ -123,6 +133,7 @@ class _JointForward(eqx.Module):
     index: jax.Array  # (T, n) int: left grid point of each observed point in its group's grid
     weight: jax.Array  # (T, n)
     background: jax.Array  # (degree, T, n): Legendre P_1..P_degree of the potential over each trace's window
+    charging: jax.Array  # (cdl_degree, T, n) V/s: dE/dt times P_1..P_cdl_degree over all traces' window
     c_red_fraction: float = eqx.field(static=True)  # c_red / c_ox as stated (both scale together)
     temperature: float = eqx.field(static=True)
     tie_d_red: bool = eqx.field(static=True)
@@ -155,6 +166,11 @@ class _JointForward(eqx.Module):
         out = out + self.layout.slot(slots, "offset", n_traces)[:, :, None]
         for d in range(self.background.shape[0]):
             out = out + self.layout.slot(slots, f"bg{d + 1}", n_traces)[:, :, None] * self.background[d][None]
+        if self.charging.shape[0]:  # Cdl's potential dependence: extra charging current A Cdl dE/dt sum c_d P_d
+            scale = jnp.exp(val["area"] + val["cdl"])[:, :, None]
+            shape = sum(self.layout.slot(slots, f"cdl_p{d + 1}", n_traces)[:, :, None] * self.charging[d][None]
+                        for d in range(self.charging.shape[0]))
+            out = out + scale * shape
         return out
 
 
@@ -201,7 +217,8 @@ def _build(traces, config, area: float, c_ox: float, c_red: float, temperature: 
         group_of.append(keys.index(key))
         groups[group_of[-1]].append(j)
     n_obs = config.points_per_trace
-    index, weight, obs, basis, eig, xs = [], [], [], [], [], []
+    index, weight, obs, basis, eig, xs, charging = [], [], [], [], [], [], []
+    e_mid, e_half = 0.5 * (layout.window[1] + layout.window[0]), 0.5 * (layout.window[1] - layout.window[0])
     for j, t in enumerate(traces):
         take = points_of(t, n_obs, fitted_only)
         tau = np.asarray(templates[group_of[j]].grid.tau)
@@ -211,6 +228,8 @@ def _build(traces, config, area: float, c_ox: float, c_red: float, temperature: 
         obs.append(t.current[take])
         e_lo, e_hi = float(t.potential.min()), float(t.potential.max())
         xs.append((t.potential[take] - 0.5 * (e_lo + e_hi)) / (0.5 * (e_hi - e_lo)))
+        rate = t.scan_rate * _sweep_direction(t.vertices, t.path[take])  # dE/dt, V/s
+        charging.append(rate[None] * _legendre((t.potential[take] - e_mid) / e_half, config.cdl_degree))
         if not with_basis:
             continue
         if config.discrepancy_length is None:
@@ -226,6 +245,7 @@ def _build(traces, config, area: float, c_ox: float, c_red: float, temperature: 
                             jnp.asarray(durations, jnp.float32), jnp.asarray(np.asarray(index), jnp.int32),
                             jnp.asarray(np.asarray(weight), jnp.float32),
                             jnp.asarray(_legendre(np.asarray(xs), config.background_degree), jnp.float32),
+                            jnp.asarray(np.stack(charging, axis=1), jnp.float32),
                             float(c_red) / float(c_ox),
                             float(temperature), bool(config.tie_d_red))
     return (layout, forward, jnp.asarray(np.asarray(obs), jnp.float32),
@@ -237,3 +257,13 @@ def _legendre(x: np.ndarray, degree: int) -> np.ndarray:
     """(degree, *x.shape): Legendre polynomials P_1..P_degree of x in [-1, 1]."""
     return np.stack([np.polynomial.legendre.legval(x, [0] * d + [1]) for d in range(1, degree + 1)]) if degree \
         else np.zeros((0, *x.shape))
+
+
+def _sweep_direction(vertices, path: np.ndarray) -> np.ndarray:
+    """(n,) +1 where the potential rises, -1 where it falls, at positions ``path`` (the fraction of
+    the program walked, 0..1) of the piecewise-linear program through ``vertices``."""
+    v = np.asarray(vertices, np.float64)
+    ends = np.cumsum(np.abs(np.diff(v)))
+    ends = ends / ends[-1]
+    seg = np.clip(np.searchsorted(ends, path, side="right"), 0, v.size - 2)
+    return np.sign(v[seg + 1] - v[seg])

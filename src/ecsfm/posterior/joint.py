@@ -53,7 +53,10 @@ class JointConfig:
     ``A C sqrt(D)``, so D's interval is only as narrow as A and C are known);
     ``background_degree`` 0-3: a polynomial background in the potential per trace beyond the
     offset (Legendre terms of degree 1..d over the trace's window, each within +/- 20 % of the
-    trace's largest |current|: a sloping or curved background the same on both sweeps); ``smc`` the
+    trace's largest |current|: a sloping or curved background the same on both sweeps);
+    ``cdl_degree`` 0-3: a potential-dependent double-layer capacitance, Cdl(E) = Cdl (1 + sum_d c_d
+    P_d(x)) with Legendre terms over all traces' window and each c_d in [-1, 1] (shared by the
+    traces; its charging current flips sign with the sweep and scales with the scan rate); ``smc`` the
     sampler (its particle count is ``n_particles``); its tempering keeps 80 % ESS per stage (the
     Ru-k0 trade-off makes separated local modes; ``docs/posterior.md``)."""
 
@@ -69,6 +72,7 @@ class JointConfig:
     area_rsd: float = 0.0
     conc_rsd: float = 0.0
     background_degree: int = 0
+    cdl_degree: int = 0
     smc: SMCPosteriorConfig = SMCPosteriorConfig(n_particles=1024, target_ess_fraction=0.8)
 
     def __post_init__(self):
@@ -88,6 +92,8 @@ class JointConfig:
             raise ValueError(f"discrepancy_length: must be in [0.001, 2] V (or None), got {self.discrepancy_length}")
         if self.background_degree not in (0, 1, 2, 3):
             raise ValueError(f"background_degree: must be 0, 1, 2 or 3, got {self.background_degree!r}")
+        if self.cdl_degree not in (0, 1, 2, 3):
+            raise ValueError(f"cdl_degree: must be 0, 1, 2 or 3, got {self.cdl_degree!r}")
         for name in ("area_rsd", "conc_rsd"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 0.5):
@@ -156,8 +162,7 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
     samples = {}
     for j, name in enumerate(layout.names):
         samples[name] = np.exp(slots[:, j]) if layout.is_log[j] else slots[:, j]
-    params = {name: _summary(name, v, _PARAMS[name.split("[")[0]][0] if not name.startswith("bg") else "A")
-              for name, v in samples.items()}
+    params = {name: _summary(name, v, _unit(name)) for name, v in samples.items()}
     warnings = []
     if not res["reached_posterior"]:
         warnings.append(f"SMC stopped at temperature {res['temperatures'][-1]:.3g} < 1: not the posterior")
@@ -181,6 +186,15 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
             "known": {"area_cm2": area, "c_ox_mM": c_ox, "c_red_mM": c_red, "temperature_K": temperature},
             "config": {k: (v if not isinstance(v, SMCPosteriorConfig) else v.__dict__) for k, v in config.__dict__.items()},
             "warnings": warnings}
+
+
+def _unit(name: str) -> str:
+    """The unit of a sampled parameter (``bg<d>[j]`` background terms in A, ``cdl_p<d>`` relative to Cdl)."""
+    if name.startswith("bg"):
+        return "A"
+    if name.startswith("cdl_p"):
+        return "relative to Cdl"
+    return _PARAMS[name.split("[")[0]][0]
 
 
 #: quantities a fit is run for: a bound that sets one of them is always worth a warning

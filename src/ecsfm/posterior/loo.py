@@ -33,14 +33,19 @@ def leave_one_out(traces, *, area: float, c_ox: float, c_red: float = 0.0, tempe
     """For each trace: fit the others (``fit_joint``), predict it with ``n_draws`` posterior draws,
     and check the prediction (``model_check(held_out=True)``). Returns the check's record over
     all traces (Bonferroni; ``method`` says it is leave-one-out) with, per trace, the held-out
-    fit's D and k0 medians. Raises ValueError for fewer than 3 traces or per-trace Cdl/Ru (a
-    held-out trace's own nonlinear terms cannot be predicted)."""
+    fit's D and k0 medians. Raises ValueError for fewer than 3 traces, per-trace Cdl/Ru (a
+    held-out trace's own nonlinear terms cannot be predicted) or a potential-dependent Cdl over
+    traces of different windows."""
     traces = list(traces)
     if len(traces) < 3:
         raise ValueError(f"leave_one_out: needs at least 3 traces (2 to fit, 1 to predict), got {len(traces)}")
     if set(config.per_trace) - {"offset"}:
         raise ValueError("leave_one_out: per-trace cdl/ru of a held-out trace cannot be predicted; fit with "
                          "per_trace=('offset',)")
+    windows = {(round(float(t.potential.min()), 3), round(float(t.potential.max()), 3)) for t in traces}
+    if config.cdl_degree and len(windows) > 1:
+        raise ValueError("leave_one_out: a potential-dependent Cdl (cdl_degree > 0) is scaled over the traces' window, "
+                         "and these traces span different windows: leave it out or cut them to one --window")
     rng = np.random.default_rng(seed)
     observed, draws, fits = [], [], []
     for k, held in enumerate(traces):

@@ -22,6 +22,7 @@ COMPARISON_SCHEMA_VERSION = 1
 #: what --compare can vary -> (the run_joint_infer argument it sets, how a value is read)
 COMPARE_KEYS = {
     "background": "polynomial degree of the background per trace: 0, 1, 2, 3",
+    "cdl": "polynomial degree of Cdl's dependence on the potential: 0 (constant), 1, 2, 3",
     "ru": "free, or a value in ohm that fixes it (e.g. 0.1 for negligible)",
     "d_red": "tied (= D_ox) or free",
     "alpha": "prior ranges LOW:HIGH, e.g. 0.3:0.7,0.1:0.9",
@@ -36,6 +37,10 @@ def _setting(key: str, value: str) -> dict:
         if value not in ("0", "1", "2", "3"):
             raise ValueError(f"compare: background takes degrees 0-3, got {value!r}")
         return {"background_degree": int(value)}
+    if key == "cdl":
+        if value not in ("0", "1", "2", "3"):
+            raise ValueError(f"compare: cdl takes degrees 0-3, got {value!r}")
+        return {"cdl_degree": int(value)}
     if key == "ru":
         if value == "free":
             return {}

@@ -29,7 +29,7 @@ from .._atomic import atomic_path, write_text
 from ..data import TASKS, CoreLayout, read_npz
 from ..fm import load_surrogate
 from ..posterior import (DEFAULT_ENGINE, DEFAULT_METHOD, config_from_budget, default_inference, infer_joint_posterior,
-                         model_check, noise_from_second_differences, weighted_variance)
+                         model_check, noise_from_second_differences, weighted_variance, write_inference_data)
 from .measurement import NOISE_UNIT, WAVEFORM_TOLERANCE_V, is_model_grid_npz, parse_known, read_measurement
 from .plots import plot_marginals, plot_predictive
 
@@ -136,7 +136,8 @@ def run_infer(*, model_dir, measurement, out_dir, task: str = "cv", stage: str =
               n_particles: int | None = None, seed: int = 0, fmt: str = "auto") -> dict:
     """Run one inference from a file -- or from several files of the same cell on the model's
     protocol (a scan-rate series: one parameter set, ``infer_joint_posterior``) -- and write
-    ``posterior_summary.json``, ``posterior_artifacts.npz``, ``posterior_marginals.png`` and
+    ``posterior_summary.json``, ``posterior_artifacts.npz``, ``posterior.nc`` (ArviZ InferenceData),
+    ``posterior_marginals.png`` and
     ``posterior_predictive.png`` (one trace) or ``trace_<k>.png`` (one per trace). ``noise``: the
     observation noise sd in mA/cm^2 (None: estimated from the data); ``area`` cm^2; ``known``:
     ``NAME=VALUE`` items in physical units. Returns the summary. Raises ValueError naming the
@@ -206,6 +207,14 @@ def _write(out: Path, summary: dict, post, loaded, paths, task: str, layout: Cor
     else:
         plot_predictive(out / "posterior_predictive.png", e[0], i_obs[0], mask[0], post.trace(0), task)
     plot_marginals(out / "posterior_marginals.png", post, layout.base, loaded[0][5])
+    draws = np.asarray(post["posterior_samples_raw"], np.float64)
+    column = {name: list(post["parameter_names"]).index(p["slot"]) for name, p in summary["parameters"].items()}
+    physical = {name: np.exp(draws[:, column[name]]) if p["slot"].startswith("ln_") else draws[:, column[name]]
+                for name, p in summary["parameters"].items()}
+    write_inference_data(out / "posterior.nc", physical, units={n: p["unit"] for n, p in summary["parameters"].items()},
+                         weights=np.asarray(post["posterior_weights"], np.float64), index_dim="couple",
+                         attrs={"engine": str(post["engine"]), "sampler": str(post["method"]),
+                                "log_evidence": float(post["log_evidence"])})
 
 
 def _weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> list[float]:

@@ -15,6 +15,7 @@ from .._atomic import atomic_path, write_text
 from ..data import PHYSICAL_PARAMETERS
 from ..posterior import JOINT_SCHEMA_VERSION, Engine, JointConfig, Method, fit_joint, trace_from_measurement
 from ..posterior import leave_one_out as loo_check
+from ..posterior import write_inference_data
 from .infer import SUMMARY_SCHEMA_VERSION
 from .measurement import NOISE_UNIT, noise_to_amperes
 from .plausibility import check_current
@@ -36,12 +37,12 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
                     warnings=(), discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
                     conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=(),
                     window: tuple[float, float] | None = None, sweeps=None, background_degree: int = 0,
-                    blank=None, leave_one_out: bool = False) -> dict:
+                    cdl_degree: int = 0, blank=None, leave_one_out: bool = False) -> dict:
     """Fit one couple to several measured traces on their own potential programs
     (``ecsfm.posterior.fit_joint``, the simulator), check the fit (``model_check`` in the summary,
     also per trace fitted alone with ``separate``) and write ``posterior_summary.json``,
-    ``posterior_artifacts.npz``, one ``trace_<k>.png`` overlay per trace, ``posterior_marginals.png``
-    and, with ``separate``, ``separate_fits.png`` (each trace fitted alone: the parameters per scan
+    ``posterior_artifacts.npz``, ``posterior.nc`` (ArviZ InferenceData), one ``trace_<k>.png`` overlay
+    per trace, ``posterior_marginals.png`` and, with ``separate``, ``separate_fits.png`` (each trace fitted alone: the parameters per scan
     rate, ordered by scan rate). ``area`` cm^2; ``noise`` the current's noise sd in mA/cm^2
     (``NOISE_UNIT``, as on the model-grid route; None: unknown, integrated out); ``known``
     ``NAME=VALUE`` items (``c_ox`` in mM is required); ``fmt`` the files' format
@@ -50,7 +51,8 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     parameter's prior box (physical units, as ``known``); ``window`` (E1, E2) V and ``sweeps``
     ("all", "first" or sweep indices) the points compared
     (``ecsfm.posterior.trace_from_measurement``);
-    ``background_degree`` a polynomial background per trace (``JointConfig``); ``blank`` a blank
+    ``background_degree`` a polynomial background per trace and ``cdl_degree`` a potential-dependent
+    Cdl (``JointConfig``); ``blank`` a blank
     scan's file, its current subtracted from every trace (``subtract_blank``); ``leave_one_out``
     also fits every trace's companions and checks the prediction of it
     (``ecsfm.posterior.leave_one_out``: one more fit per trace). Returns the summary. Raises
@@ -73,7 +75,7 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
         check_current(traces, area=area, c_ox=cell["c_ox"], temperature=temp)
     bounds = parse_priors(priors)
     cfg_kw = dict(per_trace=tuple(per_trace), tie_d_red=tie_d_red, noise=noise_to_amperes(noise, area), known=fixed,
-                  bounds=bounds, background_degree=int(background_degree),
+                  bounds=bounds, background_degree=int(background_degree), cdl_degree=int(cdl_degree),
                   discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd)
     if n_particles is not None:
         cfg_kw["n_particles"] = int(n_particles)
@@ -95,7 +97,7 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
         "priors_changed": {k: list(v) for k, v in bounds.items()},
         "assumptions": _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noise,
                                     discrepancy_length, cycle, per_trace, bounds, fixed, window, sweeps,
-                                    background_degree, blank),
+                                    background_degree, blank, cdl_degree),
         "traces": res["traces"], "parameters": res["parameters"], "k0_bound": res["k0_bound"],
         "model_check": res["model_check"], "leave_one_out": loo, "residual_rms_A": res["residual_rms_A"],
         "known": res["known"], "fixed": res["fixed"],
@@ -142,6 +144,9 @@ def _write(out: Path, summary: dict, res: dict, per_rate, reference) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, schema_version=np.int64(JOINT_SCHEMA_VERSION), names=np.asarray(list(res["samples"])),
                      **{f"sample_{n}": v for n, v in res["samples"].items()})
+    write_inference_data(out / "posterior.nc", res["samples"], units={n: p["unit"] for n, p in res["parameters"].items()},
+                         observed=res["predictive"], attrs={"engine": "simulator", "sampler": "SMC",
+                                                            "log_evidence": float(res["log_evidence"])})
     for k, pred in enumerate(res["predictive"]):
         plot_trace(out / f"trace_{k}.png", pred, reference)
     plot_joint_marginals(out / "posterior_marginals.png", res["samples"], res["parameters"], res["prior_boxes"])
@@ -150,13 +155,14 @@ def _write(out: Path, summary: dict, res: dict, per_rate, reference) -> None:
 
 
 def _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noise, length, cycle, per_trace,
-                 bounds, fixed, window, sweeps, degree, blank) -> dict:
+                 bounds, fixed, window, sweeps, degree, blank, cdl_degree=0) -> dict:
     """Every assumption of the fit, in words (the console echoes them; the summary keeps them)."""
     def exact(rsd):
         return "(exact)" if not rsd else f"(+/- {100 * rsd:g} %, log-normal)"
 
     background = ("a constant offset" if not degree else f"a polynomial of degree {degree} in E") + " per trace" + \
         ("" if "cdl" in per_trace else ", one Cdl for all traces") + (", Cdl per trace" if "cdl" in per_trace else "") + \
+        (f", Cdl a polynomial of degree {cdl_degree} in E" if cdl_degree else "") + \
         (", Ru per trace" if "ru" in per_trace else "") + (f", blank {Path(blank).name} subtracted" if blank else "")
     sweeps_text = "all sweeps" if sweeps in (None, "all") else ("the first sweep" if sweeps == "first" else
                                                                  "sweeps " + ",".join(str(k) for k in sweeps))

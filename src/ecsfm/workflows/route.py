@@ -21,7 +21,8 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
                 reference: str | None = None, separate: bool = False, cycle: int = 0, per_trace=("offset",),
                 tie_d_red: bool = True, discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
                 conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=(), window=None, sweeps=None,
-                background_degree: int = 0, blank=None, compare=(), leave_one_out: bool = False) -> tuple[Route, dict]:
+                background_degree: int = 0, cdl_degree: int = 0, blank=None, compare=(),
+                leave_one_out: bool = False) -> tuple[Route, dict]:
     """Fit measured files on the route ``choose_route`` picks and write the results into
     ``out_dir``; returns (route, summary). ``noise`` is in mA/cm^2 on both routes. The
     model-grid route (``run_infer``) uses ``task``, ``stage``, ``couples``, ``engine``,
@@ -30,7 +31,7 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
     shipped in the package). ``area`` (cm^2) is required unless every file is a model-grid npz
     (already per cm^2): there is no default electrode. ``fmt`` the files' format (``ecsfm.io.read``);
     ``force`` skips the current's plausibility check; ``priors`` (``NAME=LOW:HIGH``) the prior
-    boxes of a measured-waveform fit; ``window``, ``sweeps``, ``background_degree`` and ``blank``
+    boxes of a measured-waveform fit; ``window``, ``sweeps``, ``background_degree``, ``cdl_degree`` and ``blank``
     (``run_joint_infer``) its points and background; ``compare`` (``KEY=V1,V2`` items) fits the
     variants and returns the comparison (``run_comparison``) instead of one summary;
     ``leave_one_out`` adds the leave-one-trace-out check. Raises ValueError naming the argument."""
@@ -41,7 +42,8 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
     if area is None and (route is Route.MEASURED or not all(is_model_grid_npz(m) for m in measurements)):
         raise ValueError("area: give the electrode's area (--area, cm^2) or a disc's radius (--radius, cm); a measured "
                          "current is divided by it and there is no default electrode")
-    measured_only = {"--window": window, "--sweeps": sweeps, "--background": background_degree, "--blank": blank,
+    measured_only = {"--window": window, "--sweeps": sweeps, "--background": background_degree,
+                     "--cdl-degree": cdl_degree, "--blank": blank,
                      "--compare": compare, "--prior": priors, "--leave-one-out": leave_one_out}
     if route is not Route.MEASURED and any(measured_only.values()):
         given = ", ".join(k for k, v in measured_only.items() if v)
@@ -52,7 +54,7 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
                    cycle=cycle, per_trace=per_trace, noise=noise, n_particles=n_particles, units=units,
                    sign_convention="auto" if sign_convention == "iupac" else "us", seed=seed, warnings=notes,
                    discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd, fmt=fmt, force=force,
-                   window=window, sweeps=sweeps, blank=blank)
+                   window=window, sweeps=sweeps, blank=blank, cdl_degree=cdl_degree)
         if compare:
             return route, run_comparison(parse_compare(compare), out_dir=out_dir, known=known, priors=priors,
                                          tie_d_red=tie_d_red, background_degree=background_degree, **fit)

@@ -79,12 +79,15 @@ def _add_measured_args(pn) -> None:
                     help="measured traces: the sweeps to fit: all (default), first, or 0-based indices, e.g. 0,1")
     pn.add_argument("--background", type=int, default=0, choices=(0, 1, 2, 3), metavar="DEGREE",
                     help="measured traces: polynomial background in E per trace beyond the offset (0-3; default 0)")
+    pn.add_argument("--cdl-degree", type=int, default=0, choices=(0, 1, 2, 3), metavar="DEGREE",
+                    help="measured traces: Cdl varies with E as a polynomial of this degree (0-3; default 0: constant); "
+                         "its charging current flips sign with the sweep")
     pn.add_argument("--blank", type=Path, default=None, metavar="FILE",
                     help="measured traces: a blank scan (same program and electrolyte, no analyte) subtracted from "
                          "every trace")
     pn.add_argument("--compare", action="append", default=[], metavar="KEY=V1,V2",
-                    help="measured traces: fit each variant and choose by log evidence; KEY: background (0-3), ru "
-                         "(free or ohm), d_red (tied, free), alpha (LOW:HIGH ranges); repeat for combinations")
+                    help="measured traces: fit each variant and choose by log evidence; KEY: background (0-3), cdl "
+                         "(0-3), ru (free or ohm), d_red (tied, free), alpha (LOW:HIGH ranges); repeat for combinations")
     pn.add_argument("--leave-one-out", action="store_true",
                     help="measured series of >= 3 traces: also fit all but each trace and check its prediction "
                          "(one more fit per trace)")
@@ -144,7 +147,7 @@ def run(args) -> int:
         tie_d_red=not args.free_d_red, discrepancy_length=_discrepancy_length(args.discrepancy_length),
         area_rsd=args.area_rsd, conc_rsd=args.conc_rsd, priors=args.prior, window=_window(args.window),
         sweeps=None if args.sweeps == "all" else _sweeps(args.sweeps), background_degree=args.background,
-        blank=args.blank, compare=args.compare, leave_one_out=args.leave_one_out,
+        cdl_degree=args.cdl_degree, blank=args.blank, compare=args.compare, leave_one_out=args.leave_one_out,
         **given(engine=args.engine, method=args.method))
     if args.compare:
         _print_comparison(args, summary)
