@@ -10,26 +10,32 @@ D = 1e-5
 FAST = sim.Couple(e0=0.0, k0=10.0, alpha=0.5, d_ox=D, d_red=D, c_ox=1.0)
 
 
-def test_cottrell_within_one_percent():
-    # Step 500 mV past E0 (surface O driven to ~0): i = -nFAC sqrt(D/(pi t)), from 1 % to 100 %
-    # of the step duration.
+def test_cottrell_within_one_percent_and_from_the_first_point_within_two():
+    # Step 500 mV past E0 (surface O driven to ~0): i = -nFAC sqrt(D/(pi t)); within 1 % from 1 %
+    # to 100 % of the step duration, and within 2 % and monotone from the first output point on
+    # (1.6e-5 of the duration: the flux's t^-1/2 shape is integrated exactly after a jump, so the
+    # transient does not zig-zag).
     wf = sim.potential_step(e_initial=0.5, e_step=-0.5, duration=2.0)
     res = sim.simulate(wf, FAST, sim.Cell(area=AREA))
-    t = np.asarray(res.time)
+    t, i = np.asarray(res.time), np.asarray(res.current)
     m = (t >= 0.02) & (t <= 2.0)
     ref = -analytic.cottrell_current(t[m], 1, AREA, 1.0, D)
     assert m.sum() > 50
-    assert np.max(np.abs(np.asarray(res.current)[m] / ref - 1)) < 0.01
+    assert np.max(np.abs(i[m] / ref - 1)) < 0.01
+    early = t > 0
+    assert np.max(np.abs(i[early] / -analytic.cottrell_current(t[early], 1, AREA, 1.0, D) - 1)) < 0.02
+    assert np.all(np.diff(np.abs(i[early])) < 0)
 
 
 def test_double_step_reverse_transient():
     # After stepping back at tau to full re-oxidation (Bard & Faulkner 5.7.3):
-    # i(t) = nFAC sqrt(D/pi) (1/sqrt(t - tau) - 1/sqrt(t)), within 2 % from 2 % of tau on.
+    # i(t) = nFAC sqrt(D/pi) (1/sqrt(t - tau) - 1/sqrt(t)), within 2 % from the first point after
+    # the second jump on (8e-6 tau after it).
     tau = 1.0
     wf = sim.double_potential_step(0.5, -0.5, 0.5, step_duration=tau)
     res = sim.simulate(wf, FAST, sim.Cell(area=AREA))
     t = np.asarray(res.time)
-    m = t >= tau * 1.02
+    m = t > tau
     ref = analytic.cottrell_current(t[m] - tau, 1, AREA, 1.0, D) - analytic.cottrell_current(t[m], 1, AREA, 1.0, D)
     assert np.max(np.abs(np.asarray(res.current)[m] / ref - 1)) < 0.02
 

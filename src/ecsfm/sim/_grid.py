@@ -24,9 +24,16 @@ taken linear between its start and end values (second order, trapezoid-like):
     u~_new = exp(mu h) u~ + (phi0 q_old + phi1 q_new) v,
     phi1 = int_0^h exp(mu (h - s)) s / h ds,   phi0 + phi1 = phi = (exp(mu h) - 1) / mu,
 
-and on the first step after a potential jump, where the flux is discontinuous, it is held at its
-end-of-step value (``phi0 = 0``, first order, L-stable), so that the step sizes that follow a
-jump grow geometrically (see ``_waveforms``). The new flux enters implicitly either way.
+After a potential jump the flux is singular, ``q ~ tau^-1/2`` in the time ``tau`` since the jump
+(Cottrell), and linear interpolation of it over the geometrically growing steps that follow a jump
+(``_waveforms``) rings: +48 %, -22 %, +14 % against Cottrell over the first three output points.
+There the flux is instead taken linear in ``tau^-1/2`` between its start and end values (on the
+first step, ``q_end sqrt(h / tau)``), which integrates a diffusion-limited transient exactly; the
+weights have a closed form in Dawson's integral (``_jump_weights``). Once a step starts more than
+``JUMP_SHAPE_STEPS`` step sizes after the jump the two shapes differ by < 0.2 % and the linear one
+is used. The new flux enters implicitly either way. With ``h0 = 1e-3`` (a first step of
+``1e-5`` of the duration is still resolved in space) every output point of a potential step is
+within 2 % of Cottrell and the transient is monotone (``tests/sim/test_transients_and_cell.py``).
 
 Each step costs a few element-wise operations on the modes, with no tridiagonal solve; the
 eigen-decomposition is done once per (grid, time grid) in float64 with numpy. Modes that decay
@@ -40,6 +47,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.special
 
 from ._waveforms import TimeGrid
 
@@ -62,7 +70,7 @@ class SolverConfig:
     """
 
     x_max: float = 6.0
-    h0: float = 4e-3
+    h0: float = 1e-3
     growth: float = 1.25
     newton_iterations: int = 60
     mode_tolerance: float = 1e-7
@@ -138,15 +146,57 @@ def _operator(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu, q, w
 
 
+#: after a jump, the flux is interpolated in 1/sqrt(time since the jump) until the step start lies
+#: this many step sizes after it (then the shape is nearly linear over a step, and linear is used)
+JUMP_SHAPE_STEPS = 30.0
+
+
+def _since_jump(grid: TimeGrid) -> np.ndarray:
+    """(N,) time from the last potential jump to the start of each step (relative units), or -1
+    where no jump came before or the jump lies more than ``JUMP_SHAPE_STEPS`` steps back."""
+    out = np.full(grid.steps.size, -1.0)
+    t_jump = None
+    for n, (t0, h) in enumerate(zip(grid.tau[:-1], grid.steps)):
+        if grid.jump[n]:
+            t_jump = t0
+        if t_jump is not None and t0 - t_jump <= JUMP_SHAPE_STEPS * h:
+            out[n] = t0 - t_jump
+    return out
+
+
+def _jump_weights(tau_a: np.ndarray, h: np.ndarray, lam: np.ndarray, phi: np.ndarray):
+    """(phi0, phi1) of steps after a jump, (K, M): the flux over the step taken linear in
+    ``1/sqrt(tau)`` (tau the time since the jump, from ``tau_a`` to ``tau_a + h``) through its start
+    and end values, so that a diffusion-limited transient, ``q ~ tau^-1/2`` (Cottrell), is
+    integrated exactly; on the first step (``tau_a = 0``) the flux is ``q_end sqrt(h / tau)``.
+
+    Uses ``I = int_0^h exp(-lam (h - s)) (tau_a + s)^-1/2 ds
+    = 2 [F(sqrt(lam tau_b)) - exp(-lam h) F(sqrt(lam tau_a))] / sqrt(lam)`` with ``F`` Dawson's
+    integral (``scipy.special.dawsn``), stable for every mode."""
+    a, b = np.sqrt(tau_a), np.sqrt(tau_a + h)
+    root = np.sqrt(lam)
+    tiny = root * b < 1e-6
+    rs = np.where(tiny, 1.0, root)
+    integral = np.where(tiny, 2.0 * (b - a),
+                        2.0 * (scipy.special.dawsn(rs * b) - np.exp(-lam * h) * scipy.special.dawsn(rs * a)) / rs)
+    first = tau_a == 0.0
+    ia = np.where(first, 0.0, 1.0 / np.where(first, 1.0, a))
+    ib = 1.0 / b
+    phi1 = np.where(first, b * integral, (integral - ia * phi) / np.where(first, 1.0, ib - ia))
+    phi0 = np.where(first, 0.0, phi - phi1)
+    return phi0, phi1
+
+
 @functools.lru_cache(maxsize=64)
 def propagator(config: SolverConfig, grid: TimeGrid) -> Propagator:
     x = config.nodes()
     mu, q, w = _operator(x)
     v_all = q[0, :] / np.sqrt(w[0])
-    # Distinct (step size, jump) pairs (ramps repeat one size): round to 12 significant digits
-    # to merge floating-point twins; the change in step size is ~1e-12 relative.
+    # Distinct step kinds: (step size, time since the last jump where the flux still has the
+    # shape of one, else -1). Rounded to 12 significant digits to merge floating-point twins.
+    since = _since_jump(grid)
     rounded = np.asarray([float(f"{s:.12g}") for s in grid.steps])
-    keys = np.stack([rounded, grid.jump.astype(np.float64)], axis=1)
+    keys = np.stack([rounded, np.asarray([float(f"{s:.12g}") for s in since])], axis=1)
     uniq, index = np.unique(keys, axis=0, return_inverse=True)
     index = index.reshape(-1)
     h = uniq[:, :1]
@@ -159,7 +209,11 @@ def propagator(config: SolverConfig, grid: TimeGrid) -> Propagator:
     small = np.abs(z) < 1e-3
     zs = np.where(small, 1.0, z)
     phi1 = h * np.where(small, 0.5 + z / 6.0 + z**2 / 24.0, (np.expm1(zs) - zs) / zs**2)
-    phi1 = np.where(uniq[:, 1:] > 0, phi, phi1)  # first step after a jump: flux held (phi0 = 0)
+    shaped = uniq[:, 1] >= 0
+    if np.any(shaped):
+        p0, p1 = _jump_weights(uniq[shaped, 1:], h[shaped], -mu[None, :], phi[shaped])
+        phi1[shaped] = p1
+        phi[shaped] = p0 + p1
     phi0 = phi - phi1
     keep = decay_all.max(axis=0) > config.mode_tolerance
     to_nodes_all = q / np.sqrt(w)[:, None]
