@@ -29,6 +29,18 @@ def _simulate(tmp_path, technique, *args):
     return {n: table[n] for n in table.dtype.names}
 
 
+def test_simulate_a_microsphere_reaches_its_steady_state(tmp_path):
+    # a 5 um sphere at 10 mV/s: the plateau is 4 pi n F D C r0 within the transient term
+    # r0 / sqrt(pi D t) (< 1.5 % here); the area written is the sphere's 4 pi r0^2
+    r0 = 5e-4
+    t = _simulate(tmp_path, "cv", "--e-start", "0.3", "--e-vertex", "-0.3", "--scan-rate", "0.01", "--step", "0.002",
+                  *REVERSIBLE, "--geometry", "sphere", "--radius", "5um")
+    steady = -4 * math.pi * F * D * 1e-6 * r0
+    assert abs(t["current_A"].min() / steady - 1) < 0.03
+    header = (tmp_path / "cv.csv").read_text()
+    assert f"area = {4 * math.pi * r0**2!r}" in header and "geometry = sphere" in header
+
+
 def _rs():
     return analytic.randles_sevcik_peak_current(1, AREA, 1.0, D, V)
 

@@ -155,6 +155,12 @@ CLI_CASES = {
     # simulate: physical values, labels, outputs
     "simulate area 0": ([*SIM, "--area", "0"], ["area", "(0, 1e+06]"]),
     "simulate area nan": ([*SIM, "--area", "nan"], ["area", "finite"]),
+    "simulate radius no unit": ([*SIM, "--geometry", "sphere", "--radius", "5"], ["--radius", "unit", "um"]),
+    "simulate radius 0": ([*SIM, "--geometry", "sphere", "--radius", "0um"], ["--radius", "> 0"]),
+    "simulate radius missing": ([*SIM, "--geometry", "hemisphere"], ["--radius", "needs"]),
+    "simulate radius planar": ([*SIM, "--radius", "1mm"], ["--radius", "planar"]),
+    "simulate area contradicts": ([*SIM, "--geometry", "sphere", "--radius", "1mm", "--area", "1"],
+                                  ["--area", "contradicts", "0.1257"]),
     "simulate mV as V": (["simulate", "cv", "--e-start", "300", "--e-vertex", "-300", "--scan-rate", "100",
                           "--out", "{out_csv}"], ["--e-start", "300 mV = 0.3 V", "--force"]),
     "simulate too many points": (["simulate", "cv", "--e-start", "0.3", "--e-vertex", "-0.3", "--scan-rate", "0.1",

@@ -37,6 +37,27 @@ def given(**options) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
+#: length units a value may be written in -> cm
+LENGTH_UNITS = {"m": 100.0, "cm": 1.0, "mm": 0.1, "um": 1e-4, "µm": 1e-4, "nm": 1e-7}
+
+
+def length_cm(flag: str, text: str) -> float:
+    """A length written with its unit (``10um``, ``1.5 mm``, ``0.15cm``) in cm. Raises ValueError
+    naming ``flag`` for a missing or unknown unit or a value that is not > 0."""
+    body = str(text).strip()
+    unit = next((u for u in sorted(LENGTH_UNITS, key=len, reverse=True) if body.endswith(u)), None)
+    units = ", ".join(LENGTH_UNITS)
+    if unit is None:
+        raise ValueError(f"{flag}: give the unit ({units}), e.g. 10um or 1.5mm; got {text!r}")
+    try:
+        value = float(body[: -len(unit)].strip())
+    except ValueError:
+        raise ValueError(f"{flag}: expected a number and a unit ({units}), e.g. 10um; got {text!r}") from None
+    if not (value > 0 and value * LENGTH_UNITS[unit] <= 100.0):
+        raise ValueError(f"{flag}: must be > 0 and at most 1 m, got {text!r}")
+    return value * LENGTH_UNITS[unit]
+
+
 def comma_list(text: str | None) -> list[str]:
     """``"a, b,"`` -> ``["a", "b"]``; None or blank -> ``[]``."""
     return [t.strip() for t in (text or "").split(",") if t.strip()]

@@ -1,7 +1,8 @@
 """ecsfm.sim: a fast, differentiable simulator of voltammetry.
 
-1-D planar semi-infinite diffusion of independent redox couples with Butler-Volmer kinetics,
-uncompensated resistance and double-layer charging, under any applied-potential waveform.
+1-D semi-infinite diffusion (planar, or radial to a sphere or hemisphere: ``Cell(geometry=)``)
+of independent redox couples with Butler-Volmer kinetics, uncompensated resistance and
+double-layer charging, under any applied-potential waveform.
 
 >>> from ecsfm import sim
 >>> wf = sim.cyclic_voltammetry(e_start=0.3, e_vertex=-0.3, scan_rate=0.1)
@@ -14,7 +15,7 @@ from ._analysis import find_peak
 from ._export import plot_impedance, plot_result, result_table, table_csv, write_csv, write_impedance_csv
 from ._grid import SolverConfig
 from ._impedance import impedance
-from ._physics import Cell, Couple, stack_couples
+from ._physics import GEOMETRIES, Cell, Couple, Geometry, Hemisphere, Planar, Sphere, stack_couples
 from ._solver import SimulationResult, simulate
 from ._units import DEFAULT_TEMPERATURE, FARADAY, GAS_CONSTANT, thermal_voltage
 from ._pulse import differential_pulse_voltammetry, sampled_currents, square_wave_voltammetry
@@ -34,6 +35,11 @@ from ._waveforms import (
 __all__ = [
     "Cell",
     "Couple",
+    "GEOMETRIES",
+    "Geometry",
+    "Hemisphere",
+    "Planar",
+    "Sphere",
     "DEFAULT_TEMPERATURE",
     "FARADAY",
     "GAS_CONSTANT",

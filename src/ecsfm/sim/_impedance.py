@@ -2,7 +2,9 @@
 
 ``Z(w) = Ru + 1 / (j w Cdl A + sum_k 1 / Z_F,k(w))`` with each couple's faradaic impedance
 ``Z_F`` from ``analytic.faradaic_impedance`` (charge transfer + Warburg diffusion), linearised
-about uniform bulk concentrations. That state is the true DC state when ``e_dc`` is the couples'
+about uniform bulk concentrations. On a sphere or hemisphere of radius r0 the diffusion term
+``1/sqrt(j w D)`` becomes ``1/(sqrt(j w D) + D/r0)`` (the radial field's extra flux; finite at
+w -> 0, the steady state). That state is the true DC state when ``e_dc`` is the couples'
 equilibrium potential (or where a couple's DC current is negligible); the time-domain simulator
 agrees with it there (see the tests, which lock in on a simulated small sinusoid).
 """
@@ -35,7 +37,8 @@ def impedance(
     ka = cp.k0 * jnp.exp((1.0 - cp.alpha) * eta)
     kc = cp.k0 * jnp.exp(-cp.alpha * eta)
     jw = 1j * omega
-    num = 1.0 + ka / jnp.sqrt(jw * cp.d_red) + kc / jnp.sqrt(jw * cp.d_ox)
+    kappa = jnp.asarray(cell.geometry.curvature())[..., None]  # 1/r0 (0: planar)
+    num = 1.0 + ka / (jnp.sqrt(jw * cp.d_red) + cp.d_red * kappa) + kc / (jnp.sqrt(jw * cp.d_ox) + cp.d_ox * kappa)
     den = cp.n * FARADAY * cell.area * f * MOL_PER_CM3_PER_MM * (
         (1.0 - cp.alpha) * ka * cp.c_red + cp.alpha * kc * cp.c_ox
     )

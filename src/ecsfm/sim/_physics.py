@@ -1,9 +1,22 @@
-"""The electrochemical system: redox couples and the cell they sit in.
+"""The electrochemical system: redox couples, the electrode's geometry and the cell they sit in.
 
 Both are ``eqx.Module`` s whose every field is an array, so ``jax.vmap`` can batch over any of
 them. Values are checked when a module is built from concrete numbers (a clear ``ValueError``
 naming the field and its allowed range); traced values (inside ``jit``/``vmap``) are not checked
 here, the solver reports non-finite results in its diagnostics instead.
+
+Geometry. A sphere of radius ``r0`` in a semi-infinite solution has radial diffusion
+``dc/dt = D (d2c/dr2 + (2/r) dc/dr)``. With ``w = (r / r0) (c - c_bulk)`` this is exactly the planar
+equation ``dw/dt = D d2w/dx2`` in ``x = r - r0``, with ``w = c - c_bulk`` on the surface and
+
+    -dw/dx|0 = -dc/dr|r0 - (c(r0) - c_bulk) / r0.
+
+So the planar solver's exact-in-time propagator serves the sphere unchanged: only the boundary
+coupling gains the term ``epsilon (c(r0) - c_bulk)``, ``epsilon = sqrt(D T) / r0`` in the solver's
+units, per species and batch member (``_solver``). This is exact, not a correction: the steady
+state ``4 pi n F D C r0`` and the transient ``n F A C D (1/sqrt(pi D t) + 1/r0)`` follow
+(``tests/sim/test_geometry.py``). A hemisphere on an insulating plane has the same field and
+half the area.
 """
 
 from __future__ import annotations
@@ -18,7 +31,10 @@ from jaxtyping import Array, Float
 
 from ._units import DEFAULT_TEMPERATURE
 
-__all__ = ["Couple", "Cell", "stack_couples"]
+__all__ = ["Couple", "Cell", "Geometry", "Planar", "Sphere", "Hemisphere", "GEOMETRIES", "stack_couples"]
+
+#: largest electrode radius accepted, cm (a 1 m electrode)
+MAX_RADIUS_CM = 100.0
 
 
 def _as_array(x) -> Array | np.ndarray:
@@ -88,20 +104,91 @@ class Couple(eqx.Module):
         _check("n", self.n, 0.0, 10.0, lo_open=True, hi_open=False)
 
 
+class Geometry(eqx.Module):
+    """An electrode's shape. ``area()``: the area it implies, cm^2, or None (planar: any area);
+    ``curvature()``: 1/r0, 1/cm (0 for planar)."""
+
+    def area(self):
+        return None
+
+    def curvature(self):
+        return 0.0
+
+
+class Planar(Geometry):
+    """Planar semi-infinite diffusion (the default): an electrode much larger than its diffusion
+    layer. The area is the cell's (1 cm^2 unless given)."""
+
+
+class Sphere(Geometry):
+    """A sphere of ``radius`` cm in a semi-infinite solution: exact 1-D radial diffusion; area
+    ``4 pi r^2``."""
+
+    radius: Float[Array, "..."] = eqx.field(converter=_as_array)
+
+    def __check_init__(self):
+        _check("radius (cm)", self.radius, 0.0, MAX_RADIUS_CM, lo_open=True, hi_open=False)
+
+    def area(self):
+        return 4.0 * np.pi * self.radius**2
+
+    def curvature(self):
+        return 1.0 / self.radius
+
+
+class Hemisphere(Sphere):
+    """A hemisphere of ``radius`` cm on an insulating plane (a mercury drop, a deposited
+    particle): the sphere's radial field, area ``2 pi r^2``."""
+
+    def area(self):
+        return 2.0 * np.pi * self.radius**2
+
+
+#: geometry names (the CLI's, the recipes') -> constructor
+GEOMETRIES = {"planar": Planar, "sphere": Sphere, "hemisphere": Hemisphere}
+#: a stated area may differ from the one a geometry implies by this much (relative) before it is refused
+AREA_TOLERANCE = 1e-3
+
+
 class Cell(eqx.Module):
     """The electrode and cell around the couples.
 
     Attributes:
-        area: electrode area, cm^2.
+        area: electrode area, cm^2. Default: the area ``geometry`` implies (4 pi r^2 for a
+            sphere), or 1 cm^2 for a planar electrode.
         temperature: K.
         ru: uncompensated resistance, ohm. The kinetics see ``E_applied - i * ru``.
         cdl: double-layer capacitance, F/cm^2; charging current ``cdl * area * dE_interface/dt``.
+        geometry: ``Planar()`` (default), ``Sphere(radius=)`` or ``Hemisphere(radius=)``.
+
+    Raises ValueError on a value out of range, a geometry that is not a ``Geometry``, or an area
+    that contradicts the geometry's (by more than 0.1 %).
     """
 
-    area: Float[Array, "..."] = eqx.field(converter=_as_array, default=1.0)
-    temperature: Float[Array, "..."] = eqx.field(converter=_as_array, default=DEFAULT_TEMPERATURE)
-    ru: Float[Array, "..."] = eqx.field(converter=_as_array, default=0.0)
-    cdl: Float[Array, "..."] = eqx.field(converter=_as_array, default=0.0)
+    area: Float[Array, "..."]
+    temperature: Float[Array, "..."]
+    ru: Float[Array, "..."]
+    cdl: Float[Array, "..."]
+    geometry: Geometry
+
+    def __init__(self, area=None, temperature=DEFAULT_TEMPERATURE, ru=0.0, cdl=0.0, geometry=None):
+        geometry = Planar() if geometry is None else geometry
+        if not isinstance(geometry, Geometry):
+            raise ValueError(f"geometry: expected Planar(), Sphere(radius=) or Hemisphere(radius=), got "
+                             f"{type(geometry).__name__}")
+        implied = geometry.area()
+        if area is None:
+            area = 1.0 if implied is None else implied
+        elif implied is not None:
+            a, b = _concrete(area), _concrete(implied)
+            if a is not None and b is not None and np.any(np.abs(a / b - 1.0) > AREA_TOLERANCE):
+                raise ValueError(f"area: {np.ravel(a)[0]:.4g} cm^2 contradicts the {type(geometry).__name__.lower()}'s "
+                                 f"{np.ravel(b)[0]:.4g} cm^2 (leave the area out: it follows from the radius)")
+        self.area = _as_array(area)
+        self.temperature = _as_array(temperature)
+        self.ru = _as_array(ru)
+        self.cdl = _as_array(cdl)
+        self.geometry = geometry
 
     def __check_init__(self):
         _check("area", self.area, 0.0, 1e6, lo_open=True, hi_open=False)

@@ -35,7 +35,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._grid import SolverConfig, propagator
-from ._physics import Cell, Couple, _concrete, stack_couples
+from ._physics import Cell, Couple, Planar, _concrete, stack_couples
 from ._units import FARADAY, GAS_CONSTANT, MOL_PER_CM3_PER_MM
 from ._waveforms import Waveform
 
@@ -157,11 +157,11 @@ def simulate(
     cp = stack_couples(couples)
     # Known-zero Ru (concrete, before tracing) skips the iR solve: E_interface = E_applied.
     ohmic = not _maybe_zero(cell.ru)
-    return _simulate(waveform, cp, cell, config=config, ohmic=ohmic)
+    return _simulate(waveform, cp, cell, config=config, ohmic=ohmic, radial=not isinstance(cell.geometry, Planar))
 
 
-@functools.partial(jax.jit, static_argnames=("config", "ohmic"))
-def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfig, ohmic: bool):
+@functools.partial(jax.jit, static_argnames=("config", "ohmic", "radial"))
+def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfig, ohmic: bool, radial: bool):
     """``simulate`` after validation, compiled once per waveform shape, batch shape and config
     (inlined when the caller is itself traced)."""
     dtype = jnp.result_type(float)
@@ -185,7 +185,8 @@ def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfi
 
     inputs = dict(
         couple={k: trailing(getattr(cp, k), 1) for k in _COUPLE_FIELDS},
-        cell={k: trailing(getattr(cell, k), 0) for k in _CELL_FIELDS},
+        cell={k: trailing(getattr(cell, k), 0) for k in _CELL_FIELDS}
+        | {"curvature": trailing(cell.geometry.curvature(), 0)},
         potential=trailing(waveform.potential, 1),
         duration=trailing(waveform.duration, 0),
     )
@@ -194,7 +195,7 @@ def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfi
     n_chunks = -(-n_batch // chunk)
     single = n_batch == 1
     core = functools.partial(
-        _core, prop=prop, steps=waveform.grid.steps, jump=waveform.grid.jump, ohmic=ohmic, config=config,
+        _core, prop=prop, steps=waveform.grid.steps, jump=waveform.grid.jump, ohmic=ohmic, radial=radial, config=config,
         tail=() if single else (chunk,),
     )
     if single:
@@ -238,7 +239,7 @@ _COUPLE_FIELDS = ("e0", "k0", "alpha", "d_ox", "d_red", "c_ox", "c_red", "n")
 _CELL_FIELDS = ("area", "temperature", "ru", "cdl")
 
 
-def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, config: SolverConfig, tail: tuple) -> dict:
+def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, config: SolverConfig, tail: tuple) -> dict:
     """The time loop on a batch laid out with the batch as the last axis (size B).
 
     Couple arrays are (S, B), cell arrays and the duration (B,), the potential (N+1, B), where
@@ -247,7 +248,9 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, config: SolverConfig,
     The carried modes are (2S, m, B), O of every couple then R of every couple (a flat species
     axis: XLA:CPU vectorises this layout far better than (S, 2, m, B) when S = 1). The surface
     value ``a`` for the next step is computed in the same pass that advances the modes (one read
-    and one write of the state per step).
+    and one write of the state per step). ``radial``: a sphere or hemisphere, whose modes carry
+    ``w = (r / r0) (c - c_bulk)`` and whose boundary flux gains ``epsilon (c(0) - c_bulk)``
+    (``_physics``), with ``epsilon = sqrt(D T) / r0`` per species (2S, B).
     """
     # Longer than 80 lines on purpose: the scan body and the state it carries read as one unit;
     # split, the per-step arrays would be threaded through helper signatures.
@@ -271,6 +274,8 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, config: SolverConfig,
     cap = cl["cdl"] * cl["area"]  # (B,) F
     ru = cl["ru"]
     bulk = jnp.concatenate(jnp.broadcast_arrays(cp["c_ox"], cp["c_red"]), 0)  # (2S, B or 1)
+    # sqrt(D T) / r0 per species: the radial term's weight in the solver's units (0: planar)
+    eps = jnp.concatenate([1.0 / g_ox, 1.0 / g_red], 0) * duration * cl["curvature"] if radial else None
 
     def table(x):
         return jnp.asarray(x, dtype)
@@ -288,7 +293,8 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, config: SolverConfig,
     dt = col(jnp.asarray(steps, dtype)) * duration  # (N, [B]) s
 
     def rates(e, a, b):
-        """Net oxidation rate of each couple (S, B), mM cm/s, at interface potential e (B,)."""
+        """Net oxidation rate of each couple (S, B), mM cm/s, at interface potential e (B,); the
+        surface deviations are ``a + b q`` with ``b`` a number or per species (2S, B)."""
         eta = f * (e - cp["e0"])
         # Scale numerator and denominator by exp(-s), s = max((1-alpha) eta, -alpha eta) >= 0:
         # the larger exponential becomes 1 and the other exp(-|eta|) (ea - ec = eta).
@@ -297,7 +303,8 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, config: SolverConfig,
         xa = jnp.where(eta >= 0, 1.0, z)
         xc = jnp.where(eta >= 0, z, 1.0)
         num = cp["k0"] * (xa * (cp["c_red"] + a[n_species:]) - xc * (cp["c_ox"] + a[:n_species]))
-        den = jnp.exp(-s) + b * cp["k0"] * (xa * g_red + xc * g_ox)
+        b_ox, b_red = (b[:n_species], b[n_species:]) if radial else (b, b)
+        den = jnp.exp(-s) + cp["k0"] * (xa * g_red * b_red + xc * g_ox * b_ox)
         return num / den
 
     def step(carry, xs):
@@ -306,6 +313,8 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, config: SolverConfig,
         if uniform:  # one step size throughout (a ramp): constant tables, no per-step gather
             row = row_next = 0
         b = beta1[row]
+        if radial:  # surface w = a + b (q - eps w): solved for w, it is a' + b' q
+            a, b = a / (1.0 + b * eps), b / (1.0 + b * eps)
 
         def total(e):
             ifar = jnp.sum(amp_per_rate * rates(e, a, b), axis=0)
@@ -322,6 +331,8 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, config: SolverConfig,
         r = full(rates(e, a, b))  # (S, B)
         q = jnp.concatenate([g_ox * r, -g_red * r], 0)  # (2S, B) dimensionless flux into solution
         surface = bulk + a + b * q
+        if radial:  # the flux the modes of w receive
+            q = q - eps * (a + b * q)
         modes = modes * decay[row] + q_old[:, None] * phi0_v[row] + q[:, None] * phi1_v[row]
         # The sum over modes is unrolled: XLA:CPU then emits one vectorised loop over the batch
         # (~2.5x faster than a reduce over the middle axis, measured in bench/).
@@ -365,6 +376,8 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, config: SolverConfig,
         + q_prev[:, None] * col(fast[:, 0])
         + q[-1][:, None] * col(fast[:, 1])
     )  # (2S, M, B)
+    if radial:  # w = (r / r0) (c - c_bulk) -> c - c_bulk
+        nodes = nodes / (1.0 + eps[:, None] * col(jnp.asarray(prop.x[:-1], dtype)))
     final = jnp.concatenate([nodes, jnp.zeros_like(nodes[:, :1])], 1) + bulk[:, None]
     scale = jnp.maximum(jnp.max(bulk, axis=0), jnp.finfo(dtype).tiny)  # (B,)
     far = jnp.max(jnp.abs(nodes[:, -1]), axis=0) / scale

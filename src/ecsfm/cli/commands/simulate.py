@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import sim
+from .._common import length_cm
 
 __all__ = ["add_parser", "run", "WRITES", "MAX_FREQUENCIES"]
 
@@ -87,7 +88,14 @@ def _add_couple_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--couple", action="append", default=[], metavar="K=V,...",
                    help="an extra couple, e.g. 'e0=0.3,k0=0.1,c_ox=0.5' (unset fields as above); repeatable")
     c = p.add_argument_group("cell")
-    c.add_argument("--area", type=float, default=0.0707, help="electrode area, cm2 (default 0.0707, a 3 mm disc)")
+    c.add_argument("--area", type=float, default=None,
+                   help="electrode area, cm2 (default: 0.0707, a 3 mm disc, for a planar electrode; the geometry's own "
+                        "for a sphere or hemisphere)")
+    c.add_argument("--geometry", choices=tuple(sim.GEOMETRIES), default="planar",
+                   help="planar (default: semi-infinite linear diffusion), sphere or hemisphere (radial diffusion; "
+                        "needs --radius)")
+    c.add_argument("--radius", default=None, metavar="LENGTH",
+                   help="the sphere's or hemisphere's radius with its unit, e.g. 10um, 1.5mm, 0.15cm")
     c.add_argument("--temperature", type=float, default=298.15, help="K (default 298.15)")
     c.add_argument("--ru", type=float, default=0.0, help="uncompensated resistance, ohm (default 0)")
     c.add_argument("--cdl", type=float, default=0.0, help="double-layer capacitance, F/cm2 (default 0)")
@@ -170,11 +178,33 @@ def _check_scale(args) -> None:
                              f"potentials are in V ({value:g} mV = {value / 1e3:g} V); --force to simulate it anyway")
 
 
+#: the planar electrode's area when none is given: a 3 mm disc, cm^2
+DEFAULT_AREA_CM2 = 0.0707
+
+
+def _geometry(args):
+    """The electrode geometry the flags ask for. Raises ValueError naming the flag."""
+    if args.geometry == "planar":
+        if args.radius is not None:
+            raise ValueError("--radius: a planar electrode has no radius here (give --area, cm2, or --geometry sphere "
+                             "/ hemisphere)")
+        return sim.Planar()
+    if args.radius is None:
+        raise ValueError(f"--radius: a {args.geometry} needs its radius, e.g. --radius 10um")
+    return sim.GEOMETRIES[args.geometry](radius=length_cm("--radius", args.radius))
+
+
 def run(args) -> int:
     _check_scale(args)
     couples = _couples(args)
-    cell = sim.Cell(area=args.area, temperature=args.temperature, ru=args.ru, cdl=args.cdl)
-    meta = {k: getattr(args, k) for k in ("area", "temperature", "ru", "cdl") if getattr(args, k, None) is not None}
+    cell = sim.Cell(area=args.area, temperature=args.temperature, ru=args.ru, cdl=args.cdl, geometry=_geometry(args))
+    if args.area is None and args.geometry == "planar":
+        cell = sim.Cell(area=DEFAULT_AREA_CM2, temperature=args.temperature, ru=args.ru, cdl=args.cdl)
+    args.area = float(cell.area)
+    meta = {k: getattr(args, k) for k in ("area", "temperature", "ru", "cdl", "geometry")
+            if getattr(args, k, None) is not None}
+    if args.radius is not None:
+        meta["radius_cm"] = length_cm("--radius", args.radius)
     meta["couples"] = json.dumps([{k: float(getattr(c, k)) for k in _COUPLE_KEYS} for c in couples])
     if args.technique == "eis":
         return _impedance(args, couples, cell, meta)

@@ -1,0 +1,103 @@
+"""Radial diffusion to a sphere and a hemisphere against the literature (Bard & Faulkner 5.2.2,
+5.3): the chronoamperometric current ``n F A C D (1/sqrt(pi D t) + 1/r0)``, its steady state
+``4 pi n F D C r0``, the microsphere's sigmoidal CV, the impedance's finite low-frequency limit;
+and the cell's geometry contract (derived area, contradictions refused, batching over radii)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ecsfm import sim
+
+D, C = 1e-5, 1.0
+FAST = sim.Couple(e0=0.0, k0=10.0, alpha=0.5, d_ox=D, d_red=D, c_ox=C)
+F = sim.FARADAY
+
+
+def _sphere_ca(t, r0, area):
+    return -F * area * C * 1e-6 * D * (1.0 / np.sqrt(np.pi * D * t) + 1.0 / r0)
+
+
+def test_sphere_chronoamperometry_and_steady_state():
+    # Tolerances: 0.5 % (the planar grid's own bias is 0.3 %), 1 % at the first output points
+    # (1.6e-5 of the duration after the jump). A 1 um sphere stepped for 100 s is at steady state
+    # within 0.2 % (r0 / sqrt(pi D t)), which the simulation must give within 0.5 %.
+    for r0, duration in ((1e-3, 1.0), (1e-4, 100.0)):
+        res = sim.simulate(sim.potential_step(0.5, -0.5, duration), FAST, sim.Cell(geometry=sim.Sphere(radius=r0)))
+        t, i = np.asarray(res.time)[1:], np.asarray(res.current)[1:]
+        err = i / _sphere_ca(t, r0, 4 * np.pi * r0**2) - 1
+        assert np.max(np.abs(err[t > 0.01 * duration])) < 5e-3, (r0, np.abs(err).max())
+        assert np.max(np.abs(err)) < 1e-2
+        assert np.all(np.diff(np.abs(i)) < 0)
+    steady = -4 * np.pi * F * D * C * 1e-6 * r0
+    assert abs(i[-1] / steady - 1 - r0 / np.sqrt(np.pi * D * t[-1])) < 5e-3
+    assert abs(i[-1] / steady - 1) < 5e-3
+
+
+def test_hemisphere_is_half_a_sphere_and_a_microsphere_cv_is_a_steady_sigmoid():
+    wf = sim.cyclic_voltammetry(0.3, -0.3, 0.005, step=2e-3)
+    r0 = 2e-4  # 2 um: r0^2 / D = 4 ms, against a 60 s sweep
+    sphere = sim.simulate(wf, FAST, sim.Cell(geometry=sim.Sphere(radius=r0)))
+    hemi = sim.simulate(wf, FAST, sim.Cell(geometry=sim.Hemisphere(radius=r0)))
+    np.testing.assert_allclose(np.asarray(hemi.current), 0.5 * np.asarray(sphere.current), rtol=1e-5, atol=1e-15)
+    e, i = np.asarray(sphere.potential), np.asarray(sphere.current)
+    plateau = -4 * np.pi * F * D * C * 1e-6 * r0
+    at_vertex = np.argmin(e)
+    # the transient term at the vertex is r0 / sqrt(pi D t_eff) < 1.5 % (t_eff ~ the time past E0)
+    assert abs(i[at_vertex] / plateau - 1) < 0.015
+    # steady state: the forward and reverse sweeps retrace each other (no peak, no hysteresis)
+    n = e.size
+    fwd, rev = i[: n // 2 + 1], i[n // 2 :][::-1]
+    assert np.max(np.abs(fwd - rev)) < 0.03 * abs(plateau)
+    # the half-wave potential of a reversible sigmoid is E0 (equal D): current half the plateau there
+    half = np.interp(0.0, e[: n // 2][::-1], fwd[: n // 2][::-1])
+    assert abs(half / plateau - 0.5) < 0.02
+
+
+def test_sphere_impedance_has_a_finite_low_frequency_limit():
+    # Planar Warburg diverges as w -> 0; a sphere's diffusion resistance tends to
+    # R_ct-free steady state: RT / (n^2 F^2 A c D / r0) per species (fast kinetics, c_red = c_ox at E0).
+    r0 = 1e-4
+    couple = sim.Couple(e0=0.0, k0=10.0, alpha=0.5, d_ox=D, d_red=D, c_ox=C, c_red=C)
+    cell = sim.Cell(geometry=sim.Sphere(radius=r0))
+    z = np.asarray(sim.impedance(couple, cell, 0.0, jnp.asarray([1e-6])))[0]
+    rt_f = sim.thermal_voltage(sim.DEFAULT_TEMPERATURE)
+    expected = 2 * rt_f / (F * cell.area * C * 1e-6 * D / r0)
+    charge_transfer = rt_f / (F * cell.area * 10.0 * C * 1e-6)
+    assert abs(z.real / (expected + charge_transfer) - 1) < 1e-3 and abs(z.imag) < 1e-3 * z.real
+    planar = np.asarray(sim.impedance(couple, sim.Cell(area=cell.area), 0.0, jnp.asarray([1e-6])))[0]
+    assert planar.real > 100 * z.real
+
+
+def test_the_area_follows_the_geometry_and_a_contradiction_is_refused():
+    assert float(sim.Cell(geometry=sim.Sphere(radius=0.1)).area) == pytest.approx(4 * np.pi * 0.01)
+    assert float(sim.Cell(geometry=sim.Hemisphere(radius=0.1)).area) == pytest.approx(2 * np.pi * 0.01)
+    assert float(sim.Cell().area) == 1.0
+    with pytest.raises(ValueError, match="area: 1 cm\\^2 contradicts the sphere's 0.1257 cm\\^2"):
+        sim.Cell(area=1.0, geometry=sim.Sphere(radius=0.1))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match=r"radius \(cm\)"):
+            sim.Sphere(radius=bad)
+    with pytest.raises(ValueError, match="geometry"):
+        sim.Cell(geometry="sphere")
+
+
+def test_radii_batch_natively_under_vmap_and_grad():
+    wf = sim.cyclic_voltammetry(0.3, -0.3, 0.1, step=4e-3)
+    radii = jnp.asarray([1e-4, 1e-3, 1e-2])
+    native = sim.simulate(wf, FAST, sim.Cell(geometry=sim.Sphere(radius=radii))).current
+    mapped = jax.vmap(lambda r: sim.simulate(wf, FAST, sim.Cell(geometry=sim.Sphere(radius=r))).current)(radii)
+    np.testing.assert_allclose(np.asarray(native), np.asarray(mapped), rtol=2e-4, atol=1e-12)
+    # d(cathodic peak per area)/d(r0) by grad against a central difference: a smaller sphere
+    # has more radial flux, a larger (more negative) peak per area, so the derivative is > 0
+
+    def cathodic_peak(r):
+        cell = sim.Cell(geometry=sim.Hemisphere(radius=r))
+        return jnp.min(sim.simulate(wf, FAST, cell).current) / cell.area
+
+    g = float(jax.grad(cathodic_peak)(1e-3))
+    fd = (float(cathodic_peak(1.01e-3)) - float(cathodic_peak(0.99e-3))) / 2e-5
+    assert g == pytest.approx(fd, rel=0.05) and g > 0
