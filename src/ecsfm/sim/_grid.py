@@ -33,7 +33,7 @@ weights have a closed form in Dawson's integral (``_jump_weights``). Once a step
 ``JUMP_SHAPE_STEPS`` step sizes after the jump the two shapes differ by < 0.2 % and the linear one
 is used. The new flux enters implicitly either way. With ``h0 = 1e-3`` (a first step of
 ``1e-5`` of the duration is still resolved in space) every output point of a potential step is
-within 2 % of Cottrell and the transient is monotone (``tests/sim/test_transients_and_cell.py``).
+within 0.7 % of Cottrell and the transient is monotone (``tests/sim/test_transients_and_cell.py``).
 
 Each step costs a few element-wise operations on the modes, with no tridiagonal solve; the
 eigen-decomposition is done once per (grid, time grid) in float64 with numpy. Modes that decay
