@@ -66,7 +66,10 @@ def _geom(folder):
                                      fm.load_model_metadata(folder / fm.MODEL_META_FILENAME))
 
 
-def test_nrmse_separates_a_trained_model_from_an_untrained_one(dataset, trained):
+def test_nrmse_grows_with_the_models_error(dataset, trained):
+    # After 60 steps on 24 rows the surrogate is barely trained (its NRMSE is ~1.3, as an untrained
+    # one's), so the two cannot be told apart; a model whose every weight is tripled draws currents
+    # far off the data, and the score must say so.
     from ecsfm.fm.artifacts import load_surrogate
     from ecsfm.fm.scorecard import current_nrmse
 
@@ -74,9 +77,9 @@ def test_nrmse_separates_a_trained_model_from_an_untrained_one(dataset, trained)
     model, normalizers, meta, geometry = load_surrogate(out)
     score = current_nrmse(model, normalizers, dataset, split=1, n_rows=24, n_draws=2, n_steps=10)
     assert score["overall"]["n"] == 24 and 0 < score["overall"]["median"] <= score["overall"]["p90"]
-    untrained = build_model(CFG, geometry, jax.random.PRNGKey(9))
-    worse = current_nrmse(untrained, normalizers, dataset, split=1, n_rows=24, n_draws=2, n_steps=10)
-    assert worse["overall"]["median"] > score["overall"]["median"]
+    broken = jax.tree_util.tree_map(lambda w: 3.0 * w if eqx.is_inexact_array(w) else w, model)
+    worse = current_nrmse(broken, normalizers, dataset, split=1, n_rows=24, n_draws=2, n_steps=10)
+    assert worse["overall"]["median"] > 2.0 * score["overall"]["median"], (worse["overall"], score["overall"])
 
 
 def test_data_parallel_training_on_two_devices_matches_one(dataset, trained, tmp_path):
