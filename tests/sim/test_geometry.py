@@ -86,7 +86,7 @@ def test_the_area_follows_the_geometry_and_a_contradiction_is_refused():
 
 
 def test_radii_batch_natively_under_vmap_and_grad():
-    wf = sim.cyclic_voltammetry(0.3, -0.3, 0.1, step=4e-3)
+    wf = sim.cyclic_voltammetry(0.3, -0.3, 0.1, step=1e-2)
     radii = jnp.asarray([1e-4, 1e-3, 1e-2])
     native = sim.simulate(wf, FAST, sim.Cell(geometry=sim.Sphere(radius=radii))).current
     mapped = jax.vmap(lambda r: sim.simulate(wf, FAST, sim.Cell(geometry=sim.Sphere(radius=r))).current)(radii)
