@@ -65,7 +65,7 @@ def test_what_import_writes_infer_reads_and_a_trailing_comma_csv_imports(tmp_pat
     assert main(["import", str(tmp_path / "nova.csv"), "--out", str(tmp_path / "m.npz")]) == 0
     back = io.read(tmp_path / "m.npz")
     assert back.scan_rate == pytest.approx(V) and np.allclose(back.current, m.current, rtol=1e-5, atol=1e-12)
-    assert main(["infer", "--measurement", str(tmp_path / "m.npz"), "--waveform", "measured", "--radius", "0.15",
+    assert main(["infer", "--measurement", str(tmp_path / "m.npz"), "--waveform", "measured", "--radius", "1.5mm",
                  "--known", "c_ox=1", "--known", "alpha=0.5", "--known", "ru=1", "--particles", "128",
                  "--out", str(tmp_path / "post")]) == 0
     s = json.loads((tmp_path / "post" / "posterior_summary.json").read_text())

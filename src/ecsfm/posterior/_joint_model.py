@@ -135,6 +135,7 @@ class _JointForward(eqx.Module):
     background: jax.Array  # (degree, T, n): Legendre P_1..P_degree of the potential over each trace's window
     charging: jax.Array  # (cdl_degree, T, n) V/s: dE/dt times P_1..P_cdl_degree over all traces' window
     c_red_fraction: float = eqx.field(static=True)  # c_red / c_ox as stated (both scale together)
+    geometry: str = eqx.field(static=True)  # a name of sim.GEOMETRIES: the radius follows from the area
     temperature: float = eqx.field(static=True)
     tie_d_red: bool = eqx.field(static=True)
 
@@ -154,8 +155,10 @@ class _JointForward(eqx.Module):
             c_ox = jnp.exp(flat("c_ox"))
             couple = sim.Couple(e0=flat("e0"), k0=jnp.exp(flat("k0")), alpha=flat("alpha"), d_ox=jnp.exp(flat("d_ox")),
                                 d_red=jnp.exp(flat("d_red")), c_ox=c_ox, c_red=c_ox * self.c_red_fraction)
-            cell = sim.Cell(area=jnp.exp(flat("area")), temperature=self.temperature, ru=jnp.exp(flat("ru")),
-                            cdl=jnp.exp(flat("cdl")))
+            area = jnp.exp(flat("area"))
+            shape = sim.GEOMETRIES[self.geometry]
+            cell = sim.Cell(area=area, temperature=self.temperature, ru=jnp.exp(flat("ru")), cdl=jnp.exp(flat("cdl")),
+                            geometry=shape() if self.geometry == "planar" else shape(radius=_radius(self.geometry, area)))
             dur = jnp.broadcast_to(self.durations[cols][None, :], (n, len(members))).reshape(-1)
             wf = eqx.tree_at(lambda w: w.duration, template, dur)
             cur = sim.simulate(wf, [couple], cell).current.reshape(n, len(members), -1)
@@ -194,6 +197,11 @@ def _joint_loglik(forward, slots, obs, noise, basis, eig, kappa2):
     per = jnp.where(noise > 0, -0.5 * quad / (noise * 1e6) ** 2 - n * jnp.log(noise * 1e6),
                     -0.5 * n * jnp.log(quad)) - 0.5 * logdet
     return per.sum(1), per
+
+
+def _radius(geometry: str, area):
+    """The radius (cm) of a sphere or hemisphere of ``area`` (cm^2)."""
+    return jnp.sqrt(area / ((4.0 if geometry == "sphere" else 2.0) * math.pi))
 
 
 def points_of(t, n_obs: int, fitted_only: bool = True) -> np.ndarray:
@@ -246,7 +254,7 @@ def _build(traces, config, area: float, c_ox: float, c_red: float, temperature: 
                             jnp.asarray(np.asarray(weight), jnp.float32),
                             jnp.asarray(_legendre(np.asarray(xs), config.background_degree), jnp.float32),
                             jnp.asarray(np.stack(charging, axis=1), jnp.float32),
-                            float(c_red) / float(c_ox),
+                            float(c_red) / float(c_ox), config.geometry,
                             float(temperature), bool(config.tie_d_red))
     return (layout, forward, jnp.asarray(np.asarray(obs), jnp.float32),
             (jnp.asarray(np.asarray(basis), jnp.float32), jnp.asarray(np.asarray(eig), jnp.float32)) if with_basis

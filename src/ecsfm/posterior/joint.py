@@ -56,7 +56,9 @@ class JointConfig:
     trace's largest |current|: a sloping or curved background the same on both sweeps);
     ``cdl_degree`` 0-3: a potential-dependent double-layer capacitance, Cdl(E) = Cdl (1 + sum_d c_d
     P_d(x)) with Legendre terms over all traces' window and each c_d in [-1, 1] (shared by the
-    traces; its charging current flips sign with the sweep and scales with the scan rate); ``smc`` the
+    traces; its charging current flips sign with the sweep and scales with the scan rate);
+    ``geometry`` the electrode's, a name of ``sim.GEOMETRIES`` (planar, sphere, hemisphere: the
+    radius follows from the area, so the area's uncertainty carries into it); ``smc`` the
     sampler (its particle count is ``n_particles``); its tempering keeps 80 % ESS per stage (the
     Ru-k0 trade-off makes separated local modes; ``docs/posterior.md``)."""
 
@@ -73,6 +75,7 @@ class JointConfig:
     conc_rsd: float = 0.0
     background_degree: int = 0
     cdl_degree: int = 0
+    geometry: str = "planar"
     smc: SMCPosteriorConfig = SMCPosteriorConfig(n_particles=1024, target_ess_fraction=0.8)
 
     def __post_init__(self):
@@ -92,6 +95,8 @@ class JointConfig:
             raise ValueError(f"discrepancy_length: must be in [0.001, 2] V (or None), got {self.discrepancy_length}")
         if self.background_degree not in (0, 1, 2, 3):
             raise ValueError(f"background_degree: must be 0, 1, 2 or 3, got {self.background_degree!r}")
+        if self.geometry not in sim.GEOMETRIES:
+            raise ValueError(f"geometry: must be one of {', '.join(sim.GEOMETRIES)}, got {self.geometry!r}")
         if self.cdl_degree not in (0, 1, 2, 3):
             raise ValueError(f"cdl_degree: must be 0, 1, 2 or 3, got {self.cdl_degree!r}")
         for name in ("area_rsd", "conc_rsd"):

@@ -30,20 +30,25 @@ _JOINT_CELL = ("c_ox", "c_red")
 _JOINT_PARAMS = tuple(n for n, p in PHYSICAL_PARAMETERS.items() if p.slot is not None and n not in _JOINT_CELL)
 
 
-def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=(), reference: str | None = None,
+#: the area (cm^2) of an electrode of radius r (cm) is this times r^2: planar means a disc
+AREA_PER_RADIUS_SQUARED = {"planar": math.pi, "sphere": 4.0 * math.pi, "hemisphere": 2.0 * math.pi}
+
+
+def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius: float | None = None, known=(), scan_rates=(), reference: str | None = None,
                     separate: bool = False, cycle: int = 0, per_trace=("offset",), tie_d_red: bool = True,
                     noise: float | None = None, n_particles: int | None = None, units: str | None = None,
                     sign_convention: str = "auto", temperature: float | None = None, seed: int = 0,
                     warnings=(), discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
                     conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=(),
                     window: tuple[float, float] | None = None, sweeps=None, background_degree: int = 0,
-                    cdl_degree: int = 0, blank=None, leave_one_out: bool = False) -> dict:
+                    cdl_degree: int = 0, blank=None, leave_one_out: bool = False, geometry: str = "planar") -> dict:
     """Fit one couple to several measured traces on their own potential programs
     (``ecsfm.posterior.fit_joint``, the simulator), check the fit (``model_check`` in the summary,
     also per trace fitted alone with ``separate``) and write ``posterior_summary.json``,
     ``posterior_artifacts.npz``, ``posterior.nc`` (ArviZ InferenceData), one ``trace_<k>.png`` overlay
     per trace, ``posterior_marginals.png`` and, with ``separate``, ``separate_fits.png`` (each trace fitted alone: the parameters per scan
-    rate, ordered by scan rate). ``area`` cm^2; ``noise`` the current's noise sd in mA/cm^2
+    rate, ordered by scan rate). ``area`` cm^2, or ``radius`` cm (the area then follows from the
+    geometry: a disc's pi r^2 when planar, 4 pi r^2 a sphere's, 2 pi r^2 a hemisphere's); ``noise`` the current's noise sd in mA/cm^2
     (``NOISE_UNIT``, as on the model-grid route; None: unknown, integrated out); ``known``
     ``NAME=VALUE`` items (``c_ox`` in mM is required); ``fmt`` the files' format
     (``ecsfm.io.read``); ``force`` skips the current's plausibility check
@@ -52,7 +57,7 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     ("all", "first" or sweep indices) the points compared
     (``ecsfm.posterior.trace_from_measurement``);
     ``background_degree`` a polynomial background per trace and ``cdl_degree`` a potential-dependent
-    Cdl (``JointConfig``); ``blank`` a blank
+    Cdl and ``geometry`` the electrode's (planar, sphere, hemisphere: ``JointConfig``); ``blank`` a blank
     scan's file, its current subtracted from every trace (``subtract_blank``); ``leave_one_out``
     also fits every trace's companions and checks the prediction of it
     (``ecsfm.posterior.leave_one_out``: one more fit per trace). Returns the summary. Raises
@@ -63,6 +68,12 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     if len(scan_rates) not in (0, 1, len(measurements)):
         raise ValueError(f"scan-rate: give one value for all traces or one per measurement ({len(measurements)}), "
                          f"got {len(scan_rates)}")
+    if (area is None) == (radius is None):
+        raise ValueError("area: give the electrode's area or its radius, one of them")
+    if radius is not None:
+        if not (math.isfinite(radius) and radius > 0):
+            raise ValueError(f"radius: must be > 0 cm, got {radius}")
+        area = AREA_PER_RADIUS_SQUARED[geometry] * radius**2
     if not (math.isfinite(area) and area > 0):
         raise ValueError(f"area: must be > 0 cm^2, got {area}")
     cell, fixed = _split_known(known)
@@ -71,11 +82,12 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
     if noise is not None and not (math.isfinite(noise) and noise > 0):
         raise ValueError(f"noise: must be > 0 {NOISE_UNIT} (or omitted: unknown), got {noise}")
     temp = sim.DEFAULT_TEMPERATURE if temperature is None else float(temperature)
+    radius = None if geometry == "planar" else math.sqrt(area / AREA_PER_RADIUS_SQUARED[geometry])
     if not force:
-        check_current(traces, area=area, c_ox=cell["c_ox"], temperature=temp)
+        check_current(traces, area=area, c_ox=cell["c_ox"], temperature=temp, radius=radius)
     bounds = parse_priors(priors)
     cfg_kw = dict(per_trace=tuple(per_trace), tie_d_red=tie_d_red, noise=noise_to_amperes(noise, area), known=fixed,
-                  bounds=bounds, background_degree=int(background_degree), cdl_degree=int(cdl_degree),
+                  bounds=bounds, background_degree=int(background_degree), cdl_degree=int(cdl_degree), geometry=geometry,
                   discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd)
     if n_particles is not None:
         cfg_kw["n_particles"] = int(n_particles)
@@ -97,7 +109,7 @@ def run_joint_infer(*, measurements, out_dir, area: float, known=(), scan_rates=
         "priors_changed": {k: list(v) for k, v in bounds.items()},
         "assumptions": _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noise,
                                     discrepancy_length, cycle, per_trace, bounds, fixed, window, sweeps,
-                                    background_degree, blank, cdl_degree),
+                                    background_degree, blank, cdl_degree, radius),
         "traces": res["traces"], "parameters": res["parameters"], "k0_bound": res["k0_bound"],
         "model_check": res["model_check"], "leave_one_out": loo, "residual_rms_A": res["residual_rms_A"],
         "known": res["known"], "fixed": res["fixed"],
@@ -155,7 +167,7 @@ def _write(out: Path, summary: dict, res: dict, per_rate, reference) -> None:
 
 
 def _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noise, length, cycle, per_trace,
-                 bounds, fixed, window, sweeps, degree, blank, cdl_degree=0) -> dict:
+                 bounds, fixed, window, sweeps, degree, blank, cdl_degree=0, radius=None) -> dict:
     """Every assumption of the fit, in words (the console echoes them; the summary keeps them)."""
     def exact(rsd):
         return "(exact)" if not rsd else f"(+/- {100 * rsd:g} %, log-normal)"
@@ -168,6 +180,8 @@ def _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noi
                                                                  "sweeps " + ",".join(str(k) for k in sweeps))
     where = f"{sweeps_text} of cycle {cycle}" + ("" if window is None else f", {min(window):g} to {max(window):g} V")
     return {"reference electrode": reference or "as measured (none stated: --reference)",
+            "electrode": "planar (semi-infinite linear diffusion)" if radius is None else
+            f"radial, radius {radius:.4g} cm (from the area)",
             "area": f"{area:.4g} cm^2 {exact(area_rsd)}", "c_ox": f"{cell['c_ox']:g} mM {exact(conc_rsd)}",
             "c_red": f"{cell['c_red']:g} mM", "D_red": "= D_ox (tied; --free-d-red frees it)" if tie_d_red else "free",
             "T": f"{temp:g} K", "n": "1 electron",

@@ -16,7 +16,8 @@ the factor 3 is a margin; double-layer charging adds ``Cdl A v`` on each sweep, 
 with ``--force``). Where charging dominates (sub-uM concentrations) the check cannot tell a
 concentration mistake from charging and lets the trace through. A factor of 10^3 is always
 caught; an area off by 10^2 (mm^2 for cm^2) only when the species diffuses fast enough that the
-slow end of the D range does not cover it.
+slow end of the D range does not cover it. On a sphere or hemisphere of radius r0 the radial field
+adds up to ``n F A C D / r0`` (the steady state) to the upper end.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import math
 
 import numpy as np
 
-from ..sim import DEFAULT_TEMPERATURE
+from ..sim import DEFAULT_TEMPERATURE, FARADAY
 from ..sim.analytic import randles_sevcik_peak_current
 
 __all__ = ["D_RANGE", "check_current", "expected_range"]
@@ -42,28 +43,33 @@ _MISTAKES = (
     (1e3, "c_ox given in M (it is in mM: 1 M = 1000 mM)", "--known c_ox=<mM>"),
     (1e-3, "c_ox given in uM (it is in mM: 1 mM = 1000 uM)", "--known c_ox=<mM>"),
     (1e-3, "the current recorded in A but read as mA (a header unit that is wrong)", "--current-unit A"),
-    (1e-2, "the area given in mm^2 or the radius in mm (they are in cm^2 and cm)", "--area <cm^2> or --radius <cm>"),
+    (1e-2, "the area given in mm^2 (it is in cm^2)", "--area <cm^2>, or --radius with its unit, e.g. 1.5mm"),
     (math.sqrt(1e3), "the scan rate in mV/s read as V/s (or the reverse)", "--scan-rate <V/s>"),
     (1 / math.sqrt(1e3), "the scan rate in V/s where the file meant mV/s", "--scan-rate <V/s>"),
 )
 
 
-def expected_range(*, area: float, c_ox: float, scan_rate: float, temperature: float = DEFAULT_TEMPERATURE):
+def expected_range(*, area: float, c_ox: float, scan_rate: float, temperature: float = DEFAULT_TEMPERATURE,
+                   radius: float | None = None):
     """(low, high) A: the current range (max - min) a one-electron CV of this cell can have,
-    margins included."""
+    margins included; ``radius`` (cm) of a sphere or hemisphere adds its steady-state current."""
     lo = 0.3 * float(randles_sevcik_peak_current(1, area, c_ox, D_RANGE[0], scan_rate, temperature))
     hi = 2.5 * float(randles_sevcik_peak_current(1, area, c_ox, D_RANGE[1], scan_rate, temperature))
+    if radius is not None:
+        hi += 2.0 * FARADAY * area * c_ox * 1e-6 * D_RANGE[1] / radius
     return lo / _MARGIN, hi * _MARGIN + 2.0 * _CDL_MAX * area * scan_rate
 
 
-def check_current(traces, *, area: float, c_ox: float, temperature: float = DEFAULT_TEMPERATURE) -> None:
+def check_current(traces, *, area: float, c_ox: float, temperature: float = DEFAULT_TEMPERATURE,
+                  radius: float | None = None) -> None:
     """Raise ValueError when a trace's current range is impossible for the stated ``area``
     (cm^2), ``c_ox`` (mM) and its scan rate: the message gives the measured and possible ranges,
     the likely mistakes and their flags, and ``--force`` to fit anyway. ``traces``:
-    ``ecsfm.posterior.Trace`` (current in A, scan rate V/s)."""
+    ``ecsfm.posterior.Trace`` (current in A, scan rate V/s); ``radius`` (cm) of a sphere or
+    hemisphere."""
     for t in traces:
         span = float(np.max(t.current) - np.min(t.current))
-        lo, hi = expected_range(area=area, c_ox=c_ox, scan_rate=t.scan_rate, temperature=temperature)
+        lo, hi = expected_range(area=area, c_ox=c_ox, scan_rate=t.scan_rate, temperature=temperature, radius=radius)
         if lo <= span <= hi:
             continue
         ratio = span / math.sqrt(lo * hi)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 from ..fm import DEFAULT_MODEL_DIR
@@ -16,22 +18,24 @@ __all__ = ["infer_files"]
 
 def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto", engine=DEFAULT_ENGINE,
                 method=DEFAULT_METHOD, task: str = "cv", stage: str = "intermediate", known=(),
-                noise: float | None = None, couples: int = 1, area: float | None = None, units: str | None = None,
+                noise: float | None = None, couples: int = 1, area: float | None = None, radius: float | None = None,
+                units: str | None = None,
                 sign_convention: str = "iupac", n_particles: int | None = None, seed: int = 0, scan_rates=(),
                 reference: str | None = None, separate: bool = False, cycle: int = 0, per_trace=("offset",),
                 tie_d_red: bool = True, discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
                 conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=(), window=None, sweeps=None,
                 background_degree: int = 0, cdl_degree: int = 0, blank=None, compare=(),
-                leave_one_out: bool = False) -> tuple[Route, dict]:
+                leave_one_out: bool = False, geometry: str = "planar") -> tuple[Route, dict]:
     """Fit measured files on the route ``choose_route`` picks and write the results into
     ``out_dir``; returns (route, summary). ``noise`` is in mA/cm^2 on both routes. The
     model-grid route (``run_infer``) uses ``task``, ``stage``, ``couples``, ``engine``,
     ``method``; the measured route (``run_joint_infer``) the scan rates, ``cycle``, ``per_trace``
     and the discrepancy and uncertainty settings. ``model_dir``: a model folder (default: the one
-    shipped in the package). ``area`` (cm^2) is required unless every file is a model-grid npz
+    shipped in the package). ``area`` (cm^2), or ``radius`` (cm: the area follows from the
+    geometry, a disc's when planar), is required unless every file is a model-grid npz
     (already per cm^2): there is no default electrode. ``fmt`` the files' format (``ecsfm.io.read``);
     ``force`` skips the current's plausibility check; ``priors`` (``NAME=LOW:HIGH``) the prior
-    boxes of a measured-waveform fit; ``window``, ``sweeps``, ``background_degree``, ``cdl_degree`` and ``blank``
+    boxes of a measured-waveform fit; ``window``, ``sweeps``, ``background_degree``, ``cdl_degree``, ``geometry`` and ``blank``
     (``run_joint_infer``) its points and background; ``compare`` (``KEY=V1,V2`` items) fits the
     variants and returns the comparison (``run_comparison``) instead of one summary;
     ``leave_one_out`` adds the leave-one-trace-out check. Raises ValueError naming the argument."""
@@ -39,22 +43,26 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
     model_dir = DEFAULT_MODEL_DIR if model_dir is None else model_dir
     route, notes = choose_route(model_dir, measurements, task=task, waveform=waveform, engine=engine, units=units,
                                 scan_rates=scan_rates, fmt=fmt)
-    if area is None and (route is Route.MEASURED or not all(is_model_grid_npz(m) for m in measurements)):
-        raise ValueError("area: give the electrode's area (--area, cm^2) or a disc's radius (--radius, cm); a measured "
-                         "current is divided by it and there is no default electrode")
+    if radius is not None and area is not None:
+        raise ValueError("radius: give the area or the radius, not both")
+    if radius is not None and route is not Route.MEASURED:
+        area, radius = math.pi * radius**2, None  # the model grid's electrode is planar: a disc
+    if area is None and radius is None and (route is Route.MEASURED or not all(is_model_grid_npz(m) for m in measurements)):
+        raise ValueError("area: give the electrode's area (--area, cm^2) or its radius with the unit (--radius, e.g. "
+                         "1.5mm); a measured current is divided by it and there is no default electrode")
     measured_only = {"--window": window, "--sweeps": sweeps, "--background": background_degree,
-                     "--cdl-degree": cdl_degree, "--blank": blank,
+                     "--cdl-degree": cdl_degree, "--blank": blank, "--geometry": geometry != "planar",
                      "--compare": compare, "--prior": priors, "--leave-one-out": leave_one_out}
     if route is not Route.MEASURED and any(measured_only.values()):
         given = ", ".join(k for k, v in measured_only.items() if v)
         raise ValueError(f"waveform: {given} apply to fits of the measured waveform (--waveform measured); the model "
                          "grid's prior and background are the surrogate's training ones")
     if route is Route.MEASURED:
-        fit = dict(measurements=measurements, area=area, scan_rates=scan_rates, reference=reference, separate=separate,
+        fit = dict(measurements=measurements, area=area, radius=radius, scan_rates=scan_rates, reference=reference, separate=separate,
                    cycle=cycle, per_trace=per_trace, noise=noise, n_particles=n_particles, units=units,
                    sign_convention="auto" if sign_convention == "iupac" else "us", seed=seed, warnings=notes,
                    discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd, fmt=fmt, force=force,
-                   window=window, sweeps=sweeps, blank=blank, cdl_degree=cdl_degree)
+                   window=window, sweeps=sweeps, blank=blank, cdl_degree=cdl_degree, geometry=geometry)
         if compare:
             return route, run_comparison(parse_compare(compare), out_dir=out_dir, known=known, priors=priors,
                                          tie_d_red=tie_d_red, background_degree=background_degree, **fit)

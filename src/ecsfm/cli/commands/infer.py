@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .._common import add_engine_method, comma_list, given
+from .._common import add_engine_method, comma_list, given, length_cm
 
 __all__ = ["add_parser", "run"]
 
@@ -34,8 +34,12 @@ def add_parser(subparsers) -> None:
     size = pn.add_mutually_exclusive_group()
     size.add_argument("--area", type=float, default=None,
                       help="electrode area, cm2 (required for a measured file: its current is divided by it)")
-    size.add_argument("--radius", type=float, default=None, help="disc electrode radius, cm (area = pi r^2; e.g. 0.15 "
-                                                                 "for a 3 mm disc); instead of --area")
+    size.add_argument("--radius", default=None, metavar="LENGTH",
+                      help="the electrode's radius with its unit, e.g. 1.5mm, 10um, 0.15cm: a disc's (area pi r^2) or, "
+                           "with --geometry, a sphere's (4 pi r^2) or hemisphere's (2 pi r^2); instead of --area")
+    pn.add_argument("--geometry", choices=("planar", "sphere", "hemisphere"), default="planar",
+                    help="measured traces: planar diffusion (default; a disc without its edge) or radial diffusion to a "
+                         "sphere or hemisphere (the radius follows from --area or is --radius)")
     pn.add_argument("--current-unit", "--units", dest="units", default=None,
                     help="current unit of a file whose header states none (A, mA, uA, nA, pA)")
     pn.add_argument("--format", default="auto", choices=("auto", "csv", "palmsens", "autolab", "chi", "biologic"),
@@ -87,7 +91,7 @@ def _add_measured_args(pn) -> None:
                          "every trace")
     pn.add_argument("--compare", action="append", default=[], metavar="KEY=V1,V2",
                     help="measured traces: fit each variant and choose by log evidence; KEY: background (0-3), cdl "
-                         "(0-3), ru (free or ohm), d_red (tied, free), alpha (LOW:HIGH ranges); repeat for combinations")
+                         "(0-3), geometry (planar, sphere, hemisphere), ru (free or ohm), d_red (tied, free), alpha (LOW:HIGH ranges); repeat for combinations")
     pn.add_argument("--leave-one-out", action="store_true",
                     help="measured series of >= 3 traces: also fit all but each trace and check its prediction "
                          "(one more fit per trace)")
@@ -127,12 +131,8 @@ def _sweeps(text: str):
         raise ValueError(f"sweeps: expected all, first or 0-based indices such as 0,1; got {text!r}") from None
 
 
-def _area(args) -> float | None:
-    if args.radius is not None:
-        if not (math.isfinite(args.radius) and args.radius > 0):
-            raise ValueError(f"radius: must be > 0 cm, got {args.radius}")
-        return math.pi * args.radius**2
-    return args.area
+def _radius(args) -> float | None:
+    return None if args.radius is None else length_cm("--radius", args.radius)
 
 
 def run(args) -> int:
@@ -141,13 +141,13 @@ def run(args) -> int:
     route, summary = infer_files(
         model_dir=args.model, measurements=args.measurement, out_dir=args.out,
         waveform=args.waveform, task=args.task, stage=args.stage, known=args.known, noise=args.noise,
-        couples=args.couples, area=_area(args), units=args.units, fmt=args.format, force=args.force, sign_convention=args.sign_convention,
+        couples=args.couples, area=args.area, radius=_radius(args), units=args.units, fmt=args.format, force=args.force, sign_convention=args.sign_convention,
         n_particles=args.particles, seed=args.seed, scan_rates=args.scan_rate, reference=args.reference,
         separate=args.separate, cycle=args.cycle, per_trace=comma_list(args.per_trace),
         tie_d_red=not args.free_d_red, discrepancy_length=_discrepancy_length(args.discrepancy_length),
         area_rsd=args.area_rsd, conc_rsd=args.conc_rsd, priors=args.prior, window=_window(args.window),
         sweeps=None if args.sweeps == "all" else _sweeps(args.sweeps), background_degree=args.background,
-        cdl_degree=args.cdl_degree, blank=args.blank, compare=args.compare, leave_one_out=args.leave_one_out,
+        cdl_degree=args.cdl_degree, geometry=args.geometry, blank=args.blank, compare=args.compare, leave_one_out=args.leave_one_out,
         **given(engine=args.engine, method=args.method))
     if args.compare:
         _print_comparison(args, summary)
