@@ -68,14 +68,7 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
     if len(scan_rates) not in (0, 1, len(measurements)):
         raise ValueError(f"scan-rate: give one value for all traces or one per measurement ({len(measurements)}), "
                          f"got {len(scan_rates)}")
-    if (area is None) == (radius is None):
-        raise ValueError("area: give the electrode's area or its radius, one of them")
-    if radius is not None:
-        if not (math.isfinite(radius) and radius > 0):
-            raise ValueError(f"radius: must be > 0 cm, got {radius}")
-        area = AREA_PER_RADIUS_SQUARED[geometry] * radius**2
-    if not (math.isfinite(area) and area > 0):
-        raise ValueError(f"area: must be > 0 cm^2, got {area}")
+    area = electrode_area(area, radius, geometry)
     cell, fixed = _split_known(known)
     traces = _read_traces(measurements, scan_rates, fmt=fmt, units=units, sign_convention=sign_convention,
                           blank=blank, cycle=cycle, window=window, sweeps=sweeps)
@@ -119,6 +112,20 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
     }
     _write(out, summary, res, per_rate, reference)
     return summary
+
+
+def electrode_area(area: float | None, radius: float | None, geometry: str = "planar") -> float:
+    """The electrode's area, cm^2: ``area`` as given, or from ``radius`` (cm) and the geometry
+    (``AREA_PER_RADIUS_SQUARED``). Raises ValueError unless exactly one is given and positive."""
+    if (area is None) == (radius is None):
+        raise ValueError("area: give the electrode's area or its radius, one of them")
+    if radius is not None:
+        if not (math.isfinite(radius) and radius > 0):
+            raise ValueError(f"radius: must be > 0 cm, got {radius}")
+        area = AREA_PER_RADIUS_SQUARED[geometry] * radius**2
+    if not (math.isfinite(area) and area > 0):
+        raise ValueError(f"area: must be > 0 cm^2, got {area}")
+    return area
 
 
 def _separate_fits(traces, seed: int, **cell_kw) -> list[dict]:
