@@ -90,11 +90,19 @@ def test_bad_input_is_one_line_naming_the_field(tmp_path, capsys):
 
 def test_demo_writes_outputs(tmp_path):
     assert main(["demo", "--out", str(tmp_path)]) == 0
-    for name in ("demo_cv.csv", "demo_scan_rates.csv", "demo_cv.png"):
+    for name in ("demo_cv.csv", "demo_scan_rates.csv", "demo_geometry.csv", "demo_cv.png"):
         assert (tmp_path / name).stat().st_size > 0
     _, _, data = _read(tmp_path / "demo_scan_rates.csv")
     # Reversible peak currents vs Randles-Sevcik, within 1 %.
     np.testing.assert_allclose(data[:, 1], data[:, 2], rtol=0.01)
+    # A 10 um sphere at 0.1 V/s is near its steady state at the vertex, 5 s past E0: its current
+    # density there is n F C D (1/r0 + 1/sqrt(pi D t)) with t ~ 5 s (8 % above the steady state),
+    # within 3 %; a 1 mm one is near planar (peaked, only slightly larger).
+    _, _, geo = _read(tmp_path / "demo_geometry.csv")
+    vertex = np.argmin(geo[:, 1])
+    expected = 96485.33212e-6 * 1e-5 * (1 / 1e-3 + 1 / np.sqrt(np.pi * 1e-5 * 5.0))
+    assert abs(-geo[vertex, 5] / expected - 1) < 0.03
+    assert -geo[:, 3].min() < 1.2 * -geo[:, 2].min()
 
 
 def test_checkpoint_is_a_deprecated_alias_of_the_model_folder(tmp_path, capsys):

@@ -2,8 +2,10 @@
 
 Cyclic voltammograms of one couple (1 mM, D = 1e-5 cm2/s, 3 mm disc) across the three kinetic
 regimes at 0.1 V/s, and a scan-rate series of the reversible couple checked against the
-Randles-Sevcik equation; each set is one natively batched call. Writes
-``demo_cv.csv``, ``demo_scan_rates.csv`` and ``demo_cv.png``.
+Randles-Sevcik equation, and the reversible couple at spheres of shrinking radius against the
+planar electrode (current per area: the radial field adds ``n F C D / r0``, the sphere's steady
+state); each set is one natively batched call. Writes ``demo_cv.csv``, ``demo_scan_rates.csv``,
+``demo_geometry.csv`` and ``demo_cv.png``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .._atomic import atomic_path, write_text
-from ..sim import Cell, Couple, analytic, cyclic_voltammetry, simulate, stack, table_csv
+from ..sim import Cell, Couple, Sphere, analytic, cyclic_voltammetry, simulate, stack, table_csv
 
 AREA = 0.0707  # cm2, 3 mm disc
 D = 1e-5  # cm2/s
+FARADAY_MM_PER_CM3 = 96485.33212 * 1e-6  # F times 1 mM in mol/cm3: C/cm3
 REGIMES = {"reversible (k0 = 1 cm/s)": 1.0, "quasi-reversible (k0 = 1e-3 cm/s)": 1e-3,
            "irreversible (k0 = 1e-5 cm/s)": 1e-5}
 SCAN_RATES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+RADII_CM = (0.1, 0.01, 1e-3)  # spheres of 1 mm, 100 um and 10 um
 
 
 def run_demo(out: str | Path) -> list[str]:
@@ -51,8 +55,18 @@ def run_demo(out: str | Path) -> list[str]:
         ("scan_rate_V_per_s", "peak_current_A", "randles_sevcik_A"), np.column_stack([v, ip, ip_rs]),
         ["reversible couple: cathodic peak current vs scan rate, simulated and Randles-Sevcik"]))
 
-    fig = Figure(figsize=(11, 4.2))
-    ax0, ax1 = fig.subplots(1, 2)
+    radii = np.asarray(RADII_CM)
+    spheres = simulate(wf, Couple(e0=0.0, k0=1.0, alpha=0.5, d_ox=D, d_red=D, c_ox=1.0),
+                       Cell(geometry=Sphere(radius=radii)))
+    density = np.vstack([i[0] / AREA, np.asarray(spheres.current) / (4 * np.pi * radii[:, None] ** 2)])  # A/cm2
+    labels = ["planar", *(f"sphere r = {r * 1e4:g} um" for r in radii)]
+    write_text(out / "demo_geometry.csv", table_csv(
+        ["time_s", "potential_V", "planar_A_per_cm2", *(f"sphere_{r * 1e4:g}um_A_per_cm2" for r in radii)],
+        np.column_stack([t, e, density.T]),
+        ["reversible couple at 0.1 V/s: current per electrode area, planar and at spheres (radial diffusion)"]))
+
+    fig = Figure(figsize=(16, 4.2))
+    ax0, ax1, ax2 = fig.subplots(1, 3)
     for name, row in zip(REGIMES, i):
         ax0.plot(e, row * 1e6, label=name)
     ax0.set_xlabel("applied potential / V vs E0")
@@ -66,16 +80,28 @@ def run_demo(out: str | Path) -> list[str]:
     ax1.set_ylabel("cathodic peak current / uA")
     ax1.legend(fontsize=8)
     ax1.set_title("reversible couple: peak current vs scan rate")
+    for label, row in zip(labels, density):
+        ax2.plot(e, row * 1e3, label=label)
+    ax2.set_xlabel("applied potential / V vs E0")
+    ax2.set_ylabel("current density / mA cm^-2 (oxidation +)")
+    ax2.axhline(0, color="0.7", lw=0.6)
+    ax2.legend(fontsize=8)
+    ax2.set_title("reversible couple at 0.1 V/s: planar vs spheres")
     fig.tight_layout()
     with atomic_path(out / "demo_cv.png") as tmp:
         fig.savefig(tmp, dpi=130, format="png")
 
     rel = ip / ip_rs - 1
-    lines = [f"wrote {out / 'demo_cv.csv'}, {out / 'demo_scan_rates.csv'}, {out / 'demo_cv.png'}"]
+    lines = [f"wrote {out / 'demo_cv.csv'}, {out / 'demo_scan_rates.csv'}, {out / 'demo_geometry.csv'}, "
+             f"{out / 'demo_cv.png'}"]
     lines.append("Randles-Sevcik check (reversible, simulated / theory - 1): "
                  + ", ".join(f"{vv:g} V/s: {r:+.2%}" for vv, r in zip(v, rel)))
     for name, row in zip(REGIMES, i):
         k_c, k_a = int(np.argmin(row)), int(np.argmax(row))
         lines.append(f"{name}: Epc = {e[k_c] * 1e3:+.0f} mV, Epa = {e[k_a] * 1e3:+.0f} mV, "
                      f"dEp = {(e[k_a] - e[k_c]) * 1e3:.0f} mV")
+    steady = FARADAY_MM_PER_CM3 * D / radii  # n F C D / r0, A/cm2
+    lines.append("spheres at 0.1 V/s, current density at the vertex over the steady state n F C D / r0: "
+                 + ", ".join(f"{r * 1e4:g} um: {-row[np.argmin(e)] / s:.3f}" for r, row, s in
+                             zip(radii, density[1:], steady)))
     return lines
