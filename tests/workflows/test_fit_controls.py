@@ -144,26 +144,3 @@ def test_a_blank_of_another_program_is_refused(tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     assert "same program" in capsys.readouterr().err
 
-
-def test_the_evidence_tells_a_hemisphere_from_a_plane(tmp_path, stat_seed):
-    """A 25 um hemisphere at 50 mV/s: the radial field adds a steady current (~40 % of the planar
-    peak), which a planar fit can only mimic with the wrong D. ``--compare geometry=...`` must pick
-    the hemisphere, call the plane inadequate and recover D from the hemisphere's fit."""
-    rng = np.random.default_rng(stat_seed)
-    r0, v = 2.5e-3, 0.05
-    couple = sim.Couple(e0=0.0, k0=0.05, alpha=0.5, d_ox=D, d_red=D, c_ox=1.0, c_red=0.0)
-    cell = sim.Cell(cdl=2e-5, geometry=sim.Hemisphere(radius=r0))
-    r = sim.simulate(sim.cyclic_voltammetry(0.35, -0.35, v, step=5e-4), [couple], cell)
-    peak = float(np.max(np.abs(np.asarray(r.current))))
-    data = _write(tmp_path / "cv.csv", np.asarray(r.time, np.float64), np.asarray(r.potential, np.float64),
-                  np.asarray(r.current, np.float64), rng, noise=2e-3 * peak)
-    assert main(["infer", "--measurement", data, "--waveform", "measured", "--radius", "25um", "--known", "c_ox=1",
-                 "--particles", "256", "--compare", "geometry=planar,hemisphere", "--out", str(tmp_path / "cmp")]) == 0
-    record = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
-    rows = {row["variant"]: row for row in record["variants"]}
-    assert record["chosen"] == "geometry=hemisphere"
-    assert rows["geometry=hemisphere"]["log_evidence"] > rows["geometry=planar"]["log_evidence"] + 10
-    assert rows["geometry=hemisphere"]["adequate"] and not rows["geometry=planar"]["adequate"]
-    assert abs(rows["geometry=hemisphere"]["parameters"]["d_ox"] / D - 1) < 0.05
-    fit = _summary(tmp_path / "cmp" / "geometry-hemisphere")
-    assert fit["assumptions"]["electrode"].startswith("radial, radius 0.0025 cm")
