@@ -41,6 +41,14 @@ def test_simulate_a_microsphere_reaches_its_steady_state(tmp_path):
     assert f"area = {4 * math.pi * r0**2!r}" in header and "geometry = sphere" in header
 
 
+def test_simulate_a_thin_layer_gives_the_exhaustive_electrolysis_peak(tmp_path):
+    # a 10 um layer at 1 mV/s: i_p = n^2 F^2 v A L C / (4 R T), the same on both sweeps
+    t = _simulate(tmp_path, "cv", "--e-start", "0.3", "--e-vertex", "-0.3", "--scan-rate", "0.001", "--step", "0.002",
+                  *REVERSIBLE, "--geometry", "thin-layer", "--thickness", "10um", "--area", "0.1")
+    peak = F**2 * 0.001 * 0.1 * 1e-3 * 1e-6 / (4 * R * 298.15)
+    assert abs(-t["current_A"].min() / peak - 1) < 0.01 and abs(t["current_A"].max() / peak - 1) < 0.01
+
+
 def _rs():
     return analytic.randles_sevcik_peak_current(1, AREA, 1.0, D, V)
 

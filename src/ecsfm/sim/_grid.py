@@ -29,7 +29,7 @@ After a potential jump the flux is singular, ``q ~ tau^-1/2`` in the time ``tau`
 (``_waveforms``) rings: +48 %, -22 %, +14 % against Cottrell over the first three output points.
 There the flux is instead taken linear in ``tau^-1/2`` between its start and end values (on the
 first step, ``q_end sqrt(h / tau)``), which integrates a diffusion-limited transient exactly; the
-weights have a closed form in Dawson's integral (``_jump_weights``). Once a step starts more than
+weights have a closed form in Dawson's integral (``jump_weights``). Once a step starts more than
 ``JUMP_SHAPE_STEPS`` step sizes after the jump the two shapes differ by < 0.2 % and the linear one
 is used. The new flux enters implicitly either way. With ``h0 = 1e-3`` (a first step of
 ``1e-5`` of the duration is still resolved in space) every output point of a potential step is
@@ -151,7 +151,7 @@ def _operator(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 JUMP_SHAPE_STEPS = 30.0
 
 
-def _since_jump(grid: TimeGrid) -> np.ndarray:
+def since_jump(grid: TimeGrid) -> np.ndarray:
     """(N,) time from the last potential jump to the start of each step (relative units), or -1
     where no jump came before or the jump lies more than ``JUMP_SHAPE_STEPS`` steps back."""
     out = np.full(grid.steps.size, -1.0)
@@ -164,7 +164,7 @@ def _since_jump(grid: TimeGrid) -> np.ndarray:
     return out
 
 
-def _jump_weights(tau_a: np.ndarray, h: np.ndarray, lam: np.ndarray, phi: np.ndarray):
+def jump_weights(tau_a, h, lam, phi, xp=np, dawsn=scipy.special.dawsn):
     """(phi0, phi1) of steps after a jump, (K, M): the flux over the step taken linear in
     ``1/sqrt(tau)`` (tau the time since the jump, from ``tau_a`` to ``tau_a + h``) through its start
     and end values, so that a diffusion-limited transient, ``q ~ tau^-1/2`` (Cottrell), is
@@ -172,18 +172,18 @@ def _jump_weights(tau_a: np.ndarray, h: np.ndarray, lam: np.ndarray, phi: np.nda
 
     Uses ``I = int_0^h exp(-lam (h - s)) (tau_a + s)^-1/2 ds
     = 2 [F(sqrt(lam tau_b)) - exp(-lam h) F(sqrt(lam tau_a))] / sqrt(lam)`` with ``F`` Dawson's
-    integral (``scipy.special.dawsn``), stable for every mode."""
-    a, b = np.sqrt(tau_a), np.sqrt(tau_a + h)
-    root = np.sqrt(lam)
+    integral, stable for every mode. ``xp``/``dawsn``: numpy and ``scipy.special.dawsn`` here, jax.numpy
+    and ``_finite.dawson`` for the thin layer's per-member tables."""
+    a, b = xp.sqrt(tau_a), xp.sqrt(tau_a + h)
+    root = xp.sqrt(lam)
     tiny = root * b < 1e-6
-    rs = np.where(tiny, 1.0, root)
-    integral = np.where(tiny, 2.0 * (b - a),
-                        2.0 * (scipy.special.dawsn(rs * b) - np.exp(-lam * h) * scipy.special.dawsn(rs * a)) / rs)
+    rs = xp.where(tiny, 1.0, root)
+    integral = xp.where(tiny, 2.0 * (b - a), 2.0 * (dawsn(rs * b) - xp.exp(-lam * h) * dawsn(rs * a)) / rs)
     first = tau_a == 0.0
-    ia = np.where(first, 0.0, 1.0 / np.where(first, 1.0, a))
+    ia = xp.where(first, 0.0, 1.0 / xp.where(first, 1.0, a))
     ib = 1.0 / b
-    phi1 = np.where(first, b * integral, (integral - ia * phi) / np.where(first, 1.0, ib - ia))
-    phi0 = np.where(first, 0.0, phi - phi1)
+    phi1 = xp.where(first, b * integral, (integral - ia * phi) / xp.where(first, 1.0, ib - ia))
+    phi0 = xp.where(first, 0.0, phi - phi1)
     return phi0, phi1
 
 
@@ -194,7 +194,7 @@ def propagator(config: SolverConfig, grid: TimeGrid) -> Propagator:
     v_all = q[0, :] / np.sqrt(w[0])
     # Distinct step kinds: (step size, time since the last jump where the flux still has the
     # shape of one, else -1). Rounded to 12 significant digits to merge floating-point twins.
-    since = _since_jump(grid)
+    since = since_jump(grid)
     rounded = np.asarray([float(f"{s:.12g}") for s in grid.steps])
     keys = np.stack([rounded, np.asarray([float(f"{s:.12g}") for s in since])], axis=1)
     uniq, index = np.unique(keys, axis=0, return_inverse=True)
@@ -211,7 +211,7 @@ def propagator(config: SolverConfig, grid: TimeGrid) -> Propagator:
     phi1 = h * np.where(small, 0.5 + z / 6.0 + z**2 / 24.0, (np.expm1(zs) - zs) / zs**2)
     shaped = uniq[:, 1] >= 0
     if np.any(shaped):
-        p0, p1 = _jump_weights(uniq[shaped, 1:], h[shaped], -mu[None, :], phi[shaped])
+        p0, p1 = jump_weights(uniq[shaped, 1:], h[shaped], -mu[None, :], phi[shaped])
         phi1[shaped] = p1
         phi[shaped] = p0 + p1
     phi0 = phi - phi1

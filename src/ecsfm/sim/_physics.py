@@ -31,7 +31,7 @@ from jaxtyping import Array, Float
 
 from ._units import DEFAULT_TEMPERATURE
 
-__all__ = ["Couple", "Cell", "Geometry", "Planar", "Sphere", "Hemisphere", "GEOMETRIES", "stack_couples"]
+__all__ = ["Couple", "Cell", "Geometry", "Planar", "Sphere", "Hemisphere", "ThinLayer", "GEOMETRIES", "stack_couples"]
 
 #: largest electrode radius accepted, cm (a 1 m electrode)
 MAX_RADIUS_CM = 100.0
@@ -144,8 +144,18 @@ class Hemisphere(Sphere):
         return 2.0 * np.pi * self.radius**2
 
 
+class ThinLayer(Geometry):
+    """A thin-layer cell: the solution between the electrode and an inert wall ``thickness`` cm
+    away (finite diffusion, no flux through the wall; ``_finite``). The area is the cell's."""
+
+    thickness: Float[Array, "..."] = eqx.field(converter=_as_array)
+
+    def __check_init__(self):
+        _check("thickness (cm)", self.thickness, 0.0, MAX_RADIUS_CM, lo_open=True, hi_open=False)
+
+
 #: geometry names (the CLI's, the recipes') -> constructor
-GEOMETRIES = {"planar": Planar, "sphere": Sphere, "hemisphere": Hemisphere}
+GEOMETRIES = {"planar": Planar, "sphere": Sphere, "hemisphere": Hemisphere, "thin-layer": ThinLayer}
 #: a stated area may differ from the one a geometry implies by this much (relative) before it is refused
 AREA_TOLERANCE = 1e-3
 
@@ -159,7 +169,8 @@ class Cell(eqx.Module):
         temperature: K.
         ru: uncompensated resistance, ohm. The kinetics see ``E_applied - i * ru``.
         cdl: double-layer capacitance, F/cm^2; charging current ``cdl * area * dE_interface/dt``.
-        geometry: ``Planar()`` (default), ``Sphere(radius=)`` or ``Hemisphere(radius=)``.
+        geometry: ``Planar()`` (default), ``Sphere(radius=)``, ``Hemisphere(radius=)`` or
+            ``ThinLayer(thickness=)``.
 
     Raises ValueError on a value out of range, a geometry that is not a ``Geometry``, or an area
     that contradicts the geometry's (by more than 0.1 %).
@@ -174,7 +185,7 @@ class Cell(eqx.Module):
     def __init__(self, area=None, temperature=DEFAULT_TEMPERATURE, ru=0.0, cdl=0.0, geometry=None):
         geometry = Planar() if geometry is None else geometry
         if not isinstance(geometry, Geometry):
-            raise ValueError(f"geometry: expected Planar(), Sphere(radius=) or Hemisphere(radius=), got "
+            raise ValueError(f"geometry: expected Planar(), Sphere(radius=), Hemisphere(radius=) or ThinLayer(thickness=), got "
                              f"{type(geometry).__name__}")
         implied = geometry.area()
         if area is None:

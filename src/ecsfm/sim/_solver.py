@@ -34,8 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ._finite import finite_operator, finite_tables
 from ._grid import SolverConfig, propagator
-from ._physics import Cell, Couple, Planar, _concrete, stack_couples
+from ._physics import Cell, Couple, Planar, ThinLayer, _concrete, stack_couples
 from ._units import FARADAY, GAS_CONSTANT, MOL_PER_CM3_PER_MM
 from ._waveforms import Waveform
 
@@ -157,11 +158,14 @@ def simulate(
     cp = stack_couples(couples)
     # Known-zero Ru (concrete, before tracing) skips the iR solve: E_interface = E_applied.
     ohmic = not _maybe_zero(cell.ru)
-    return _simulate(waveform, cp, cell, config=config, ohmic=ohmic, radial=not isinstance(cell.geometry, Planar))
+    finite = isinstance(cell.geometry, ThinLayer)
+    radial = not (finite or isinstance(cell.geometry, Planar))
+    return _simulate(waveform, cp, cell, config=config, ohmic=ohmic, radial=radial, finite=finite)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "ohmic", "radial"))
-def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfig, ohmic: bool, radial: bool):
+@functools.partial(jax.jit, static_argnames=("config", "ohmic", "radial", "finite"))
+def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfig, ohmic: bool, radial: bool,
+              finite: bool):
     """``simulate`` after validation, compiled once per waveform shape, batch shape and config
     (inlined when the caller is itself traced)."""
     dtype = jnp.result_type(float)
@@ -186,16 +190,18 @@ def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfi
     inputs = dict(
         couple={k: trailing(getattr(cp, k), 1) for k in _COUPLE_FIELDS},
         cell={k: trailing(getattr(cell, k), 0) for k in _CELL_FIELDS}
-        | {"curvature": trailing(cell.geometry.curvature(), 0)},
+        | {"curvature": trailing(cell.geometry.curvature(), 0)}
+        | ({"thickness": trailing(cell.geometry.thickness, 0)} if finite else {}),
         potential=trailing(waveform.potential, 1),
         duration=trailing(waveform.duration, 0),
     )
-    prop = propagator(config, waveform.grid)
+    prop = finite_operator(config, waveform.grid) if finite else propagator(config, waveform.grid)
     chunk = min(config.batch_chunk, n_batch)
     n_chunks = -(-n_batch // chunk)
     single = n_batch == 1
     core = functools.partial(
-        _core, prop=prop, steps=waveform.grid.steps, jump=waveform.grid.jump, ohmic=ohmic, radial=radial, config=config,
+        _core, prop=prop, steps=waveform.grid.steps, jump=waveform.grid.jump, ohmic=ohmic, radial=radial, finite=finite,
+        config=config,
         tail=() if single else (chunk,),
     )
     if single:
@@ -230,7 +236,7 @@ def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfi
     return SimulationResult(
         time=time,
         potential=potential,
-        grid_x=jnp.asarray(prop.x, dtype),
+        grid_x=jnp.asarray(prop.x, dtype),  # in units of the thickness for a thin layer
         **out,
     )
 
@@ -239,7 +245,8 @@ _COUPLE_FIELDS = ("e0", "k0", "alpha", "d_ox", "d_red", "c_ox", "c_red", "n")
 _CELL_FIELDS = ("area", "temperature", "ru", "cdl")
 
 
-def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, config: SolverConfig, tail: tuple) -> dict:
+def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite: bool, config: SolverConfig,
+          tail: tuple) -> dict:
     """The time loop on a batch laid out with the batch as the last axis (size B).
 
     Couple arrays are (S, B), cell arrays and the duration (B,), the potential (N+1, B), where
@@ -250,7 +257,8 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, config:
     value ``a`` for the next step is computed in the same pass that advances the modes (one read
     and one write of the state per step). ``radial``: a sphere or hemisphere, whose modes carry
     ``w = (r / r0) (c - c_bulk)`` and whose boundary flux gains ``epsilon (c(0) - c_bulk)``
-    (``_physics``), with ``epsilon = sqrt(D T) / r0`` per species (2S, B).
+    (``_physics``), with ``epsilon = sqrt(D T) / r0`` per species (2S, B). ``finite``: a thin
+    layer, whose step tables differ per species and member (``_finite``).
     """
     # Longer than 80 lines on purpose: the scan body and the state it carries read as one unit;
     # split, the per-step arrays would be threaded through helper signatures.
@@ -280,14 +288,21 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, config:
     def table(x):
         return jnp.asarray(x, dtype)
 
-    decay = col(table(prop.decay))  # (U, m, [1])
-    phi0_v = col(table(prop.phi0_v))
-    phi1_v = col(table(prop.phi1_v))
-    w_next = col(table(prop.decay * prop.v))  # v * exp(mu h): next step's surface weights
-    beta0 = table(prop.beta0)
-    beta1 = table(prop.beta1)
+    if finite:  # per species and member: (U, 2S, m, [B]) and (U, 2S, [B])
+        s = (duration / (jnp.concatenate([g_ox, g_red], 0) * cl["thickness"])) ** 2  # D T / L^2
+        tab = finite_tables(prop, s, dtype)
+        decay, phi0_v, phi1_v, w_next, beta0, beta1 = (
+            tab[k] for k in ("decay", "phi0_v", "phi1_v", "w_next", "beta0", "beta1"))
+        uniform = prop.steps.size == 1
+    else:
+        decay = col(table(prop.decay))  # (U, m, [1])
+        phi0_v = col(table(prop.phi0_v))
+        phi1_v = col(table(prop.phi1_v))
+        w_next = col(table(prop.decay * prop.v))  # v * exp(mu h): next step's surface weights
+        beta0 = table(prop.beta0)
+        beta1 = table(prop.beta1)
+        uniform = prop.decay.shape[0] == 1
     rows = np.asarray(prop.step_index)
-    uniform = prop.decay.shape[0] == 1
     m = prop.v.size
     next_rows = np.concatenate([rows[1:], rows[-1:]])
     dt = col(jnp.asarray(steps, dtype)) * duration  # (N, [B]) s
@@ -303,7 +318,7 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, config:
         xa = jnp.where(eta >= 0, 1.0, z)
         xc = jnp.where(eta >= 0, z, 1.0)
         num = cp["k0"] * (xa * (cp["c_red"] + a[n_species:]) - xc * (cp["c_ox"] + a[:n_species]))
-        b_ox, b_red = (b[:n_species], b[n_species:]) if radial else (b, b)
+        b_ox, b_red = (b[:n_species], b[n_species:]) if radial or finite else (b, b)
         den = jnp.exp(-s) + cp["k0"] * (xa * g_red * b_red + xc * g_ox * b_ox)
         return num / den
 
@@ -339,7 +354,7 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, config:
         w = w_next[row_next]
         a_next = beta0[row_next] * q
         for k in range(m):
-            a_next = a_next + modes[:, k] * w[k]
+            a_next = a_next + modes[:, k] * (w[:, k] if finite else w[k])
         i_couple = amp_per_rate * r
         i_far = jnp.sum(i_couple, axis=0)
         i_cap = cap * (e - e_prev) / h
@@ -370,17 +385,21 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, config:
     q = outs.pop("q")
     resid = outs.pop("resid")
     q_prev = q[-2] if q.shape[0] > 1 else jnp.zeros_like(q[-1])
-    fast = jnp.asarray(prop.fast_to_nodes, dtype)  # (M, 2)
-    nodes = (
-        jnp.einsum("km,jm...->jk...", jnp.asarray(prop.to_nodes, dtype), modes)
-        + q_prev[:, None] * col(fast[:, 0])
-        + q[-1][:, None] * col(fast[:, 1])
-    )  # (2S, M, B)
-    if radial:  # w = (r / r0) (c - c_bulk) -> c - c_bulk
-        nodes = nodes / (1.0 + eps[:, None] * col(jnp.asarray(prop.x[:-1], dtype)))
-    final = jnp.concatenate([nodes, jnp.zeros_like(nodes[:, :1])], 1) + bulk[:, None]
-    scale = jnp.maximum(jnp.max(bulk, axis=0), jnp.finfo(dtype).tiny)  # (B,)
-    far = jnp.max(jnp.abs(nodes[:, -1]), axis=0) / scale
+    if finite:  # every mode kept, the wall node included; no far boundary
+        final = jnp.einsum("km,jm...->jk...", jnp.asarray(prop.to_nodes, dtype), modes) + bulk[:, None]
+        far = jnp.zeros(tail, dtype)
+    else:
+        fast = jnp.asarray(prop.fast_to_nodes, dtype)  # (M, 2)
+        nodes = (
+            jnp.einsum("km,jm...->jk...", jnp.asarray(prop.to_nodes, dtype), modes)
+            + q_prev[:, None] * col(fast[:, 0])
+            + q[-1][:, None] * col(fast[:, 1])
+        )  # (2S, M, B)
+        if radial:  # w = (r / r0) (c - c_bulk) -> c - c_bulk
+            nodes = nodes / (1.0 + eps[:, None] * col(jnp.asarray(prop.x[:-1], dtype)))
+        final = jnp.concatenate([nodes, jnp.zeros_like(nodes[:, :1])], 1) + bulk[:, None]
+        scale = jnp.maximum(jnp.max(bulk, axis=0), jnp.finfo(dtype).tiny)  # (B,)
+        far = jnp.max(jnp.abs(nodes[:, -1]), axis=0) / scale
 
     def by_couple(x, axis):  # (..., 2S, ...) -> (..., S, 2, ...)
         shape = x.shape[:axis] + (2, n_species) + x.shape[axis + 1 :]
@@ -397,8 +416,9 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, config:
     out = {k: jnp.concatenate([rest[k], v], 0) for k, v in outs.items()}
     out["surface_concentration"] = by_couple(out["surface_concentration"], 1)
     out["final_concentration"] = by_couple(final, 0)
-    out["diffusion_length"] = jnp.stack(
-        jnp.broadcast_arrays(jnp.sqrt(cp["d_ox"] * duration), jnp.sqrt(cp["d_red"] * duration)), 1
+    out["diffusion_length"] = jnp.stack(  # the length node positions are in: the thickness for a thin layer
+        jnp.broadcast_arrays(*((cl["thickness"] * jnp.ones_like(cp["d_ox"]),) * 2 if finite else
+                               (jnp.sqrt(cp["d_ox"] * duration), jnp.sqrt(cp["d_red"] * duration)))), 1
     )
     out["far_field"] = far
     out["newton_residual"] = jnp.max(jnp.abs(resid), axis=0)

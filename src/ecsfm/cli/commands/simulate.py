@@ -93,9 +93,11 @@ def _add_couple_args(p: argparse.ArgumentParser) -> None:
                         "for a sphere or hemisphere)")
     c.add_argument("--geometry", choices=tuple(sim.GEOMETRIES), default="planar",
                    help="planar (default: semi-infinite linear diffusion), sphere or hemisphere (radial diffusion; "
-                        "needs --radius)")
+                        "needs --radius), thin-layer (finite diffusion against an inert wall; needs --thickness)")
     c.add_argument("--radius", default=None, metavar="LENGTH",
                    help="the sphere's or hemisphere's radius with its unit, e.g. 10um, 1.5mm, 0.15cm")
+    c.add_argument("--thickness", default=None, metavar="LENGTH",
+                   help="the thin layer's thickness with its unit, e.g. 20um")
     c.add_argument("--temperature", type=float, default=298.15, help="K (default 298.15)")
     c.add_argument("--ru", type=float, default=0.0, help="uncompensated resistance, ohm (default 0)")
     c.add_argument("--cdl", type=float, default=0.0, help="double-layer capacitance, F/cm2 (default 0)")
@@ -184,11 +186,17 @@ DEFAULT_AREA_CM2 = 0.0707
 
 def _geometry(args):
     """The electrode geometry the flags ask for. Raises ValueError naming the flag."""
-    if args.geometry == "planar":
+    if args.thickness is not None and args.geometry != "thin-layer":
+        raise ValueError("--thickness: only a thin layer has one (--geometry thin-layer)")
+    if args.geometry in ("planar", "thin-layer"):
         if args.radius is not None:
-            raise ValueError("--radius: a planar electrode has no radius here (give --area, cm2, or --geometry sphere "
-                             "/ hemisphere)")
-        return sim.Planar()
+            raise ValueError(f"--radius: a {args.geometry} electrode has no radius here (give --area, cm2, or "
+                             "--geometry sphere / hemisphere)")
+        if args.geometry == "planar":
+            return sim.Planar()
+        if args.thickness is None:
+            raise ValueError("--thickness: a thin layer needs its thickness, e.g. --thickness 20um")
+        return sim.ThinLayer(thickness=length_cm("--thickness", args.thickness))
     if args.radius is None:
         raise ValueError(f"--radius: a {args.geometry} needs its radius, e.g. --radius 10um")
     return sim.GEOMETRIES[args.geometry](radius=length_cm("--radius", args.radius))
@@ -198,13 +206,16 @@ def run(args) -> int:
     _check_scale(args)
     couples = _couples(args)
     cell = sim.Cell(area=args.area, temperature=args.temperature, ru=args.ru, cdl=args.cdl, geometry=_geometry(args))
-    if args.area is None and args.geometry == "planar":
-        cell = sim.Cell(area=DEFAULT_AREA_CM2, temperature=args.temperature, ru=args.ru, cdl=args.cdl)
+    if args.area is None and args.geometry in ("planar", "thin-layer"):
+        cell = sim.Cell(area=DEFAULT_AREA_CM2, temperature=args.temperature, ru=args.ru, cdl=args.cdl,
+                        geometry=cell.geometry)
     args.area = float(cell.area)
     meta = {k: getattr(args, k) for k in ("area", "temperature", "ru", "cdl", "geometry")
             if getattr(args, k, None) is not None}
     if args.radius is not None:
         meta["radius_cm"] = length_cm("--radius", args.radius)
+    if args.thickness is not None:
+        meta["thickness_cm"] = length_cm("--thickness", args.thickness)
     meta["couples"] = json.dumps([{k: float(getattr(c, k)) for k in _COUPLE_KEYS} for c in couples])
     if args.technique == "eis":
         return _impedance(args, couples, cell, meta)
