@@ -2,10 +2,10 @@
 
 The issue's cases: CVs at 1 mV resolution, r = 1.5 mm at 25 mV/s and r = 10 um at 100 mV/s,
 0.3 -> -0.3 -> 0.3 V, batch 1024 (k0 spread over 1e-4 ... 10 cm/s), default solver settings.
-Per geometry (planar, sphere, hemisphere) it times native batching (the batch given as a leading
+Per geometry (planar, sphere, hemisphere, a 20 um thin layer) it times native batching (the batch given as a leading
 field dimension, split over two XLA CPU devices with ``pmap``) and ``jax.vmap`` of one simulation,
-and prints CVs/s, the ratio to planar and vmap / native. Discs, thin layers and rotating discs are
-not in the simulator yet.
+and prints CVs/s, the ratio to planar and vmap / native. Discs and rotating discs are not in the
+simulator yet.
 
 Run: ``python bench/bench_geometry.py [--batch 1024] [--repeats 5]``
 """
@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from ecsfm import sim  # noqa: E402
 
+THICKNESS = 2e-3  # cm: a 20 um thin layer
 
 def timed(fn, *args, repeats: int) -> float:
     jax.block_until_ready(fn(*args))  # compile + warm up
@@ -50,8 +51,12 @@ def main() -> None:
         print(f"\nr = {radius * 1e4:g} um, v = {rate * 1e3:g} mV/s, {wf.n_points} points per CV")
         base = None
         for name, shape in sim.GEOMETRIES.items():
-            geometry = shape() if name == "planar" else shape(radius=radius)
-            area = np.pi * radius**2 if name == "planar" else None
+            if name == "planar":
+                geometry, area = shape(), np.pi * radius**2
+            elif name == "thin-layer":
+                geometry, area = shape(thickness=THICKNESS), np.pi * radius**2
+            else:
+                geometry, area = shape(radius=radius), None
 
             def cv(k, geometry=geometry, area=area):
                 couple = sim.Couple(e0=0.0, k0=k, alpha=0.5, d_ox=1e-5, d_red=1e-5, c_ox=1.0)
