@@ -41,6 +41,15 @@ def test_simulate_a_microsphere_reaches_its_steady_state(tmp_path):
     assert f"area = {4 * math.pi * r0**2!r}" in header and "geometry = sphere" in header
 
 
+def test_simulate_a_rotating_disc_reaches_the_levich_current(tmp_path):
+    # 2.5 mm disc at 1000 rpm in water: 0.62045 n F A D^2/3 w^1/2 nu^-1/6 C within 1 % at the end
+    t = _simulate(tmp_path, "lsv", "--e-start", "0.3", "--e-end", "-0.3", "--scan-rate", "0.005", "--step", "0.002",
+                  *REVERSIBLE, "--geometry", "rotating-disc", "--radius", "2.5mm", "--rpm", "1000")
+    omega, nu, area = 1000 * 2 * math.pi / 60, 0.00893, math.pi * 0.25**2
+    levich = 0.62045 * F * area * D ** (2 / 3) * omega**0.5 * nu ** (-1 / 6) * 1e-6
+    assert abs(-t["current_A"][-1] / levich - 1) < 0.01
+
+
 def test_simulate_a_thin_layer_gives_the_exhaustive_electrolysis_peak(tmp_path):
     # a 10 um layer at 1 mV/s: i_p = n^2 F^2 v A L C / (4 R T), the same on both sweeps
     t = _simulate(tmp_path, "cv", "--e-start", "0.3", "--e-vertex", "-0.3", "--scan-rate", "0.001", "--step", "0.002",

@@ -15,7 +15,8 @@ from ._analysis import find_peak
 from ._export import plot_impedance, plot_result, result_table, table_csv, write_csv, write_impedance_csv
 from ._grid import SolverConfig
 from ._impedance import impedance
-from ._physics import GEOMETRIES, Cell, Couple, Geometry, Hemisphere, Planar, Sphere, ThinLayer, stack_couples
+from ._physics import (GEOMETRIES, Cell, Couple, Geometry, Hemisphere, Planar, RotatingDisc, Sphere, ThinLayer,
+                       stack_couples)
 from ._solver import SimulationResult, simulate
 from ._units import DEFAULT_TEMPERATURE, FARADAY, GAS_CONSTANT, thermal_voltage
 from ._pulse import differential_pulse_voltammetry, sampled_currents, square_wave_voltammetry
@@ -43,6 +44,7 @@ __all__ = [
     "DEFAULT_TEMPERATURE",
     "FARADAY",
     "GAS_CONSTANT",
+    "RotatingDisc",
     "SimulationResult",
     "SolverConfig",
     "ThinLayer",

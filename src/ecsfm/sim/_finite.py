@@ -1,4 +1,5 @@
-"""Finite diffusion: a thin-layer cell, the solution between the electrode and an inert wall.
+"""Operators on a length scale of their own: a thin-layer cell (the solution between the electrode
+and an inert wall) and a rotating disc (convective diffusion).
 
 The planar propagator (``_grid``) works in diffusion lengths of the whole experiment,
 ``x / sqrt(D T)``, on a grid that ends in a Dirichlet node at bulk concentration. A thin layer ends
@@ -17,7 +18,18 @@ Dawson's integral, ``dawson``). In layer units the solver's flux ``q`` (scaled t
 ``q / sqrt(s)``. The lowest mode has ``mu = 0``: the amount of material in the layer, which
 exhaustive electrolysis uses up.
 
-The grid starts at ``H0`` of the thickness and grows by the config's ratio up to the wall. A layer
+A rotating disc (``kind = "rde"``) is the same construction on another operator. Near the disc the
+solution flows towards it at ``v_x = -C w^3/2 nu^-1/2 x^2`` (von Karman; Levich's first term,
+``C = 0.51023``), and ``dc/dt = D d2c/dx2 - v_x dc/dx``. In units of
+``L = (D nu^1/2 / (C w^3/2))^1/3`` and ``L^2 / D`` this is the universal
+``dc/dtau = d2c/dxi2 + xi^2 dc/dxi = exp(-xi^3/3) d/dxi (exp(xi^3/3) dc/dxi)``: a fixed operator,
+symmetric in the weight ``exp(xi^3/3)``, with the bulk (Dirichlet) at ``XI_MAX`` = 5 (the steady
+profile is flat by xi ~ 3). Only ``L`` and ``s = D T / L^2`` differ per species and member. The
+steady state is Levich's current ``n F A D C / (L int_0^inf exp(-xi^3/3) dxi)``
+= ``0.62045 n F A D^2/3 w^1/2 nu^-1/6 C``; Newman's correction for the next terms of the velocity
+profile (about 3 % lower at ``nu / D = 1000``) is not included.
+
+The grid starts at ``H0`` of the length scale and grows by the config's ratio up to the wall. A layer
 much thicker than the diffusion layer is planar diffusion; use ``Planar()`` for it (the grid here
 resolves ``1e-4 L``, so a layer over ~30 diffusion lengths thick starts to lose accuracy at the first
 steps).
@@ -34,10 +46,14 @@ import numpy as np
 from ._grid import SolverConfig, jump_weights, since_jump
 from ._waveforms import TimeGrid
 
-__all__ = ["FiniteOperator", "finite_operator", "finite_tables", "H0"]
+__all__ = ["FiniteOperator", "finite_operator", "finite_tables", "dawson", "H0", "LEVICH_C", "XI_MAX"]
 
-#: the first grid spacing as a fraction of the layer's thickness
+#: the first grid spacing as a fraction of the length scale
 H0 = 1e-4
+#: the rotating disc's far boundary (bulk), in units of its length scale L
+XI_MAX = 5.0
+#: the von Karman velocity coefficient: v_x = -LEVICH_C w^3/2 nu^-1/2 x^2
+LEVICH_C = 0.51023
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,36 +80,50 @@ class FiniteOperator:
     step_index: np.ndarray
 
 
-def _nodes(growth: float) -> np.ndarray:
+def _nodes(growth: float, end: float) -> np.ndarray:
     x = [0.0]
     h = H0
-    while x[-1] + h < 1.0:
+    while x[-1] + h < end:
         x.append(x[-1] + h)
         h *= growth
-    if 1.0 - x[-1] < 0.5 * h / growth and len(x) > 2:  # a sliver before the wall: merge it
+    if end - x[-1] < 0.5 * h / growth and len(x) > 2:  # a sliver before the end: merge it
         x.pop()
-    x.append(1.0)
+    x.append(end)
     return np.asarray(x)
 
 
 @functools.lru_cache(maxsize=64)
-def finite_operator(config: SolverConfig, grid: TimeGrid) -> FiniteOperator:
-    x = _nodes(config.growth)
+def finite_operator(config: SolverConfig, grid: TimeGrid, kind: str = "thin-layer") -> FiniteOperator:
+    """The modes of ``kind`` ("thin-layer": no flux at x = 1; "rde": the rotating disc's convective
+    operator, bulk at ``XI_MAX``, whose last node is then not an unknown) and the time grid's step kinds."""
+    x = _nodes(config.growth, 1.0 if kind == "thin-layer" else XI_MAX)
     h = np.diff(x)
+    mid = 0.5 * (x[:-1] + x[1:])
+    # the weight exp(xi^3/3) of the convective operator, relative to its value at each half point
+    rho_mid, rho = (np.ones_like(mid), np.ones_like(x)) if kind == "thin-layer" else \
+        (np.exp(mid**3 / 3.0), np.exp(x**3 / 3.0))
     w = np.empty(x.size)
     w[0], w[-1] = 0.5 * h[0], 0.5 * h[-1]
     w[1:-1] = 0.5 * (h[:-1] + h[1:])
+    w = w * rho
     main = np.zeros(x.size)
-    main[:-1] -= 1.0 / h
-    main[1:] -= 1.0 / h
-    sym = np.diag(main / w) + np.diag(1.0 / h / np.sqrt(w[:-1] * w[1:]), 1) + np.diag(1.0 / h / np.sqrt(w[:-1] * w[1:]), -1)
+    main[:-1] -= rho_mid / h
+    main[1:] -= rho_mid / h
+    off = rho_mid / h / np.sqrt(w[:-1] * w[1:])
+    sym = np.diag(main / w) + np.diag(off, 1) + np.diag(off, -1)
+    if kind != "thin-layer":  # the bulk node is not an unknown
+        sym, w = sym[:-1, :-1], w[:-1]
     mu, q = np.linalg.eigh(sym)
     mu = np.minimum(mu, 0.0)
-    mu[np.argmax(mu)] = 0.0  # the conserved mode (round-off puts it at +-1e-12)
+    if kind == "thin-layer":
+        mu[np.argmax(mu)] = 0.0  # the conserved mode (round-off puts it at +-1e-12)
+    to_nodes = q / np.sqrt(w)[:, None]
+    if kind != "thin-layer":
+        to_nodes = np.vstack([to_nodes, np.zeros((1, to_nodes.shape[1]))])  # the bulk node: no deviation
     rounded = np.asarray([float(f"{s:.12g}") for s in grid.steps])
     keys = np.stack([rounded, np.asarray([float(f"{s:.12g}") for s in since_jump(grid)])], axis=1)
     uniq, index = np.unique(keys, axis=0, return_inverse=True)
-    return FiniteOperator(x=x, mu=mu, v=q[0, :] / np.sqrt(w[0]), to_nodes=q / np.sqrt(w)[:, None],
+    return FiniteOperator(x=x, mu=mu, v=q[0, :] / np.sqrt(w[0]), to_nodes=to_nodes,
                           steps=uniq[:, 0], since=uniq[:, 1], step_index=index.reshape(-1).astype(np.int32))
 
 

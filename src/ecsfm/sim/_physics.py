@@ -31,7 +31,8 @@ from jaxtyping import Array, Float
 
 from ._units import DEFAULT_TEMPERATURE
 
-__all__ = ["Couple", "Cell", "Geometry", "Planar", "Sphere", "Hemisphere", "ThinLayer", "GEOMETRIES", "stack_couples"]
+__all__ = ["Couple", "Cell", "Geometry", "Planar", "Sphere", "Hemisphere", "ThinLayer", "RotatingDisc", "GEOMETRIES",
+           "stack_couples"]
 
 #: largest electrode radius accepted, cm (a 1 m electrode)
 MAX_RADIUS_CM = 100.0
@@ -154,8 +155,27 @@ class ThinLayer(Geometry):
         _check("thickness (cm)", self.thickness, 0.0, MAX_RADIUS_CM, lo_open=True, hi_open=False)
 
 
+class RotatingDisc(Geometry):
+    """A rotating disc electrode: convective diffusion to a disc of ``radius`` cm spinning at
+    ``omega`` rad/s (rpm x 2 pi / 60) in a solution of kinematic ``viscosity`` cm^2/s (water at
+    25 C: 0.00893). Levich's uniformly accessible disc (``_finite``); area ``pi r^2``."""
+
+    radius: Float[Array, "..."] = eqx.field(converter=_as_array)
+    omega: Float[Array, "..."] = eqx.field(converter=_as_array)
+    viscosity: Float[Array, "..."] = eqx.field(converter=_as_array, default=0.00893)
+
+    def __check_init__(self):
+        _check("radius (cm)", self.radius, 0.0, MAX_RADIUS_CM, lo_open=True, hi_open=False)
+        _check("omega (rad/s)", self.omega, 0.0, 1e5, lo_open=True, hi_open=False)
+        _check("viscosity (cm^2/s)", self.viscosity, 0.0, 10.0, lo_open=True, hi_open=False)
+
+    def area(self):
+        return np.pi * self.radius**2
+
+
 #: geometry names (the CLI's, the recipes') -> constructor
-GEOMETRIES = {"planar": Planar, "sphere": Sphere, "hemisphere": Hemisphere, "thin-layer": ThinLayer}
+GEOMETRIES = {"planar": Planar, "sphere": Sphere, "hemisphere": Hemisphere, "thin-layer": ThinLayer,
+              "rotating-disc": RotatingDisc}
 #: a stated area may differ from the one a geometry implies by this much (relative) before it is refused
 AREA_TOLERANCE = 1e-3
 
@@ -169,8 +189,8 @@ class Cell(eqx.Module):
         temperature: K.
         ru: uncompensated resistance, ohm. The kinetics see ``E_applied - i * ru``.
         cdl: double-layer capacitance, F/cm^2; charging current ``cdl * area * dE_interface/dt``.
-        geometry: ``Planar()`` (default), ``Sphere(radius=)``, ``Hemisphere(radius=)`` or
-            ``ThinLayer(thickness=)``.
+        geometry: ``Planar()`` (default), ``Sphere(radius=)``, ``Hemisphere(radius=)``,
+            ``ThinLayer(thickness=)`` or ``RotatingDisc(radius=, omega=, viscosity=)``.
 
     Raises ValueError on a value out of range, a geometry that is not a ``Geometry``, or an area
     that contradicts the geometry's (by more than 0.1 %).
@@ -185,7 +205,8 @@ class Cell(eqx.Module):
     def __init__(self, area=None, temperature=DEFAULT_TEMPERATURE, ru=0.0, cdl=0.0, geometry=None):
         geometry = Planar() if geometry is None else geometry
         if not isinstance(geometry, Geometry):
-            raise ValueError(f"geometry: expected Planar(), Sphere(radius=), Hemisphere(radius=) or ThinLayer(thickness=), got "
+            raise ValueError("geometry: expected Planar(), Sphere(radius=), Hemisphere(radius=), ThinLayer(thickness=) or "
+                             f"RotatingDisc(radius=, omega=), got "
                              f"{type(geometry).__name__}")
         implied = geometry.area()
         if area is None:

@@ -34,9 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._finite import finite_operator, finite_tables
+from ._finite import LEVICH_C, finite_operator, finite_tables
 from ._grid import SolverConfig, propagator
-from ._physics import Cell, Couple, Planar, ThinLayer, _concrete, stack_couples
+from ._ohmic import solve_ir
+from ._physics import Cell, Couple, Planar, RotatingDisc, ThinLayer, _concrete, stack_couples
 from ._units import FARADAY, GAS_CONSTANT, MOL_PER_CM3_PER_MM
 from ._waveforms import Waveform
 
@@ -158,13 +159,14 @@ def simulate(
     cp = stack_couples(couples)
     # Known-zero Ru (concrete, before tracing) skips the iR solve: E_interface = E_applied.
     ohmic = not _maybe_zero(cell.ru)
-    finite = isinstance(cell.geometry, ThinLayer)
+    finite = "thin-layer" if isinstance(cell.geometry, ThinLayer) else \
+        "rde" if isinstance(cell.geometry, RotatingDisc) else None
     radial = not (finite or isinstance(cell.geometry, Planar))
     return _kernel(config, ohmic, radial, finite)(waveform, cp, cell)
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel(config: SolverConfig, ohmic: bool, radial: bool, finite: bool):
+def _kernel(config: SolverConfig, ohmic: bool, radial: bool, finite: str | None):
     """``_simulate`` for these static settings, with its ``jax.vmap`` turned into native batching.
 
     Traced per member, a simulation carries every array with the vmap axis in front, a layout
@@ -196,7 +198,7 @@ def _kernel(config: SolverConfig, ohmic: bool, radial: bool, finite: bool):
 
 @functools.partial(jax.jit, static_argnames=("config", "ohmic", "radial", "finite"))
 def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfig, ohmic: bool, radial: bool,
-              finite: bool):
+              finite: str | None):
     """``simulate`` after validation, compiled once per waveform shape, batch shape and config
     (inlined when the caller is itself traced)."""
     dtype = jnp.result_type(float)
@@ -222,11 +224,13 @@ def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfi
         couple={k: trailing(getattr(cp, k), 1) for k in _COUPLE_FIELDS},
         cell={k: trailing(getattr(cell, k), 0) for k in _CELL_FIELDS}
         | {"curvature": trailing(cell.geometry.curvature(), 0)}
-        | ({"thickness": trailing(cell.geometry.thickness, 0)} if finite else {}),
+        | ({"thickness": trailing(cell.geometry.thickness, 0)} if finite == "thin-layer" else {})
+        | ({"omega": trailing(cell.geometry.omega, 0), "viscosity": trailing(cell.geometry.viscosity, 0)}
+           if finite == "rde" else {}),
         potential=trailing(waveform.potential, 1),
         duration=trailing(waveform.duration, 0),
     )
-    prop = finite_operator(config, waveform.grid) if finite else propagator(config, waveform.grid)
+    prop = finite_operator(config, waveform.grid, finite) if finite else propagator(config, waveform.grid)
     chunk = min(config.batch_chunk, n_batch)
     n_chunks = -(-n_batch // chunk)
     single = n_batch == 1
@@ -276,7 +280,7 @@ _COUPLE_FIELDS = ("e0", "k0", "alpha", "d_ox", "d_red", "c_ox", "c_red", "n")
 _CELL_FIELDS = ("area", "temperature", "ru", "cdl")
 
 
-def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite: bool, config: SolverConfig,
+def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite: str | None, config: SolverConfig,
           tail: tuple) -> dict:
     """The time loop on a batch laid out with the batch as the last axis (size B).
 
@@ -289,7 +293,7 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite:
     and one write of the state per step). ``radial``: a sphere or hemisphere, whose modes carry
     ``w = (r / r0) (c - c_bulk)`` and whose boundary flux gains ``epsilon (c(0) - c_bulk)``
     (``_physics``), with ``epsilon = sqrt(D T) / r0`` per species (2S, B). ``finite``: a thin
-    layer, whose step tables differ per species and member (``_finite``).
+    layer or a rotating disc, whose step tables differ per species and member (``_finite``).
     """
     # Longer than 80 lines on purpose: the scan body and the state it carries read as one unit;
     # split, the per-step arrays would be threaded through helper signatures.
@@ -320,7 +324,12 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite:
         return jnp.asarray(x, dtype)
 
     if finite:  # per species and member: (U, 2S, m, [B]) and (U, 2S, [B])
-        s = (duration / (jnp.concatenate([g_ox, g_red], 0) * cl["thickness"])) ** 2  # D T / L^2
+        g = jnp.concatenate([g_ox, g_red], 0)
+        if finite == "thin-layer":
+            length = cl["thickness"] * jnp.ones_like(g)
+        else:  # (D nu^1/2 / (C w^3/2))^1/3, D = T / g^2
+            length = (duration / g**2 * jnp.sqrt(cl["viscosity"]) / (LEVICH_C * cl["omega"] ** 1.5)) ** (1.0 / 3.0)
+        s = (duration / (g * length)) ** 2  # D T / L^2
         tab = finite_tables(prop, s, dtype)
         decay, phi0_v, phi1_v, w_next, beta0, beta1 = (
             tab[k] for k in ("decay", "phi0_v", "phi1_v", "w_next", "beta0", "beta1"))
@@ -370,7 +379,7 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite:
             # Starting guess: the last interface potential after a jump (the double layer keeps
             # it from following the applied jump at once), else the last iR drop carried over.
             guess = jnp.where(jump, e_prev, e_app - ru * i_prev)
-            e, resid = _solve_ir(total, e_app, guess, ru, config.newton_iterations, NEWTON_TOL_V)
+            e, resid = solve_ir(total, e_app, guess, ru, config.newton_iterations, NEWTON_TOL_V)
         else:
             e, resid = e_app, jnp.zeros_like(e_app)
         e = full(e)
@@ -447,8 +456,8 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite:
     out = {k: jnp.concatenate([rest[k], v], 0) for k, v in outs.items()}
     out["surface_concentration"] = by_couple(out["surface_concentration"], 1)
     out["final_concentration"] = by_couple(final, 0)
-    out["diffusion_length"] = jnp.stack(  # the length node positions are in: the thickness for a thin layer
-        jnp.broadcast_arrays(*((cl["thickness"] * jnp.ones_like(cp["d_ox"]),) * 2 if finite else
+    out["diffusion_length"] = jnp.stack(  # the length node positions are in (a thin layer's, a disc's L)
+        jnp.broadcast_arrays(*((length[:n_species], length[n_species:]) if finite else
                                (jnp.sqrt(cp["d_ox"] * duration), jnp.sqrt(cp["d_red"] * duration)))), 1
     )
     out["far_field"] = far
@@ -456,64 +465,3 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite:
     if tail:
         out = {k: jnp.broadcast_to(v, v.shape[:-1] + tail) for k, v in out.items()}
     return out
-
-
-def _solve_ir(total, e_app, e_guess, ru, max_iterations, tol):
-    """Solve ``g(E) = E - e_app + ru * total(E) = 0`` for the interface potential (elementwise).
-
-    ``g`` is strictly increasing (``total`` is non-decreasing in E), so the root lies between
-    ``e_app`` and ``e_app - ru * total(e_app)``. Safeguarded Newton ("rtsafe", Press et al.,
-    Numerical Recipes, 2nd ed., 9.4): a Newton step that leaves the bracket or fails to halve the
-    previous step is replaced by bisection, so the bracket keeps shrinking; the loop runs
-    until every member's Newton correction is below ``tol`` V (2-3 iterations on a smooth
-    sweep; more on the plateaus of a mass-transport-limited current after a jump, where Newton
-    alone overshoots by volts) or ``max_iterations``. Gradients come from the implicit function
-    theorem (``lax.custom_root``), not from differentiating the iterations.
-    Returns the root and its estimated error ``|g / g'|`` (V).
-    """
-    # Every operand at the batch's shape: no implicit broadcasting inside custom_root (JAX 0.11
-    # lowers a (1,) - (B,) subtraction there without its broadcast and fails to compile).
-    shape = jnp.broadcast_shapes(jnp.shape(e_app), jnp.shape(e_guess), jnp.shape(ru))
-    e_app, e_guess, ru = (jnp.broadcast_to(v, shape) for v in (e_app, e_guess, ru))
-
-    def g(e):
-        return e - e_app + ru * total(e)
-
-    def solve(g, e0):
-        g_app = g(e_app)  # = ru * total(e_app)
-        lo = jnp.minimum(e_app, e_app - g_app)
-        hi = jnp.maximum(e_app, e_app - g_app)
-
-        def cond(state):
-            it, _, _, _, _, err = state
-            return (it < max_iterations) & jnp.any(err > tol)
-
-        def body(state):
-            it, e, lo, hi, dx_old, _ = state
-            ge, dg = jax.jvp(g, (e,), (jnp.ones_like(e),))
-            lo = jnp.where(ge < 0, e, lo)
-            hi = jnp.where(ge > 0, e, hi)
-            dx = ge / dg
-            newton = e - dx
-            # rtsafe: Newton only if finite, inside the bracket and at least halving the step;
-            # otherwise bisect. An overflowed derivative or a creeping step cannot stall it.
-            # A step below the tolerance is always taken (in float32 the last steps stagnate at
-            # round-off and would not halve).
-            use = (jnp.isfinite(newton) & jnp.isfinite(dg) & (newton >= lo) & (newton <= hi)
-                   & ((jnp.abs(2.0 * dx) <= dx_old) | (jnp.abs(dx) <= tol)))
-            e_new = jnp.where(use, newton, 0.5 * (lo + hi))
-            step = jnp.abs(e_new - e)
-            err = jnp.where(use, step, hi - lo)
-            return it + 1, e_new, lo, hi, jnp.maximum(step, 1e-30), err
-
-        start = (0, jnp.clip(e0, lo, hi), lo, hi, 2.0 * (hi - lo) + 1.0, jnp.full_like(e0, jnp.inf))
-        return jax.lax.while_loop(cond, body, start)[1]
-
-    def tangent_solve(g_lin, y):  # elementwise: the Jacobian is diagonal
-        return y / g_lin(jnp.ones_like(y))
-
-    e = jax.lax.custom_root(g, e_guess, solve, tangent_solve)
-    ge, dg = jax.jvp(g, (e,), (jnp.ones_like(e),))
-    # The error of E itself: g alone overstates it by g' = 1 + Ru dI/dE, which is
-    # ~Ru Cdl A / dt >> 1 right after a potential jump.
-    return e, jax.lax.stop_gradient(ge / dg)

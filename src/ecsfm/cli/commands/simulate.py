@@ -93,11 +93,17 @@ def _add_couple_args(p: argparse.ArgumentParser) -> None:
                         "for a sphere or hemisphere)")
     c.add_argument("--geometry", choices=tuple(sim.GEOMETRIES), default="planar",
                    help="planar (default: semi-infinite linear diffusion), sphere or hemisphere (radial diffusion; "
-                        "needs --radius), thin-layer (finite diffusion against an inert wall; needs --thickness)")
+                        "needs --radius), thin-layer (finite diffusion against an inert wall; needs --thickness), "
+                        "rotating-disc (Levich convective diffusion; needs --radius and --rpm or --omega)")
     c.add_argument("--radius", default=None, metavar="LENGTH",
                    help="the sphere's or hemisphere's radius with its unit, e.g. 10um, 1.5mm, 0.15cm")
     c.add_argument("--thickness", default=None, metavar="LENGTH",
                    help="the thin layer's thickness with its unit, e.g. 20um")
+    spin = c.add_mutually_exclusive_group()
+    spin.add_argument("--rpm", type=float, default=None, help="the rotating disc's rotation rate, revolutions per minute")
+    spin.add_argument("--omega", type=float, default=None, help="the rotating disc's rotation rate, rad/s")
+    c.add_argument("--viscosity", type=float, default=0.00893,
+                   help="the solution's kinematic viscosity, cm2/s (default 0.00893: water at 25 C)")
     c.add_argument("--temperature", type=float, default=298.15, help="K (default 298.15)")
     c.add_argument("--ru", type=float, default=0.0, help="uncompensated resistance, ohm (default 0)")
     c.add_argument("--cdl", type=float, default=0.0, help="double-layer capacitance, F/cm2 (default 0)")
@@ -188,6 +194,15 @@ def _geometry(args):
     """The electrode geometry the flags ask for. Raises ValueError naming the flag."""
     if args.thickness is not None and args.geometry != "thin-layer":
         raise ValueError("--thickness: only a thin layer has one (--geometry thin-layer)")
+    spin = args.omega if args.rpm is None else args.rpm * 2.0 * np.pi / 60.0
+    if (spin is not None) != (args.geometry == "rotating-disc"):
+        raise ValueError("--rpm: a rotating disc needs its rotation rate (--rpm or --omega), and only it has one")
+    if args.geometry == "rotating-disc":
+        if args.radius is None:
+            raise ValueError("--radius: a rotating disc needs its radius, e.g. --radius 2.5mm")
+        if not spin > 0:
+            raise ValueError(f"--rpm: must be > 0, got {args.rpm if args.rpm is not None else args.omega}")
+        return sim.RotatingDisc(radius=length_cm("--radius", args.radius), omega=spin, viscosity=args.viscosity)
     if args.geometry in ("planar", "thin-layer"):
         if args.radius is not None:
             raise ValueError(f"--radius: a {args.geometry} electrode has no radius here (give --area, cm2, or "
@@ -216,6 +231,8 @@ def run(args) -> int:
         meta["radius_cm"] = length_cm("--radius", args.radius)
     if args.thickness is not None:
         meta["thickness_cm"] = length_cm("--thickness", args.thickness)
+    if args.geometry == "rotating-disc":
+        meta.update(omega_rad_per_s=float(cell.geometry.omega), viscosity_cm2_per_s=args.viscosity)
     meta["couples"] = json.dumps([{k: float(getattr(c, k)) for k in _COUPLE_KEYS} for c in couples])
     if args.technique == "eis":
         return _impedance(args, couples, cell, meta)
