@@ -2,9 +2,9 @@
 
 The issue's cases: CVs at 1 mV resolution, r = 1.5 mm at 25 mV/s and r = 10 um at 100 mV/s,
 0.3 -> -0.3 -> 0.3 V, batch 1024 (k0 spread over 1e-4 ... 10 cm/s), default solver settings.
-Per geometry (planar, sphere, hemisphere, a 20 um thin layer) it times native batching (the batch given as a leading
+Per geometry (planar, sphere, hemisphere, a 20 um thin layer, a disc at 1000 rpm) it times native batching (the batch given as a leading
 field dimension) and ``jax.vmap`` of one simulation, each split over two XLA CPU devices with ``pmap``,
-and prints CVs/s, the ratio to planar and vmap / native. Discs and rotating discs are not in the
+and prints CVs/s, the ratio to planar and vmap / native. The disc with edge diffusion is not in the
 simulator yet.
 
 Run: ``python bench/bench_geometry.py [--batch 1024] [--repeats 5]``
@@ -27,6 +27,7 @@ from bench_sim_throughput import timed  # noqa: E402  (this folder is on the pat
 from ecsfm import sim  # noqa: E402
 
 THICKNESS = 2e-3  # cm: a 20 um thin layer
+OMEGA = 1000 * 2 * np.pi / 60  # rad/s: a disc at 1000 rpm
 
 
 def main() -> None:
@@ -47,6 +48,8 @@ def main() -> None:
                 geometry, area = shape(), np.pi * radius**2
             elif name == "thin-layer":
                 geometry, area = shape(thickness=THICKNESS), np.pi * radius**2
+            elif name == "rotating-disc":
+                geometry, area = shape(radius=radius, omega=OMEGA), None
             else:
                 geometry, area = shape(radius=radius), None
 
