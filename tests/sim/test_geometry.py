@@ -194,3 +194,19 @@ def test_rotating_disc_levich_and_koutecky_levich():
     for bad, field in ((dict(radius=0.1, omega=0.0), "omega"), (dict(radius=0.1, omega=10.0, viscosity=-1.0), "viscosity")):
         with pytest.raises(ValueError, match=field):
             sim.RotatingDisc(**bad)
+
+
+@pytest.mark.parametrize("geometry", [sim.Sphere(radius=1e-3), sim.ThinLayer(thickness=2e-3),
+                                      sim.RotatingDisc(radius=0.1, omega=100.0)], ids=lambda g: type(g).__name__)
+def test_every_geometry_takes_several_couples_ru_cdl_and_pulses(geometry):
+    # two couples with Ru and Cdl inside the loop under a square-wave program (a jump every half
+    # period): the iR solve converges, nothing is flagged, and the charge passed on the first
+    # forward sweep is cathodic (both couples start oxidised)
+    wf = sim.square_wave_voltammetry(0.3, -0.3, step=0.04, n_substeps=6)
+    a = sim.Couple(e0=0.1, k0=1e-2, alpha=0.5, d_ox=D, d_red=D, c_ox=C)
+    b = sim.Couple(e0=-0.15, k0=1e-3, alpha=0.4, d_ox=2 * D, d_red=D, c_ox=0.5, c_red=0.2)
+    cell = sim.Cell(geometry=geometry, area=None if geometry.area() is not None else 0.05, ru=100.0, cdl=2e-5)
+    res = sim.simulate(wf, [a, b], cell)
+    i = np.asarray(res.faradaic_current)
+    assert res.problems() == [] and np.all(np.isfinite(i))
+    assert np.sum(i) < 0 and np.all(np.asarray(res.surface_concentration) > -1e-4)
