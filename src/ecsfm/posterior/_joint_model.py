@@ -136,6 +136,7 @@ class _JointForward(eqx.Module):
     charging: jax.Array  # (cdl_degree, T, n) V/s: dE/dt times P_1..P_cdl_degree over all traces' window
     c_red_fraction: float = eqx.field(static=True)  # c_red / c_ox as stated (both scale together)
     geometry: str = eqx.field(static=True)  # a name of sim.GEOMETRIES: the radius follows from the area
+    electrode: tuple = eqx.field(static=True)  # (thickness cm, omega rad/s, viscosity cm^2/s) as stated
     temperature: float = eqx.field(static=True)
     tie_d_red: bool = eqx.field(static=True)
 
@@ -156,9 +157,8 @@ class _JointForward(eqx.Module):
             couple = sim.Couple(e0=flat("e0"), k0=jnp.exp(flat("k0")), alpha=flat("alpha"), d_ox=jnp.exp(flat("d_ox")),
                                 d_red=jnp.exp(flat("d_red")), c_ox=c_ox, c_red=c_ox * self.c_red_fraction)
             area = jnp.exp(flat("area"))
-            shape = sim.GEOMETRIES[self.geometry]
             cell = sim.Cell(area=area, temperature=self.temperature, ru=jnp.exp(flat("ru")), cdl=jnp.exp(flat("cdl")),
-                            geometry=shape() if self.geometry == "planar" else shape(radius=_radius(self.geometry, area)))
+                            geometry=_geometry(self.geometry, area, *self.electrode))
             dur = jnp.broadcast_to(self.durations[cols][None, :], (n, len(members))).reshape(-1)
             wf = eqx.tree_at(lambda w: w.duration, template, dur)
             cur = sim.simulate(wf, [couple], cell).current.reshape(n, len(members), -1)
@@ -199,9 +199,15 @@ def _joint_loglik(forward, slots, obs, noise, basis, eig, kappa2):
     return per.sum(1), per
 
 
-def _radius(geometry: str, area):
-    """The radius (cm) of a sphere or hemisphere of ``area`` (cm^2)."""
-    return jnp.sqrt(area / ((4.0 if geometry == "sphere" else 2.0) * math.pi))
+def _geometry(name: str, area, thickness, omega, viscosity):
+    """The ``sim`` geometry ``name`` of an electrode of ``area`` (cm^2): a radius follows from it."""
+    if name == "planar":
+        return sim.Planar()
+    if name == "thin-layer":
+        return sim.ThinLayer(thickness=thickness)
+    if name == "rotating-disc":
+        return sim.RotatingDisc(radius=jnp.sqrt(area / math.pi), omega=omega, viscosity=viscosity)
+    return sim.GEOMETRIES[name](radius=jnp.sqrt(area / ((4.0 if name == "sphere" else 2.0) * math.pi)))
 
 
 def points_of(t, n_obs: int, fitted_only: bool = True) -> np.ndarray:
@@ -255,6 +261,7 @@ def _build(traces, config, area: float, c_ox: float, c_red: float, temperature: 
                             jnp.asarray(_legendre(np.asarray(xs), config.background_degree), jnp.float32),
                             jnp.asarray(np.stack(charging, axis=1), jnp.float32),
                             float(c_red) / float(c_ox), config.geometry,
+                            (config.thickness, config.omega, float(config.viscosity)),
                             float(temperature), bool(config.tie_d_red))
     return (layout, forward, jnp.asarray(np.asarray(obs), jnp.float32),
             (jnp.asarray(np.asarray(basis), jnp.float32), jnp.asarray(np.asarray(eig), jnp.float32)) if with_basis

@@ -38,9 +38,9 @@ from .traces import Trace, trace_from_measurement
 __all__ = ["JointConfig", "Trace", "trace_from_measurement", "fit_joint", "JOINT_SCHEMA_VERSION", "PER_TRACE_CHOICES"]
 
 JOINT_SCHEMA_VERSION = 1
-#: the geometries a joint fit knows (a radius follows from the area; a thin layer's thickness would
-#: be one more parameter, not yet fitted)
-FIT_GEOMETRIES = ("planar", "sphere", "hemisphere")
+#: the geometries a joint fit knows (a radius follows from the area; a thin layer's thickness and a
+#: rotating disc's rotation rate and viscosity are stated, not fitted)
+FIT_GEOMETRIES = ("planar", "sphere", "hemisphere", "thin-layer", "rotating-disc")
 @dataclass(frozen=True)
 class JointConfig:
     """``n_particles`` SMC particles; ``points_per_trace`` thinned points per trace;
@@ -60,8 +60,10 @@ class JointConfig:
     ``cdl_degree`` 0-3: a potential-dependent double-layer capacitance, Cdl(E) = Cdl (1 + sum_d c_d
     P_d(x)) with Legendre terms over all traces' window and each c_d in [-1, 1] (shared by the
     traces; its charging current flips sign with the sweep and scales with the scan rate);
-    ``geometry`` the electrode's, a name of ``sim.GEOMETRIES`` (planar, sphere, hemisphere: the
-    radius follows from the area, so the area's uncertainty carries into it); ``smc`` the
+    ``geometry`` the electrode's, one of ``FIT_GEOMETRIES`` (a sphere's, hemisphere's or rotating
+    disc's radius follows from the area, so the area's uncertainty carries into it), with a thin
+    layer's ``thickness`` (cm) and a rotating disc's ``omega`` (rad/s) and ``viscosity`` (cm^2/s)
+    as stated; ``smc`` the
     sampler (its particle count is ``n_particles``); its tempering keeps 80 % ESS per stage (the
     Ru-k0 trade-off makes separated local modes; ``docs/posterior.md``)."""
 
@@ -79,6 +81,9 @@ class JointConfig:
     background_degree: int = 0
     cdl_degree: int = 0
     geometry: str = "planar"
+    thickness: float | None = None
+    omega: float | None = None
+    viscosity: float = 0.00893
     smc: SMCPosteriorConfig = SMCPosteriorConfig(n_particles=1024, target_ess_fraction=0.8)
 
     def __post_init__(self):
@@ -100,6 +105,13 @@ class JointConfig:
             raise ValueError(f"background_degree: must be 0, 1, 2 or 3, got {self.background_degree!r}")
         if self.geometry not in FIT_GEOMETRIES:
             raise ValueError(f"geometry: must be one of {', '.join(FIT_GEOMETRIES)}, got {self.geometry!r}")
+        needs = {"thin-layer": ("thickness", self.thickness), "rotating-disc": ("omega", self.omega)}
+        if self.geometry in needs:
+            name, value = needs[self.geometry]
+            if value is None or not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: a {self.geometry} fit needs it > 0, got {value}")
+        if not (math.isfinite(self.viscosity) and self.viscosity > 0):
+            raise ValueError(f"viscosity: must be > 0 cm^2/s, got {self.viscosity}")
         if self.cdl_degree not in (0, 1, 2, 3):
             raise ValueError(f"cdl_degree: must be 0, 1, 2 or 3, got {self.cdl_degree!r}")
         for name in ("area_rsd", "conc_rsd"):

@@ -31,7 +31,8 @@ _JOINT_PARAMS = tuple(n for n, p in PHYSICAL_PARAMETERS.items() if p.slot is not
 
 
 #: the area (cm^2) of an electrode of radius r (cm) is this times r^2: planar means a disc
-AREA_PER_RADIUS_SQUARED = {"planar": math.pi, "sphere": 4.0 * math.pi, "hemisphere": 2.0 * math.pi}
+AREA_PER_RADIUS_SQUARED = {"planar": math.pi, "sphere": 4.0 * math.pi, "hemisphere": 2.0 * math.pi,
+                           "thin-layer": math.pi, "rotating-disc": math.pi}
 
 
 def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius: float | None = None, known=(), scan_rates=(), reference: str | None = None,
@@ -41,7 +42,8 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
                     warnings=(), discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
                     conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=(),
                     window: tuple[float, float] | None = None, sweeps=None, background_degree: int = 0,
-                    cdl_degree: int = 0, blank=None, leave_one_out: bool = False, geometry: str = "planar") -> dict:
+                    cdl_degree: int = 0, blank=None, leave_one_out: bool = False, geometry: str = "planar",
+                    electrode: dict | None = None) -> dict:
     """Fit one couple to several measured traces on their own potential programs
     (``ecsfm.posterior.fit_joint``, the simulator), check the fit (``model_check`` in the summary,
     also per trace fitted alone with ``separate``) and write ``posterior_summary.json``,
@@ -57,7 +59,9 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
     ("all", "first" or sweep indices) the points compared
     (``ecsfm.posterior.trace_from_measurement``);
     ``background_degree`` a polynomial background per trace and ``cdl_degree`` a potential-dependent
-    Cdl and ``geometry`` the electrode's (planar, sphere, hemisphere: ``JointConfig``); ``blank`` a blank
+    Cdl; ``geometry`` the electrode's (``JointConfig``: planar, sphere, hemisphere, thin-layer,
+    rotating-disc) with ``electrode`` its stated quantities (``thickness`` cm; ``omega`` rad/s,
+    ``viscosity`` cm^2/s); ``blank`` a blank
     scan's file, its current subtracted from every trace (``subtract_blank``); ``leave_one_out``
     also fits every trace's companions and checks the prediction of it
     (``ecsfm.posterior.leave_one_out``: one more fit per trace). Returns the summary. Raises
@@ -75,12 +79,15 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
     if noise is not None and not (math.isfinite(noise) and noise > 0):
         raise ValueError(f"noise: must be > 0 {NOISE_UNIT} (or omitted: unknown), got {noise}")
     temp = sim.DEFAULT_TEMPERATURE if temperature is None else float(temperature)
-    radius = None if geometry == "planar" else math.sqrt(area / AREA_PER_RADIUS_SQUARED[geometry])
+    electrode = dict(electrode or {})
+    radius = math.sqrt(area / AREA_PER_RADIUS_SQUARED[geometry]) if geometry in ("sphere", "hemisphere") else None
     if not force:
-        check_current(traces, area=area, c_ox=cell["c_ox"], temperature=temp, radius=radius)
+        check_current(traces, area=area, c_ox=cell["c_ox"], temperature=temp, radius=radius,
+                      **{k: electrode.get(k) for k in ("thickness", "omega", "viscosity") if k in electrode})
     bounds = parse_priors(priors)
     cfg_kw = dict(per_trace=tuple(per_trace), tie_d_red=tie_d_red, noise=noise_to_amperes(noise, area), known=fixed,
                   bounds=bounds, background_degree=int(background_degree), cdl_degree=int(cdl_degree), geometry=geometry,
+                  **{k: float(v) for k, v in electrode.items() if v is not None},
                   discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd)
     if n_particles is not None:
         cfg_kw["n_particles"] = int(n_particles)
@@ -102,7 +109,7 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
         "priors_changed": {k: list(v) for k, v in bounds.items()},
         "assumptions": _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noise,
                                     discrepancy_length, cycle, per_trace, bounds, fixed, window, sweeps,
-                                    background_degree, blank, cdl_degree, radius),
+                                    background_degree, blank, cdl_degree, _electrode_text(geometry, area, electrode)),
         "traces": res["traces"], "parameters": res["parameters"], "k0_bound": res["k0_bound"],
         "model_check": res["model_check"], "leave_one_out": loo, "residual_rms_A": res["residual_rms_A"],
         "known": res["known"], "fixed": res["fixed"],
@@ -112,6 +119,18 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
     }
     _write(out, summary, res, per_rate, reference)
     return summary
+
+
+def _electrode_text(geometry: str, area: float, electrode: dict) -> str:
+    """The electrode's diffusion field in words, for the assumptions."""
+    if geometry in ("sphere", "hemisphere"):
+        return f"radial ({geometry}), radius {math.sqrt(area / AREA_PER_RADIUS_SQUARED[geometry]):.4g} cm (from the area)"
+    if geometry == "thin-layer":
+        return f"thin layer, {electrode['thickness']:.4g} cm thick (finite diffusion)"
+    if geometry == "rotating-disc":
+        return (f"rotating disc at {electrode['omega']:.4g} rad/s ({electrode['omega'] * 60 / (2 * math.pi):.4g} rpm), "
+                f"viscosity {electrode.get('viscosity', 0.00893):.4g} cm^2/s (Levich)")
+    return "planar (semi-infinite linear diffusion)"
 
 
 def electrode_area(area: float | None, radius: float | None, geometry: str = "planar") -> float:
@@ -174,7 +193,8 @@ def _write(out: Path, summary: dict, res: dict, per_rate, reference) -> None:
 
 
 def _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noise, length, cycle, per_trace,
-                 bounds, fixed, window, sweeps, degree, blank, cdl_degree=0, radius=None) -> dict:
+                 bounds, fixed, window, sweeps, degree, blank, cdl_degree=0,
+                 electrode="planar (semi-infinite linear diffusion)") -> dict:
     """Every assumption of the fit, in words (the console echoes them; the summary keeps them)."""
     def exact(rsd):
         return "(exact)" if not rsd else f"(+/- {100 * rsd:g} %, log-normal)"
@@ -187,8 +207,7 @@ def _assumptions(reference, area, area_rsd, cell, conc_rsd, tie_d_red, temp, noi
                                                                  "sweeps " + ",".join(str(k) for k in sweeps))
     where = f"{sweeps_text} of cycle {cycle}" + ("" if window is None else f", {min(window):g} to {max(window):g} V")
     return {"reference electrode": reference or "as measured (none stated: --reference)",
-            "electrode": "planar (semi-infinite linear diffusion)" if radius is None else
-            f"radial, radius {radius:.4g} cm (from the area)",
+            "electrode": electrode,
             "area": f"{area:.4g} cm^2 {exact(area_rsd)}", "c_ox": f"{cell['c_ox']:g} mM {exact(conc_rsd)}",
             "c_red": f"{cell['c_red']:g} mM", "D_red": "= D_ox (tied; --free-d-red frees it)" if tie_d_red else "free",
             "T": f"{temp:g} K", "n": "1 electron",

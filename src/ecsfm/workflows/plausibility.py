@@ -17,7 +17,8 @@ with ``--force``). Where charging dominates (sub-uM concentrations) the check ca
 concentration mistake from charging and lets the trace through. A factor of 10^3 is always
 caught; an area off by 10^2 (mm^2 for cm^2) only when the species diffuses fast enough that the
 slow end of the D range does not cover it. On a sphere or hemisphere of radius r0 the radial field
-adds up to ``n F A C D / r0`` (the steady state) to the upper end.
+adds up to ``n F A C D / r0`` (the steady state) to the upper end, a rotating disc its Levich
+current; a thin layer's exhaustive-electrolysis peak can lie below the floor and lowers it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import math
 
 import numpy as np
 
-from ..sim import DEFAULT_TEMPERATURE, FARADAY
+from ..sim import DEFAULT_TEMPERATURE, FARADAY, GAS_CONSTANT
 from ..sim.analytic import randles_sevcik_peak_current
 
 __all__ = ["D_RANGE", "check_current", "expected_range"]
@@ -50,26 +51,36 @@ _MISTAKES = (
 
 
 def expected_range(*, area: float, c_ox: float, scan_rate: float, temperature: float = DEFAULT_TEMPERATURE,
-                   radius: float | None = None):
+                   radius: float | None = None, thickness: float | None = None, omega: float | None = None,
+                   viscosity: float = 0.00893):
     """(low, high) A: the current range (max - min) a one-electron CV of this cell can have,
-    margins included; ``radius`` (cm) of a sphere or hemisphere adds its steady-state current."""
+    margins included. ``radius`` (cm) of a sphere or hemisphere adds its steady-state current,
+    a rotating disc's ``omega`` (rad/s) its Levich current; a thin layer's ``thickness`` (cm)
+    lowers the floor to its exhaustive-electrolysis peak ``F^2 v A L C / 4RT``."""
     lo = 0.3 * float(randles_sevcik_peak_current(1, area, c_ox, D_RANGE[0], scan_rate, temperature))
     hi = 2.5 * float(randles_sevcik_peak_current(1, area, c_ox, D_RANGE[1], scan_rate, temperature))
+    flux = FARADAY * area * c_ox * 1e-6  # A per (cm/s) of mass-transfer coefficient
     if radius is not None:
-        hi += 2.0 * FARADAY * area * c_ox * 1e-6 * D_RANGE[1] / radius
+        hi += 2.0 * flux * D_RANGE[1] / radius
+    if omega is not None:
+        hi += 2.0 * flux * 0.62045 * D_RANGE[1] ** (2 / 3) * omega**0.5 * viscosity ** (-1 / 6)
+    if thickness is not None:
+        lo = min(lo, 0.3 * FARADAY * flux * scan_rate * thickness / (4.0 * GAS_CONSTANT * temperature))
     return lo / _MARGIN, hi * _MARGIN + 2.0 * _CDL_MAX * area * scan_rate
 
 
 def check_current(traces, *, area: float, c_ox: float, temperature: float = DEFAULT_TEMPERATURE,
-                  radius: float | None = None) -> None:
+                  radius: float | None = None, **electrode) -> None:
     """Raise ValueError when a trace's current range is impossible for the stated ``area``
     (cm^2), ``c_ox`` (mM) and its scan rate: the message gives the measured and possible ranges,
     the likely mistakes and their flags, and ``--force`` to fit anyway. ``traces``:
     ``ecsfm.posterior.Trace`` (current in A, scan rate V/s); ``radius`` (cm) of a sphere or
-    hemisphere."""
+    hemisphere; ``electrode``: a thin layer's ``thickness`` or a rotating disc's ``omega`` and
+    ``viscosity`` (``expected_range``)."""
     for t in traces:
         span = float(np.max(t.current) - np.min(t.current))
-        lo, hi = expected_range(area=area, c_ox=c_ox, scan_rate=t.scan_rate, temperature=temperature, radius=radius)
+        lo, hi = expected_range(area=area, c_ox=c_ox, scan_rate=t.scan_rate, temperature=temperature, radius=radius,
+                                **electrode)
         if lo <= span <= hi:
             continue
         ratio = span / math.sqrt(lo * hi)

@@ -25,7 +25,8 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
                 tie_d_red: bool = True, discrepancy_length: float | None = 1.0, area_rsd: float = 0.0,
                 conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=(), window=None, sweeps=None,
                 background_degree: int = 0, cdl_degree: int = 0, blank=None, compare=(),
-                leave_one_out: bool = False, geometry: str = "planar") -> tuple[Route, dict]:
+                leave_one_out: bool = False, geometry: str = "planar", electrode: dict | None = None
+                ) -> tuple[Route, dict]:
     """Fit measured files on the route ``choose_route`` picks and write the results into
     ``out_dir``; returns (route, summary). ``noise`` is in mA/cm^2 on both routes. The
     model-grid route (``run_infer``) uses ``task``, ``stage``, ``couples``, ``engine``,
@@ -35,7 +36,7 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
     geometry, a disc's when planar), is required unless every file is a model-grid npz
     (already per cm^2): there is no default electrode. ``fmt`` the files' format (``ecsfm.io.read``);
     ``force`` skips the current's plausibility check; ``priors`` (``NAME=LOW:HIGH``) the prior
-    boxes of a measured-waveform fit; ``window``, ``sweeps``, ``background_degree``, ``cdl_degree``, ``geometry`` and ``blank``
+    boxes of a measured-waveform fit; ``window``, ``sweeps``, ``background_degree``, ``cdl_degree``, ``geometry`` (with ``electrode``) and ``blank``
     (``run_joint_infer``) its points and background; ``compare`` (``KEY=V1,V2`` items) fits the
     variants and returns the comparison (``run_comparison``) instead of one summary;
     ``leave_one_out`` adds the leave-one-trace-out check. Raises ValueError naming the argument."""
@@ -62,7 +63,8 @@ def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto"
                    cycle=cycle, per_trace=per_trace, noise=noise, n_particles=n_particles, units=units,
                    sign_convention="auto" if sign_convention == "iupac" else "us", seed=seed, warnings=notes,
                    discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd, fmt=fmt, force=force,
-                   window=window, sweeps=sweeps, blank=blank, cdl_degree=cdl_degree, geometry=geometry)
+                   window=window, sweeps=sweeps, blank=blank, cdl_degree=cdl_degree, geometry=geometry,
+                   electrode=electrode)
         if compare:
             return route, run_comparison(parse_compare(compare), out_dir=out_dir, known=known, priors=priors,
                                          tie_d_red=tie_d_red, background_degree=background_degree, **fit)
