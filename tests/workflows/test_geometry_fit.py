@@ -34,7 +34,7 @@ def test_the_evidence_tells_a_hemisphere_from_a_plane(tmp_path, stat_seed):
     assert rows["geometry=hemisphere"]["adequate"] and not rows["geometry=planar"]["adequate"]
     assert abs(rows["geometry=hemisphere"]["parameters"]["d_ox"] / D - 1) < 0.05
     fit = _summary(tmp_path / "cmp" / "geometry-hemisphere")
-    assert fit["assumptions"]["electrode"].startswith("radial, radius 0.0025 cm")
+    assert fit["assumptions"]["electrode"].startswith("radial (hemisphere), radius 0.0025 cm")
 
 
 def test_a_rotating_disc_fit_recovers_d_and_k0(tmp_path, stat_seed):

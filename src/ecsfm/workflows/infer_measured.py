@@ -61,11 +61,10 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
     ``background_degree`` a polynomial background per trace and ``cdl_degree`` a potential-dependent
     Cdl; ``geometry`` the electrode's (``JointConfig``: planar, sphere, hemisphere, thin-layer,
     rotating-disc) with ``electrode`` its stated quantities (``thickness`` cm; ``omega`` rad/s,
-    ``viscosity`` cm^2/s); ``blank`` a blank
-    scan's file, its current subtracted from every trace (``subtract_blank``); ``leave_one_out``
-    also fits every trace's companions and checks the prediction of it
-    (``ecsfm.posterior.leave_one_out``: one more fit per trace). Returns the summary. Raises
-    ValueError naming the argument on bad input."""
+    ``viscosity`` cm^2/s); ``blank`` a blank scan's file, its current subtracted from every trace
+    (``subtract_blank``); ``leave_one_out`` also fits every trace's companions and checks the
+    prediction of it (``ecsfm.posterior.leave_one_out``: one more fit per trace). Returns the
+    summary. Raises ValueError naming the argument on bad input."""
     measurements = [Path(m) for m in measurements]
     if not measurements:
         raise ValueError("measurement: give at least one file")
@@ -80,10 +79,8 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
         raise ValueError(f"noise: must be > 0 {NOISE_UNIT} (or omitted: unknown), got {noise}")
     temp = sim.DEFAULT_TEMPERATURE if temperature is None else float(temperature)
     electrode = dict(electrode or {})
-    radius = math.sqrt(area / AREA_PER_RADIUS_SQUARED[geometry]) if geometry in ("sphere", "hemisphere") else None
     if not force:
-        check_current(traces, area=area, c_ox=cell["c_ox"], temperature=temp, radius=radius,
-                      **{k: electrode.get(k) for k in ("thickness", "omega", "viscosity") if k in electrode})
+        _check_plausible(traces, area, cell["c_ox"], temp, geometry, electrode)
     bounds = parse_priors(priors)
     cfg_kw = dict(per_trace=tuple(per_trace), tie_d_red=tie_d_red, noise=noise_to_amperes(noise, area), known=fixed,
                   bounds=bounds, background_degree=int(background_degree), cdl_degree=int(cdl_degree), geometry=geometry,
@@ -119,6 +116,13 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
     }
     _write(out, summary, res, per_rate, reference)
     return summary
+
+
+def _check_plausible(traces, area: float, c_ox: float, temp: float, geometry: str, electrode: dict) -> None:
+    """``check_current`` with what the geometry adds to the currents a cell can give."""
+    radius = math.sqrt(area / AREA_PER_RADIUS_SQUARED[geometry]) if geometry in ("sphere", "hemisphere") else None
+    check_current(traces, area=area, c_ox=c_ox, temperature=temp, radius=radius,
+                  **{k: v for k, v in electrode.items() if k in ("thickness", "omega", "viscosity")})
 
 
 def _electrode_text(geometry: str, area: float, electrode: dict) -> str:
