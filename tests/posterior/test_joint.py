@@ -36,13 +36,20 @@ def _series(rates, *, e0, k0, alpha, d, ru, cdl, noise_frac, seed, step=1e-3):
     return traces
 
 
-def test_joint_posterior_contains_the_truth_of_a_quasi_reversible_series():
+def test_joint_posterior_contains_the_truth_of_a_quasi_reversible_series(stat_seed):
+    # Seed-driven (ECSFM_TEST_SEED): noise and sampler. Six parameters each inside a calibrated 99 %
+    # interval: at most one of six outside fails at 1.5e-3 of seeds (binomial, 6 x 0.01), where
+    # "all six inside 95 %" failed at ~26 % (0.95^6).
     truth = dict(e0=-0.1, k0=4e-3, alpha=0.5, d=7e-6, ru=30.0, cdl=2e-5)
-    traces = _series([0.05, 0.5], noise_frac=0.01, seed=1, **truth)
-    res = fit_joint(traces, area=AREA, c_ox=1.0, config=JointConfig(points_per_trace=100), seed=0)
+    traces = _series([0.05, 0.5], noise_frac=0.01, seed=1 + stat_seed, **truth)
+    res = fit_joint(traces, area=AREA, c_ox=1.0, config=JointConfig(points_per_trace=100), seed=stat_seed)
     p = res["parameters"]
+    outside = []
     for name, key in (("e0", "e0"), ("k0", "k0"), ("d_ox", "d"), ("alpha", "alpha"), ("ru", "ru"), ("cdl", "cdl")):
-        assert p[name]["q025"] <= truth[key] <= p[name]["q975"], (name, p[name], truth[key])
+        lo, hi = np.quantile(res["samples"][name], [0.005, 0.995])
+        if not lo <= truth[key] <= hi:
+            outside.append((name, float(lo), float(hi), truth[key]))
+    assert len(outside) <= 1, outside
     assert abs(p["e0"]["q50"] - truth["e0"]) < 3e-3
     assert abs(p["d_ox"]["q50"] / truth["d"] - 1) < 0.05
     # Quasi-reversible (Lambda ~ 0.3-1 here): k0 is bounded on both sides, not just from below.
@@ -53,9 +60,11 @@ def test_joint_posterior_contains_the_truth_of_a_quasi_reversible_series():
         assert rms < 0.02 * np.abs(t.current).max()
 
 
-def test_reversible_data_give_k0_only_a_lower_bound():
-    traces = _series([0.05, 0.5], e0=0.0, k0=2.0, alpha=0.5, d=1e-5, ru=1.0, cdl=1e-5, noise_frac=0.01, seed=2)
-    res = fit_joint(traces, area=AREA, c_ox=1.0, config=JointConfig(n_particles=256, points_per_trace=100), seed=0)
+def test_reversible_data_give_k0_only_a_lower_bound(stat_seed):
+    traces = _series([0.05, 0.5], e0=0.0, k0=2.0, alpha=0.5, d=1e-5, ru=1.0, cdl=1e-5, noise_frac=0.01,
+                     seed=2 + stat_seed)
+    res = fit_joint(traces, area=AREA, c_ox=1.0, config=JointConfig(n_particles=256, points_per_trace=100),
+                    seed=stat_seed)
     kb = res["k0_bound"]
     assert kb["lower_bound_only"], kb
     assert kb["matsuda_ayabe_lambda_q05_at_fastest"] > 1.0  # the lower bound is already in the fast regime
