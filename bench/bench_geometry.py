@@ -60,7 +60,7 @@ def main() -> None:
             t_native = timed(jax.pmap(cv), k0.reshape(n_dev, -1), repeats=args.repeats)
             t_vmap = timed(jax.pmap(jax.vmap(cv)), k0.reshape(n_dev, -1), repeats=args.repeats)
             base = t_native if base is None else base
-            print(f"  {name:10s} native {batch / t_native:10.0f} CV/s  time / planar {t_native / base:5.2f}   "
+            print(f"  {name:13s} native {batch / t_native:10.0f} CV/s  time / planar {t_native / base:5.2f}   "
                   f"vmap {batch / t_vmap:10.0f} CV/s  vmap / native time {t_vmap / t_native:5.2f}")
 
 
