@@ -186,10 +186,15 @@ def _record(job, post, truth_core, normalizers, geometry, elapsed) -> dict:
 # The study
 
 
+#: the seed notebook's base seed: the study draws its cases, noise and masks from it
+SEED_BASE = 2026
+
+
 def study_jobs(chunk_path: Path, geometry: dict, n_cases: int, regimes: dict, inference: dict, engine: str,
-               method: str, only_tasks=None) -> list[dict]:
+               method: str, only_tasks=None, base_seed: int = SEED_BASE) -> list[dict]:
     """The study's (regime, case) jobs, drawn exactly as the seed draws them: cases from the
     chunk's rows (``only_tasks``: task ids to draw from), noise and masks from per-case streams.
+    ``base_seed`` other than the seed's (``SEED_BASE``) draws another, equally valid study.
     Raises ValueError when the chunk lacks a key or does not match the model."""
     layout = CoreLayout.from_meta(geometry["meta"])
     chunk = read_npz(chunk_path)  # allow_pickle=False; an unreadable file raises a ValueError naming it
@@ -208,19 +213,19 @@ def study_jobs(chunk_path: Path, geometry: dict, n_cases: int, regimes: dict, in
     pool = np.arange(currents.shape[0]) if only_tasks is None else np.flatnonzero(np.isin(task_ids, only_tasks))
     if pool.size == 0:
         raise ValueError(f"tasks: the chunk {chunk_path} has no row of the asked tasks")
-    rng = np.random.default_rng(2026)
+    rng = np.random.default_rng(base_seed)
     case_indices = np.asarray(pool[rng.choice(pool.size, size=min(n_cases, pool.size), replace=False)], dtype=np.int32)
     jobs = []
     for regime_idx, (name, cfg) in enumerate(regimes.items()):
         for local, row in enumerate(case_indices):
-            case_rng = np.random.default_rng(2026 + regime_idx * 10000 + int(row))
+            case_rng = np.random.default_rng(base_seed + regime_idx * 10000 + int(row))
             truth = currents[row]
             noisy = truth + case_rng.normal(0.0, float(cfg["noise_std"]), size=truth.shape[0]).astype(np.float32)
             mask = build_mask(truth.shape[0], keep_prob=float(cfg["keep_prob"]), rng=case_rng)
             jobs.append({"regime": name, "case_index": int(row), "local": local, "noise_std": float(cfg["noise_std"]),
                          "observed": noisy, "mask": mask, "signal": signals[row],
                          "p_core": layout.core(params[row], int(task_ids[row]), int(stage_ids[row])),
-                         "seed": 2026 + regime_idx * 1000 + local, "inference": inference, "engine": engine,
+                         "seed": base_seed + regime_idx * 1000 + local, "inference": inference, "engine": engine,
                          "method": method})
     return jobs
 
@@ -277,7 +282,7 @@ def _check_budget(inference: dict) -> dict:
 def run_calibration_study(out_dir, *, model=None, chunk=None, n_cases: int = 8, regimes: dict | None = None,
                           inference: dict | None = None, engine=DEFAULT_ENGINE, method=DEFAULT_METHOD,
                           scheduler: str | None = None, progress: bool = True, tasks=None,
-                          parameter_error: bool = True, band_scale: bool = True) -> dict:
+                          parameter_error: bool = True, band_scale: bool = True, base_seed: int = SEED_BASE) -> dict:
     """Run the seed's study and write its JSON, its three PNGs and ``report.md`` into ``out_dir``.
 
     ``model`` (a model folder) and ``chunk`` (a dataset chunk) default to the assets shipped in the
@@ -285,8 +290,9 @@ def run_calibration_study(out_dir, *, model=None, chunk=None, n_cases: int = 8, 
     to spread cases over. ``tasks``: draw the cases only from rows of these tasks (default: every
     row, exactly the seed's draw). ``parameter_error`` / ``band_scale``: as in
     ``PosteriorInferenceConfig``. ``inference``: the seed's keys (``SEED_INFERENCE``); default
-    ``default_inference(method)``. Returns the JSON payload; a rerun resumes from ``records.jsonl``.
-    Raises ValueError naming the argument on bad input.
+    ``default_inference(method)``. ``base_seed``: the draw of cases, noise and masks (default the
+    seed's, ``SEED_BASE``; tests vary it). Returns the JSON payload; a rerun resumes from
+    ``records.jsonl``. Raises ValueError naming the argument on bad input.
     """
     d_ckpt, d_chunk = default_assets()
     model = Path(model) if model else d_ckpt.parent
@@ -308,7 +314,7 @@ def run_calibration_study(out_dir, *, model=None, chunk=None, n_cases: int = 8, 
         if unknown:
             raise ValueError(f"tasks: unknown {unknown}; the model knows {meta['task_names']}")
         only = [meta["task_names"].index(t) for t in tasks]
-    jobs = study_jobs(chunk, geometry, n_cases, regimes, inference, str(engine), str(method), only)
+    jobs = study_jobs(chunk, geometry, n_cases, regimes, inference, str(engine), str(method), only, int(base_seed))
     for job in jobs:
         job["parameter_error"] = bool(parameter_error)
         job["band_scale"] = bool(band_scale)
@@ -316,7 +322,8 @@ def run_calibration_study(out_dir, *, model=None, chunk=None, n_cases: int = 8, 
               "case_indices": sorted({j["case_index"] for j in jobs}, key=[j["case_index"] for j in jobs].index),
               "observation_regimes": regimes, "inference_base": inference, "engine": str(engine),
               "method": str(method), **({"tasks": list(tasks)} if tasks else {}),
-              **({} if parameter_error else {"parameter_error": False}), **({} if band_scale else {"band_scale": False})}
+              **({} if parameter_error else {"parameter_error": False}), **({} if band_scale else {"band_scale": False}),
+              **({} if base_seed == SEED_BASE else {"base_seed": int(base_seed)})}
     items = _run_jobs(out, config, jobs, model, scheduler, progress)
     return _finish(out, config, items, regimes, geometry, meta)
 

@@ -39,10 +39,10 @@ def _regime_name(keep: float, noise: float) -> str:
 
 def run_information_sweep(out_dir, *, keep=(1.0, 0.35, 0.1), noise=(0.01, 0.02, 0.08), n_cases: int = 10,
                           engine=DEFAULT_ENGINE, method=DEFAULT_METHOD, model=None, chunk=None,
-                          scheduler=None, progress: bool = True, tasks=None) -> dict:
+                          scheduler=None, progress: bool = True, tasks=None, base_seed: int | None = None) -> dict:
     """Run the grid and write ``sweep.json`` + ``sweep_heatmaps.png`` into ``out_dir``; returns the
     JSON payload (``grid``: per cell the metrics above; ``keep``, ``noise``, ``config``). ``tasks``
-    restricts the cases to rows of those tasks."""
+    restricts the cases to rows of those tasks; ``base_seed`` the study's draw (default the seed's)."""
     keep = [float(k) for k in keep]
     noise = [float(s) for s in noise]
     if not keep or not all(0.0 < k <= 1.0 for k in keep):
@@ -53,7 +53,7 @@ def run_information_sweep(out_dir, *, keep=(1.0, 0.35, 0.1), noise=(0.01, 0.02, 
     out = Path(out_dir)
     study = run_calibration_study(out / "study", model=model, chunk=chunk, n_cases=n_cases, regimes=regimes,
                                   engine=engine, method=method, scheduler=scheduler, progress=progress,
-                                  tasks=tasks)
+                                  tasks=tasks, **({} if base_seed is None else {"base_seed": base_seed}))
     grid = []
     for s in noise:
         for k in keep:
