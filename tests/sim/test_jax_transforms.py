@@ -49,6 +49,25 @@ def test_native_batch_chunks_and_shapes():
     np.testing.assert_allclose(res.current, ref, atol=1e-4 * np.max(np.abs(ref)))  # iR tolerance, above
 
 
+def test_vmap_over_native_batches_and_nested_vmaps_match_a_loop():
+    # vmap is turned into native batching (a custom batching rule): members that are themselves
+    # native batches (d_ox of 3 here) and vmaps inside vmaps must keep their own axes
+    d = jnp.asarray([5e-6, 1e-5, 2e-5])
+    ks = jnp.asarray([1e-3, 1e-1])
+
+    def one(k, dd):
+        return run(k0=k, d_ox=dd, d_red=dd)
+
+    mixed = np.asarray(jax.vmap(lambda k: one(k, d))(ks))
+    assert mixed.shape == (2, 3, WF.n_points)
+    looped = np.stack([np.asarray(one(float(k), d)) for k in ks])
+    np.testing.assert_allclose(mixed, looped, atol=1e-4 * np.max(np.abs(looped)))
+    grid = jnp.asarray([[1e-3, 1e-2], [1e-1, 1.0]])
+    nested = np.asarray(jax.vmap(jax.vmap(lambda k: one(k, 1e-5)))(grid))
+    ref = np.stack([np.stack([np.asarray(one(float(k), 1e-5)) for k in row]) for row in grid])
+    np.testing.assert_allclose(nested, ref, atol=1e-4 * np.max(np.abs(ref)))
+
+
 def test_batched_waveforms_share_one_program():
     waves = sim.stack([sim.cyclic_voltammetry(0.3, -0.3, v, step=4e-3) for v in (0.05, 0.1, 0.2)])
     res = sim.simulate(waves, sim.Couple(**BASE), sim.Cell(**CELL))

@@ -183,6 +183,12 @@ def _kernel(config: SolverConfig, ohmic: bool, radial: bool, finite: str | None)
 
     @batched.def_vmap
     def _native(axis_size, in_batched, waveform, cp, cell):
+        if _member_batch_rank((waveform, cp, cell), in_batched) > 0:
+            # each member is itself a native batch: the vmap axis cannot simply lead (the members'
+            # own batch dimensions would misalign); JAX's own batching of the simulator is exact
+            axes = jax.tree_util.tree_map(lambda b: 0 if b else None, tuple(in_batched))
+            out = jax.vmap(run, in_axes=axes)(waveform, cp, cell)
+            return out, jax.tree_util.tree_map(lambda _: True, out)
         out = batched(waveform, cp, cell)  # the vmap axis leads every batched leaf: a batch dimension
         flag = any(jax.tree_util.tree_leaves(in_batched))
         return out, jax.tree_util.tree_map(lambda _: flag, out)
@@ -194,6 +200,17 @@ def _kernel(config: SolverConfig, ohmic: bool, radial: bool, finite: str | None)
         return jax.jvp(run, primals, tangents)
 
     return kernel
+
+
+def _member_batch_rank(args, in_batched) -> int:
+    """The most native batch dimensions any one vmapped member has (0: every member is a single
+    simulation). ``args`` = (waveform, stacked couples, cell); the couples' species axis, the
+    potential's time axis and a batched leaf's vmap axis are not batch dimensions."""
+    (waveform, cp, cell), (wb, cb, lb) = args, in_batched
+    ranks = [waveform.potential.ndim - 1 - int(wb.potential), waveform.duration.ndim - int(wb.duration)]
+    ranks += [x.ndim - 1 - int(b) for x, b in zip(jax.tree_util.tree_leaves(cp), jax.tree_util.tree_leaves(cb))]
+    ranks += [x.ndim - int(b) for x, b in zip(jax.tree_util.tree_leaves(cell), jax.tree_util.tree_leaves(lb))]
+    return max(ranks)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "ohmic", "radial", "finite"))
