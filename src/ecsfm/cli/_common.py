@@ -4,6 +4,7 @@ the deprecated ``--checkpoint`` alias and small argument parsers."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -56,6 +57,38 @@ def length_cm(flag: str, text: str) -> float:
     if not (value > 0 and value * LENGTH_UNITS[unit] <= 100.0):
         raise ValueError(f"{flag}: must be > 0 and at most 1 m, got {text!r}")
     return value * LENGTH_UNITS[unit]
+
+
+def add_electrode_flags(group, *, what: str = "") -> None:
+    """``--thickness`` (a thin layer), ``--rpm`` / ``--omega`` and ``--viscosity`` (a rotating disc)."""
+    group.add_argument("--thickness", default=None, metavar="LENGTH",
+                       help=f"{what}a thin layer's thickness with its unit, e.g. 20um")
+    spin = group.add_mutually_exclusive_group()
+    spin.add_argument("--rpm", type=float, default=None, help=f"{what}a rotating disc's rotation rate, rev/min")
+    spin.add_argument("--omega", type=float, default=None, help=f"{what}a rotating disc's rotation rate, rad/s")
+    group.add_argument("--viscosity", type=float, default=0.00893,
+                       help=f"{what}the solution's kinematic viscosity for a rotating disc, cm2/s (default 0.00893: "
+                            "water at 25 C)")
+
+
+def electrode_quantities(args) -> dict:
+    """A thin layer's ``thickness`` (cm) or a rotating disc's ``omega`` (rad/s) and ``viscosity``
+    (cm^2/s), from ``add_electrode_flags``' flags and ``args.geometry``; {} for other geometries.
+    Raises ValueError naming the flag when one is missing, not > 0, or given for another geometry."""
+    if args.thickness is not None and args.geometry != "thin-layer":
+        raise ValueError("--thickness: only a thin layer has one (--geometry thin-layer)")
+    spin = args.omega if args.rpm is None else args.rpm * 2.0 * math.pi / 60.0
+    if (spin is not None) != (args.geometry == "rotating-disc"):
+        raise ValueError("--rpm: a rotating disc needs its rotation rate (--rpm or --omega), and only it has one")
+    if args.geometry == "thin-layer":
+        if args.thickness is None:
+            raise ValueError("--thickness: a thin layer needs its thickness, e.g. --thickness 20um")
+        return {"thickness": length_cm("--thickness", args.thickness)}
+    if args.geometry == "rotating-disc":
+        if not (math.isfinite(spin) and spin > 0):
+            raise ValueError(f"--rpm: must be > 0, got {args.rpm if args.rpm is not None else args.omega}")
+        return {"omega": spin, "viscosity": args.viscosity}
+    return {}
 
 
 def comma_list(text: str | None) -> list[str]:

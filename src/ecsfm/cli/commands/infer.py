@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .._common import add_engine_method, comma_list, given, length_cm
+from .._common import add_electrode_flags, add_engine_method, comma_list, electrode_quantities, given, length_cm
 
 __all__ = ["add_parser", "run"]
 
@@ -42,12 +42,7 @@ def add_parser(subparsers) -> None:
                     help="measured traces: planar diffusion (default; a disc without its edge), radial diffusion to a "
                          "sphere or hemisphere (the radius follows from --area or is --radius), a thin layer "
                          "(--thickness) or a rotating disc (--rpm or --omega, --viscosity)")
-    pn.add_argument("--thickness", default=None, metavar="LENGTH", help="a thin layer's thickness with its unit, e.g. 20um")
-    spin = pn.add_mutually_exclusive_group()
-    spin.add_argument("--rpm", type=float, default=None, help="a rotating disc's rotation rate, revolutions per minute")
-    spin.add_argument("--omega", type=float, default=None, help="a rotating disc's rotation rate, rad/s")
-    pn.add_argument("--viscosity", type=float, default=0.00893,
-                    help="the solution's kinematic viscosity for a rotating disc, cm2/s (default 0.00893: water at 25 C)")
+    add_electrode_flags(pn, what="measured traces: ")
     pn.add_argument("--current-unit", "--units", dest="units", default=None,
                     help="current unit of a file whose header states none (A, mA, uA, nA, pA)")
     pn.add_argument("--format", default="auto", choices=("auto", "csv", "palmsens", "autolab", "chi", "biologic"),
@@ -139,24 +134,6 @@ def _sweeps(text: str):
         raise ValueError(f"sweeps: expected all, first or 0-based indices such as 0,1; got {text!r}") from None
 
 
-def _electrode(args) -> dict:
-    """A thin layer's thickness or a rotating disc's rotation, cm and rad/s. Raises ValueError naming the flag."""
-    if args.thickness is not None and args.geometry != "thin-layer":
-        raise ValueError("--thickness: only a thin layer has one (--geometry thin-layer)")
-    spin = args.omega if args.rpm is None else args.rpm * 2.0 * math.pi / 60.0
-    if (spin is not None) != (args.geometry == "rotating-disc"):
-        raise ValueError("--rpm: a rotating disc needs its rotation rate (--rpm or --omega), and only it has one")
-    if args.geometry == "thin-layer":
-        if args.thickness is None:
-            raise ValueError("--thickness: a thin layer needs its thickness, e.g. --thickness 20um")
-        return {"thickness": length_cm("--thickness", args.thickness)}
-    if args.geometry == "rotating-disc":
-        if not (math.isfinite(spin) and spin > 0):
-            raise ValueError(f"--rpm: must be > 0, got {args.rpm if args.rpm is not None else args.omega}")
-        return {"omega": spin, "viscosity": args.viscosity}
-    return {}
-
-
 def _radius(args) -> float | None:
     return None if args.radius is None else length_cm("--radius", args.radius)
 
@@ -173,7 +150,7 @@ def run(args) -> int:
         tie_d_red=not args.free_d_red, discrepancy_length=_discrepancy_length(args.discrepancy_length),
         area_rsd=args.area_rsd, conc_rsd=args.conc_rsd, priors=args.prior, window=_window(args.window),
         sweeps=None if args.sweeps == "all" else _sweeps(args.sweeps), background_degree=args.background,
-        cdl_degree=args.cdl_degree, geometry=args.geometry, electrode=_electrode(args), blank=args.blank, compare=args.compare, leave_one_out=args.leave_one_out,
+        cdl_degree=args.cdl_degree, geometry=args.geometry, electrode=electrode_quantities(args), blank=args.blank, compare=args.compare, leave_one_out=args.leave_one_out,
         **given(engine=args.engine, method=args.method))
     if args.compare:
         _print_comparison(args, summary)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import sim
-from .._common import length_cm
+from .._common import add_electrode_flags, electrode_quantities, length_cm
 
 __all__ = ["add_parser", "run", "WRITES", "MAX_FREQUENCIES"]
 
@@ -97,13 +97,7 @@ def _add_couple_args(p: argparse.ArgumentParser) -> None:
                         "rotating-disc (Levich convective diffusion; needs --radius and --rpm or --omega)")
     c.add_argument("--radius", default=None, metavar="LENGTH",
                    help="the sphere's or hemisphere's radius with its unit, e.g. 10um, 1.5mm, 0.15cm")
-    c.add_argument("--thickness", default=None, metavar="LENGTH",
-                   help="the thin layer's thickness with its unit, e.g. 20um")
-    spin = c.add_mutually_exclusive_group()
-    spin.add_argument("--rpm", type=float, default=None, help="the rotating disc's rotation rate, revolutions per minute")
-    spin.add_argument("--omega", type=float, default=None, help="the rotating disc's rotation rate, rad/s")
-    c.add_argument("--viscosity", type=float, default=0.00893,
-                   help="the solution's kinematic viscosity, cm2/s (default 0.00893: water at 25 C)")
+    add_electrode_flags(c)
     c.add_argument("--temperature", type=float, default=298.15, help="K (default 298.15)")
     c.add_argument("--ru", type=float, default=0.0, help="uncompensated resistance, ohm (default 0)")
     c.add_argument("--cdl", type=float, default=0.0, help="double-layer capacitance, F/cm2 (default 0)")
@@ -192,26 +186,16 @@ DEFAULT_AREA_CM2 = 0.0707
 
 def _geometry(args):
     """The electrode geometry the flags ask for. Raises ValueError naming the flag."""
-    if args.thickness is not None and args.geometry != "thin-layer":
-        raise ValueError("--thickness: only a thin layer has one (--geometry thin-layer)")
-    spin = args.omega if args.rpm is None else args.rpm * 2.0 * np.pi / 60.0
-    if (spin is not None) != (args.geometry == "rotating-disc"):
-        raise ValueError("--rpm: a rotating disc needs its rotation rate (--rpm or --omega), and only it has one")
+    stated = electrode_quantities(args)
     if args.geometry == "rotating-disc":
         if args.radius is None:
             raise ValueError("--radius: a rotating disc needs its radius, e.g. --radius 2.5mm")
-        if not spin > 0:
-            raise ValueError(f"--rpm: must be > 0, got {args.rpm if args.rpm is not None else args.omega}")
-        return sim.RotatingDisc(radius=length_cm("--radius", args.radius), omega=spin, viscosity=args.viscosity)
+        return sim.RotatingDisc(radius=length_cm("--radius", args.radius), **stated)
     if args.geometry in ("planar", "thin-layer"):
         if args.radius is not None:
             raise ValueError(f"--radius: a {args.geometry} electrode has no radius here (give --area, cm2, or "
                              "--geometry sphere / hemisphere)")
-        if args.geometry == "planar":
-            return sim.Planar()
-        if args.thickness is None:
-            raise ValueError("--thickness: a thin layer needs its thickness, e.g. --thickness 20um")
-        return sim.ThinLayer(thickness=length_cm("--thickness", args.thickness))
+        return sim.Planar() if args.geometry == "planar" else sim.ThinLayer(**stated)
     if args.radius is None:
         raise ValueError(f"--radius: a {args.geometry} needs its radius, e.g. --radius 10um")
     return sim.GEOMETRIES[args.geometry](radius=length_cm("--radius", args.radius))
