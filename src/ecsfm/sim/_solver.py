@@ -70,9 +70,12 @@ class SimulationResult(eqx.Module):
         surface_concentration: mM at the electrode, (N+1, S, 2) as ``[ox, red]``.
         final_concentration: mM at the end, on the nodes, (S, 2, M+1).
         grid_x: dimensionless node positions, (M+1,).
-        diffusion_length: ``sqrt(D * duration)``, cm, (S, 2): node k of species j of couple s is
-            at ``grid_x[k] * diffusion_length[s, j]`` cm.
-        far_field: largest |perturbation| at the last interior node / largest bulk conc., ().
+        diffusion_length: the length the grid is in, cm, (S, 2): ``sqrt(D * duration)``; a thin
+            layer's thickness; a rotating disc's ``(D nu^1/2 / (0.51 w^3/2))^1/3``. Node k of
+            species j of couple s is at ``grid_x[k] * diffusion_length[s, j]`` cm (from the
+            electrode's surface).
+        far_field: largest |perturbation| at the last interior node / largest bulk conc., ()
+            (0 for a thin layer and a rotating disc, whose far ends are a wall and the bulk).
         newton_residual: largest estimated error of the interface potential over the run,
             ``|g / g'|`` with ``g = E - E_app + Ru i``, V, ().
     """
@@ -288,7 +291,7 @@ def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfi
     return SimulationResult(
         time=time,
         potential=potential,
-        grid_x=jnp.asarray(prop.x, dtype),  # in units of the thickness for a thin layer
+        grid_x=jnp.asarray(prop.x, dtype),  # in units of diffusion_length (the thin layer's, the disc's L)
         **out,
     )
 
