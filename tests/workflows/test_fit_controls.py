@@ -36,17 +36,24 @@ def _summary(folder):
     return json.loads((folder / "posterior_summary.json").read_text())
 
 
+def _chosen_over(folder, better: str, worse: str, nats: float) -> dict:
+    """The comparison in ``folder`` chose ``better``, by more than ``nats`` of log evidence over
+    ``worse``, and its check calls ``better`` adequate and ``worse`` not. Returns the rows by variant."""
+    record = json.loads((folder / "comparison.json").read_text())
+    rows = {r["variant"]: r for r in record["variants"]}
+    assert record["chosen"] == better
+    assert rows[better]["log_evidence"] > rows[worse]["log_evidence"] + nats
+    assert rows[better]["adequate"] and not rows[worse]["adequate"]
+    return rows
+
+
 def test_the_evidence_chooses_the_background_the_data_have(tmp_path, stat_seed, capsys):
     rng = np.random.default_rng(stat_seed)
     slope = lambda e, d: 2e-6 * e / 0.35  # noqa: E731  (2 uA at the window's ends, ~10 % of the peak)
     data = _write(tmp_path / "cv.csv", *_cv(0.1, background=slope), rng)
     assert main(["infer", "--measurement", data, "--waveform", "measured", *FIT, "--compare", "background=0,1",
                  "--out", str(tmp_path / "cmp")]) == 0
-    record = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
-    rows = {r["variant"]: r for r in record["variants"]}
-    assert record["chosen"] == "background=1"
-    assert rows["background=1"]["log_evidence"] > rows["background=0"]["log_evidence"] + 5
-    assert rows["background=1"]["adequate"] and not rows["background=0"]["adequate"]
+    rows = _chosen_over(tmp_path / "cmp", "background=1", "background=0", 5)
     assert abs(rows["background=1"]["parameters"]["d_ox"] / D - 1) < 0.05
     out = capsys.readouterr().out
     assert "chosen: background=1" in out and "MISFIT" in out
@@ -62,11 +69,7 @@ def test_the_evidence_finds_a_potential_dependent_cdl(tmp_path, stat_seed, capsy
     data = _write(tmp_path / "cv.csv", *_cv(v, background=extra, cdl=cdl), rng)
     assert main(["infer", "--measurement", data, "--waveform", "measured", *FIT, "--compare", "cdl=0,1",
                  "--out", str(tmp_path / "cmp")]) == 0
-    record = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
-    rows = {r["variant"]: r for r in record["variants"]}
-    assert record["chosen"] == "cdl=1"
-    assert rows["cdl=1"]["log_evidence"] > rows["cdl=0"]["log_evidence"] + 5
-    assert rows["cdl=1"]["adequate"] and not rows["cdl=0"]["adequate"]
+    rows = _chosen_over(tmp_path / "cmp", "cdl=1", "cdl=0", 5)
     assert abs(rows["cdl=1"]["parameters"]["d_ox"] / D - 1) < 0.05
     assert abs(rows["cdl=1"]["parameters"]["cdl_p1"] - shape) < 0.15
     assert "Cdl a polynomial of degree 1 in E" in _summary(tmp_path / "cmp" / "cdl-1")["assumptions"]["background"]

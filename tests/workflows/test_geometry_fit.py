@@ -3,14 +3,13 @@ planar. Data are simulated at a finer potential step than the fit uses (0.5 mV a
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 
 from ecsfm import sim
 from ecsfm.cli import main
 
-from .test_fit_controls import D, _summary, _write
+from .test_fit_controls import D, _chosen_over, _summary, _write
 
 
 def test_the_evidence_tells_a_hemisphere_from_a_plane(tmp_path, stat_seed):
@@ -27,11 +26,7 @@ def test_the_evidence_tells_a_hemisphere_from_a_plane(tmp_path, stat_seed):
                   np.asarray(r.current, np.float64), rng, noise=2e-3 * peak)
     assert main(["infer", "--measurement", data, "--waveform", "measured", "--radius", "25um", "--known", "c_ox=1",
                  "--particles", "256", "--compare", "geometry=planar,hemisphere", "--out", str(tmp_path / "cmp")]) == 0
-    record = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
-    rows = {row["variant"]: row for row in record["variants"]}
-    assert record["chosen"] == "geometry=hemisphere"
-    assert rows["geometry=hemisphere"]["log_evidence"] > rows["geometry=planar"]["log_evidence"] + 10
-    assert rows["geometry=hemisphere"]["adequate"] and not rows["geometry=planar"]["adequate"]
+    rows = _chosen_over(tmp_path / "cmp", "geometry=hemisphere", "geometry=planar", 10)
     assert abs(rows["geometry=hemisphere"]["parameters"]["d_ox"] / D - 1) < 0.05
     fit = _summary(tmp_path / "cmp" / "geometry-hemisphere")
     assert fit["assumptions"]["electrode"].startswith("radial (hemisphere), radius 0.0025 cm")

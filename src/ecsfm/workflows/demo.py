@@ -67,26 +67,15 @@ def run_demo(out: str | Path) -> list[str]:
 
     fig = Figure(figsize=(16, 4.2))
     ax0, ax1, ax2 = fig.subplots(1, 3)
-    for name, row in zip(REGIMES, i):
-        ax0.plot(e, row * 1e6, label=name)
-    ax0.set_xlabel("applied potential / V vs E0")
-    ax0.set_ylabel("current / uA (oxidation +)")
-    ax0.axhline(0, color="0.7", lw=0.6)
-    ax0.legend(fontsize=8)
-    ax0.set_title("CV at 0.1 V/s across kinetic regimes")
+    _voltammograms(ax0, e, i * 1e6, REGIMES, "current / uA (oxidation +)", "CV at 0.1 V/s across kinetic regimes")
     ax1.plot(np.sqrt(v), ip * 1e6, "o", label="simulated")
     ax1.plot(np.sqrt(v), ip_rs * 1e6, "-", label="Randles-Sevcik 0.4463 nFAC(nFvD/RT)^1/2")
     ax1.set_xlabel("sqrt(scan rate / V s^-1)")
     ax1.set_ylabel("cathodic peak current / uA")
     ax1.legend(fontsize=8)
     ax1.set_title("reversible couple: peak current vs scan rate")
-    for label, row in zip(labels, density):
-        ax2.plot(e, row * 1e3, label=label)
-    ax2.set_xlabel("applied potential / V vs E0")
-    ax2.set_ylabel("current density / mA cm^-2 (oxidation +)")
-    ax2.axhline(0, color="0.7", lw=0.6)
-    ax2.legend(fontsize=8)
-    ax2.set_title("reversible couple at 0.1 V/s: planar vs spheres")
+    _voltammograms(ax2, e, density * 1e3, labels, "current density / mA cm^-2 (oxidation +)",
+                   "reversible couple at 0.1 V/s: planar vs spheres")
     fig.tight_layout()
     with atomic_path(out / "demo_cv.png") as tmp:
         fig.savefig(tmp, dpi=130, format="png")
@@ -105,3 +94,14 @@ def run_demo(out: str | Path) -> list[str]:
                  + ", ".join(f"{r * 1e4:g} um: {-row[np.argmin(e)] / s:.3f}" for r, row, s in
                              zip(radii, density[1:], steady)))
     return lines
+
+
+def _voltammograms(ax, e, rows, labels, ylabel: str, title: str) -> None:
+    """One panel of voltammograms against the applied potential, one labelled line per row."""
+    for label, row in zip(labels, rows):
+        ax.plot(e, row, label=label)
+    ax.set_xlabel("applied potential / V vs E0")
+    ax.set_ylabel(ylabel)
+    ax.axhline(0, color="0.7", lw=0.6)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
