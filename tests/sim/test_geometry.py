@@ -196,7 +196,7 @@ def test_rotating_disc_levich_and_koutecky_levich():
             sim.RotatingDisc(**bad)
 
 
-@pytest.mark.parametrize("geometry", [sim.Sphere(radius=1e-3), sim.ThinLayer(thickness=2e-3),
+@pytest.mark.parametrize("geometry", [sim.Disc(radius=1e-3), sim.Sphere(radius=1e-3), sim.ThinLayer(thickness=2e-3),
                                       sim.RotatingDisc(radius=0.1, omega=100.0)], ids=lambda g: type(g).__name__)
 def test_every_geometry_takes_several_couples_ru_cdl_and_pulses(geometry):
     # two couples with Ru and Cdl inside the loop under a square-wave program (a jump every half

@@ -1,6 +1,7 @@
 """ecsfm.sim: a fast, differentiable simulator of voltammetry.
 
-1-D semi-infinite diffusion (planar, or radial to a sphere or hemisphere: ``Cell(geometry=)``)
+Semi-infinite diffusion to a planar electrode, a disc (edge included), a sphere or hemisphere, or
+finite diffusion in a thin layer or to a rotating disc (``Cell(geometry=)``),
 of independent redox couples with Butler-Volmer kinetics, uncompensated resistance and
 double-layer charging, under any applied-potential waveform.
 
@@ -15,7 +16,7 @@ from ._analysis import find_peak
 from ._export import plot_impedance, plot_result, result_table, table_csv, write_csv, write_impedance_csv
 from ._grid import SolverConfig
 from ._impedance import impedance
-from ._physics import (GEOMETRIES, Cell, Couple, Geometry, Hemisphere, Planar, RotatingDisc, Sphere, ThinLayer,
+from ._physics import (GEOMETRIES, Cell, Couple, Disc, Geometry, Hemisphere, Planar, RotatingDisc, Sphere, ThinLayer,
                        stack_couples)
 from ._solver import SimulationResult, simulate
 from ._units import DEFAULT_TEMPERATURE, FARADAY, GAS_CONSTANT, thermal_voltage
@@ -36,6 +37,7 @@ from ._waveforms import (
 __all__ = [
     "Cell",
     "Couple",
+    "Disc",
     "GEOMETRIES",
     "Geometry",
     "Hemisphere",

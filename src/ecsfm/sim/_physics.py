@@ -31,7 +31,7 @@ from jaxtyping import Array, Float
 
 from ._units import DEFAULT_TEMPERATURE
 
-__all__ = ["Couple", "Cell", "Geometry", "Planar", "Sphere", "Hemisphere", "ThinLayer", "RotatingDisc", "GEOMETRIES",
+__all__ = ["Couple", "Cell", "Geometry", "Planar", "Disc", "Sphere", "Hemisphere", "ThinLayer", "RotatingDisc", "GEOMETRIES",
            "stack_couples"]
 
 #: largest electrode radius accepted, cm (a 1 m electrode)
@@ -145,6 +145,25 @@ class Hemisphere(Sphere):
         return 2.0 * np.pi * self.radius**2
 
 
+class Disc(Geometry):
+    """A disc of ``radius`` cm in an insulating plane, edge diffusion included: planar diffusion
+    at short times (a macrodisc at fast scans), Saito's steady state ``4 n F D C r`` at long ones
+    (a microdisc), and the whole range between, from the disc's exact admittance (``_disc``).
+    The surface value is uniform over the disc (exact for reversible couples and at the diffusion
+    limit; the uniformly accessible approximation for slow kinetics). Area ``pi r^2``."""
+
+    radius: Float[Array, "..."] = eqx.field(converter=_as_array)
+
+    def __check_init__(self):
+        _check("radius (cm)", self.radius, 0.0, MAX_RADIUS_CM, lo_open=True, hi_open=False)
+
+    def area(self):
+        return np.pi * self.radius**2
+
+    def curvature(self):
+        return 1.0 / self.radius
+
+
 class ThinLayer(Geometry):
     """A thin-layer cell: the solution between the electrode and an inert wall ``thickness`` cm
     away (finite diffusion, no flux through the wall; ``_finite``). The area is the cell's."""
@@ -174,7 +193,8 @@ class RotatingDisc(Geometry):
 
 
 #: geometry names (the CLI's, the recipes') -> constructor
-GEOMETRIES = {"planar": Planar, "sphere": Sphere, "hemisphere": Hemisphere, "thin-layer": ThinLayer,
+GEOMETRIES = {"planar": Planar, "disc": Disc, "microdisc": Disc, "sphere": Sphere, "hemisphere": Hemisphere,
+              "thin-layer": ThinLayer,
               "rotating-disc": RotatingDisc}
 #: a stated area may differ from the one a geometry implies by this much (relative) before it is refused
 AREA_TOLERANCE = 1e-3
@@ -189,7 +209,7 @@ class Cell(eqx.Module):
         temperature: K.
         ru: uncompensated resistance, ohm. The kinetics see ``E_applied - i * ru``.
         cdl: double-layer capacitance, F/cm^2; charging current ``cdl * area * dE_interface/dt``.
-        geometry: ``Planar()`` (default), ``Sphere(radius=)``, ``Hemisphere(radius=)``,
+        geometry: ``Planar()`` (default), ``Disc(radius=)``, ``Sphere(radius=)``, ``Hemisphere(radius=)``,
             ``ThinLayer(thickness=)`` or ``RotatingDisc(radius=, omega=, viscosity=)``.
 
     Raises ValueError on a value out of range, a geometry that is not a ``Geometry``, or an area
@@ -205,7 +225,7 @@ class Cell(eqx.Module):
     def __init__(self, area=None, temperature=DEFAULT_TEMPERATURE, ru=0.0, cdl=0.0, geometry=None):
         geometry = Planar() if geometry is None else geometry
         if not isinstance(geometry, Geometry):
-            raise ValueError("geometry: expected Planar(), Sphere(radius=), Hemisphere(radius=), ThinLayer(thickness=) or "
+            raise ValueError("geometry: expected Planar(), Disc(radius=), Sphere(radius=), Hemisphere(radius=), ThinLayer(thickness=) or "
                              f"RotatingDisc(radius=, omega=), got "
                              f"{type(geometry).__name__}")
         implied = geometry.area()

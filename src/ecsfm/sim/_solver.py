@@ -37,7 +37,8 @@ from jaxtyping import Array, Float
 from ._finite import LEVICH_C, finite_operator, finite_tables
 from ._grid import SolverConfig, propagator
 from ._ohmic import solve_ir
-from ._physics import Cell, Couple, Planar, RotatingDisc, ThinLayer, _concrete, stack_couples
+from ._disc import EDGE_POLES, EDGE_WEIGHTS
+from ._physics import Cell, Couple, Disc, Planar, RotatingDisc, ThinLayer, _concrete, stack_couples
 from ._units import FARADAY, GAS_CONSTANT, MOL_PER_CM3_PER_MM
 from ._waveforms import Waveform
 
@@ -164,12 +165,13 @@ def simulate(
     ohmic = not _maybe_zero(cell.ru)
     finite = "thin-layer" if isinstance(cell.geometry, ThinLayer) else \
         "rde" if isinstance(cell.geometry, RotatingDisc) else None
-    radial = not (finite or isinstance(cell.geometry, Planar))
+    radial = None if finite or isinstance(cell.geometry, Planar) else \
+        "disc" if isinstance(cell.geometry, Disc) else "sphere"
     return _kernel(config, ohmic, radial, finite)(waveform, cp, cell)
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel(config: SolverConfig, ohmic: bool, radial: bool, finite: str | None):
+def _kernel(config: SolverConfig, ohmic: bool, radial: str | None, finite: str | None):
     """``_simulate`` for these static settings, with its ``jax.vmap`` turned into native batching.
 
     Traced per member, a simulation carries every array with the vmap axis in front, a layout
@@ -217,7 +219,7 @@ def _member_batch_rank(args, in_batched) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("config", "ohmic", "radial", "finite"))
-def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfig, ohmic: bool, radial: bool,
+def _simulate(waveform: Waveform, cp: Couple, cell: Cell, *, config: SolverConfig, ohmic: bool, radial: str | None,
               finite: str | None):
     """``simulate`` after validation, compiled once per waveform shape, batch shape and config
     (inlined when the caller is itself traced)."""
@@ -300,7 +302,7 @@ _COUPLE_FIELDS = ("e0", "k0", "alpha", "d_ox", "d_red", "c_ox", "c_red", "n")
 _CELL_FIELDS = ("area", "temperature", "ru", "cdl")
 
 
-def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite: str | None, config: SolverConfig,
+def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: str | None, finite: str | None, config: SolverConfig,
           tail: tuple) -> dict:
     """The time loop on a batch laid out with the batch as the last axis (size B).
 
@@ -310,9 +312,12 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite:
     The carried modes are (2S, m, B), O of every couple then R of every couple (a flat species
     axis: XLA:CPU vectorises this layout far better than (S, 2, m, B) when S = 1). The surface
     value ``a`` for the next step is computed in the same pass that advances the modes (one read
-    and one write of the state per step). ``radial``: a sphere or hemisphere, whose modes carry
-    ``w = (r / r0) (c - c_bulk)`` and whose boundary flux gains ``epsilon (c(0) - c_bulk)``
-    (``_physics``), with ``epsilon = sqrt(D T) / r0`` per species (2S, B). ``finite``: a thin
+    and one write of the state per step). ``radial = "sphere"``: a sphere or hemisphere, whose
+    modes carry ``w = (r / r0) (c - c_bulk)`` and whose boundary flux gains ``epsilon (c(0) -
+    c_bulk)`` (``_physics``), with ``epsilon = sqrt(D T) / r0`` per species (2S, B).
+    ``radial = "disc"``: the modes carry ``c - c_bulk`` and receive the flux less the disc's edge
+    flux ``epsilon (u + sum_k w_k z_k)``, ``u`` the surface deviation and ``z_k`` its low-pass
+    filtered copies (carried, (2S, K, B); ``_disc``). ``finite``: a thin
     layer or a rotating disc, whose step tables differ per species and member (``_finite``).
     """
     # Longer than 80 lines on purpose: the scan body and the state it carries read as one unit;
@@ -342,6 +347,11 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite:
 
     def table(x):
         return jnp.asarray(x, dtype)
+
+    if radial == "disc":  # the edge kernel's poles (in D / r^2 per species) and weights: (K, [1])
+        edge_rate = eps * eps / duration  # (2S, B) D / r^2, 1/s
+        edge_poles = col(table(EDGE_POLES))
+        edge_weights = col(table(EDGE_WEIGHTS))
 
     if finite:  # per species and member: (U, 2S, m, [B]) and (U, 2S, [B])
         g = jnp.concatenate([g_ox, g_red], 0)
@@ -383,13 +393,18 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite:
         return num / den
 
     def step(carry, xs):
-        modes, q_old, a, e_prev, i_prev = carry  # (2S,m,B), (2S,B), (2S,B), (B,), (B,)
+        modes, q_old, a, e_prev, i_prev, (z, u_prev) = carry  # (2S,m,B), (2S,B), (2S,B), (B,), (B,)
         row, row_next, e_app, h, jump = xs
         if uniform:  # one step size throughout (a ramp): constant tables, no per-step gather
             row = row_next = 0
         b = beta1[row]
-        if radial:  # surface w = a + b (q - eps w): solved for w, it is a' + b' q
+        if radial == "sphere":  # surface w = a + b (q - eps w): solved for w, it is a' + b' q
             a, b = a / (1.0 + b * eps), b / (1.0 + b * eps)
+        elif radial == "disc":  # u = a + b (q - eps (gain u + hist)): solved for u, it is a' + b' q
+            ex, c0, c1 = _filter_step(edge_poles * edge_rate[:, None] * h, jump)  # (2S, K, [B])
+            hist = jnp.sum(edge_weights * (ex * z + c0 * u_prev[:, None]), axis=1)
+            gain = 1.0 + jnp.sum(edge_weights * c1, axis=1)
+            a, b = (a - b * eps * hist) / (1.0 + b * eps * gain), b / (1.0 + b * eps * gain)
 
         def total(e):
             ifar = jnp.sum(amp_per_rate * rates(e, a, b), axis=0)
@@ -406,8 +421,12 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite:
         r = full(rates(e, a, b))  # (S, B)
         q = jnp.concatenate([g_ox * r, -g_red * r], 0)  # (2S, B) dimensionless flux into solution
         surface = bulk + a + b * q
-        if radial:  # the flux the modes of w receive
+        if radial == "sphere":  # the flux the modes of w receive
             q = q - eps * (a + b * q)
+        elif radial == "disc":  # the flux less the edge's; the filters take the new surface value
+            u = a + b * q
+            q = q - eps * (gain * u + hist)
+            z, u_prev = ex * z + c0 * u_prev[:, None] + c1 * u[:, None], u
         modes = modes * decay[row] + q_old[:, None] * phi0_v[row] + q[:, None] * phi1_v[row]
         # The sum over modes is unrolled: XLA:CPU then emits one vectorised loop over the batch
         # (~2.5x faster than a reduce over the middle axis, measured in bench/).
@@ -429,7 +448,7 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite:
             resid=full(resid),
             q=q,
         )
-        return (modes, q, a_next, e, i_tot), out
+        return (modes, q, a_next, e, i_tot, (z, u_prev)), out
 
     zeros = jnp.zeros((2 * n_species,) + tail, dtype)
     carry0 = (
@@ -438,9 +457,10 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite:
         beta0[rows[0]] * zeros,
         full(potential[0]),
         jnp.zeros(tail, dtype),
+        (jnp.zeros((2 * n_species, EDGE_POLES.size if radial == "disc" else 0) + tail, dtype), zeros),
     )
     xs = (jnp.asarray(rows), jnp.asarray(next_rows), potential[1:], dt, jnp.asarray(jump))
-    (modes, _, _, _, _), outs = jax.lax.scan(step, carry0, xs)
+    (modes, _, _, _, _, _), outs = jax.lax.scan(step, carry0, xs)
 
     q = outs.pop("q")
     resid = outs.pop("resid")
@@ -455,7 +475,7 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite:
             + q_prev[:, None] * col(fast[:, 0])
             + q[-1][:, None] * col(fast[:, 1])
         )  # (2S, M, B)
-        if radial:  # w = (r / r0) (c - c_bulk) -> c - c_bulk
+        if radial == "sphere":  # w = (r / r0) (c - c_bulk) -> c - c_bulk
             nodes = nodes / (1.0 + eps[:, None] * col(jnp.asarray(prop.x[:-1], dtype)))
         final = jnp.concatenate([nodes, jnp.zeros_like(nodes[:, :1])], 1) + bulk[:, None]
         scale = jnp.maximum(jnp.max(bulk, axis=0), jnp.finfo(dtype).tiny)  # (B,)
@@ -485,3 +505,16 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: bool, finite:
     if tail:
         out = {k: jnp.broadcast_to(v, v.shape[:-1] + tail) for k, v in out.items()}
     return out
+
+
+def _filter_step(x, jump):
+    """One exact step of ``z' = mu (u - z)`` over ``x = mu h``: ``z1 = ex z0 + c0 u0 + c1 u1`` for
+    ``u`` linear over the step, or constant at ``u1`` after a potential jump (``c0 = 0``). Series
+    for small ``x`` keep ``c0`` and ``c1`` accurate in float32."""
+    ex = jnp.exp(-x)
+    small = x < 1e-2
+    xs = jnp.where(small, 1.0, x)
+    frac = -jnp.expm1(-xs) / xs  # (1 - e^-x) / x
+    c1 = jnp.where(small, x * (0.5 - x * (1.0 / 6.0 - x / 24.0)), 1.0 - frac)
+    c0 = jnp.where(small, x * (0.5 - x * (1.0 / 3.0 - x / 8.0)), frac - ex)
+    return ex, jnp.where(jump, 0.0, c0), jnp.where(jump, -jnp.expm1(-x), c1)
