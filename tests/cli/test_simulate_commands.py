@@ -41,6 +41,18 @@ def test_simulate_a_microsphere_reaches_its_steady_state(tmp_path):
     assert f"area = {4 * math.pi * r0**2!r}" in header and "geometry = sphere" in header
 
 
+def test_simulate_a_microdisc_gives_aokis_peak(tmp_path):
+    # a 10 um disc at 10 mV/s (p = 0.2): the peak is 4nFDCr (0.34 e^-0.66p + 0.66 + 0.351 p) within
+    # 2 % (Aoki et al. 1984); the area written is the disc's pi r^2, "microdisc" the disc by another name
+    r = 1e-3
+    t = _simulate(tmp_path, "cv", "--e-start", "0.3", "--e-vertex", "-0.3", "--scan-rate", "0.01", "--step", "0.002",
+                  *REVERSIBLE, "--geometry", "microdisc", "--radius", "10um")
+    p = r * math.sqrt(F * 0.01 / (R * 298.15 * D))
+    aoki = 4 * F * D * 1e-6 * r * (0.34 * math.exp(-0.66 * p) + 0.66 - 0.13 * math.exp(-11 / p) + 0.351 * p)
+    assert abs(-t["current_A"].min() / aoki - 1) < 0.02
+    assert f"area = {math.pi * r**2!r}" in (tmp_path / "cv.csv").read_text()
+
+
 def test_simulate_a_rotating_disc_reaches_the_levich_current(tmp_path):
     # 2.5 mm disc at 1000 rpm in water: 0.62045 n F A D^2/3 w^1/2 nu^-1/6 C within 1 % at the end
     t = _simulate(tmp_path, "lsv", "--e-start", "0.3", "--e-end", "-0.3", "--scan-rate", "0.005", "--step", "0.002",

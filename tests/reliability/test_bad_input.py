@@ -158,6 +158,8 @@ CLI_CASES = {
     "simulate radius no unit": ([*SIM, "--geometry", "sphere", "--radius", "5"], ["--radius", "unit", "um"]),
     "simulate radius 0": ([*SIM, "--geometry", "sphere", "--radius", "0um"], ["--radius", "> 0"]),
     "simulate radius missing": ([*SIM, "--geometry", "hemisphere"], ["--radius", "needs"]),
+    "simulate disc radius missing": ([*SIM, "--geometry", "disc"], ["--radius", "needs"]),
+    "simulate disc radius no unit": ([*SIM, "--geometry", "microdisc", "--radius", "10"], ["--radius", "unit", "um"]),
     "simulate radius planar": ([*SIM, "--radius", "1mm"], ["--radius", "planar"]),
     "simulate thickness missing": ([*SIM, "--geometry", "thin-layer"], ["--thickness", "needs"]),
     "simulate thickness no unit": ([*SIM, "--geometry", "thin-layer", "--thickness", "20"], ["--thickness", "unit"]),

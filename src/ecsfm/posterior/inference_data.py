@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,9 @@ def write_inference_data(path: str | os.PathLike, samples: dict[str, np.ndarray]
     ``label``, ``potential`` (V) and ``observed`` (A) arrays. ``attrs``: extra file attributes (numbers
     and strings). ``index_dim`` names what an index ``[k]`` counts ("trace" or "couple"). Written atomically; returns the path. Raises ValueError on draws of unequal length
     or with non-finite values."""
-    import arviz as az
+    with warnings.catch_warnings():  # arviz 0.2x announces its 1.0 refactor on import: not the user's concern
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz as az
     import xarray as xr
 
     sizes = {np.asarray(v).shape[0] for v in samples.values()}

@@ -40,7 +40,7 @@ __all__ = ["JointConfig", "Trace", "trace_from_measurement", "fit_joint", "JOINT
 JOINT_SCHEMA_VERSION = 1
 #: the geometries a joint fit knows (a radius follows from the area; a thin layer's thickness and a
 #: rotating disc's rotation rate and viscosity are stated, not fitted)
-FIT_GEOMETRIES = ("planar", "sphere", "hemisphere", "thin-layer", "rotating-disc")
+FIT_GEOMETRIES = ("planar", "disc", "microdisc", "sphere", "hemisphere", "thin-layer", "rotating-disc")
 @dataclass(frozen=True)
 class JointConfig:
     """``n_particles`` SMC particles; ``points_per_trace`` thinned points per trace;

@@ -23,7 +23,8 @@ COMPARISON_SCHEMA_VERSION = 1
 COMPARE_KEYS = {
     "background": "polynomial degree of the background per trace: 0, 1, 2, 3",
     "cdl": "polynomial degree of Cdl's dependence on the potential: 0 (constant), 1, 2, 3",
-    "geometry": "the electrode's diffusion field: planar, sphere, hemisphere (the radius from the area)",
+    "geometry": "the electrode's diffusion field: planar, disc (with its edge), sphere, hemisphere (the radius from "
+                "the area)",
     "ru": "free, or a value in ohm that fixes it (e.g. 0.1 for negligible)",
     "d_red": "tied (= D_ox) or free",
     "alpha": "prior ranges LOW:HIGH, e.g. 0.3:0.7,0.1:0.9",
@@ -43,8 +44,8 @@ def _setting(key: str, value: str) -> dict:
             raise ValueError(f"compare: cdl takes degrees 0-3, got {value!r}")
         return {"cdl_degree": int(value)}
     if key == "geometry":
-        if value not in ("planar", "sphere", "hemisphere"):
-            raise ValueError(f"compare: geometry takes planar, sphere or hemisphere, got {value!r}")
+        if value not in ("planar", "disc", "microdisc", "sphere", "hemisphere"):
+            raise ValueError(f"compare: geometry takes planar, disc, sphere or hemisphere, got {value!r}")
         return {"geometry": value}
     if key == "ru":
         if value == "free":

@@ -30,8 +30,10 @@ _JOINT_CELL = ("c_ox", "c_red")
 _JOINT_PARAMS = tuple(n for n, p in PHYSICAL_PARAMETERS.items() if p.slot is not None and n not in _JOINT_CELL)
 
 
+#: the geometries whose radius follows from the area
+RADIAL = ("disc", "microdisc", "sphere", "hemisphere")
 #: the area (cm^2) of an electrode of radius r (cm) is this times r^2: planar means a disc
-AREA_PER_RADIUS_SQUARED = {"planar": math.pi, "sphere": 4.0 * math.pi, "hemisphere": 2.0 * math.pi,
+AREA_PER_RADIUS_SQUARED = {"planar": math.pi, "disc": math.pi, "microdisc": math.pi, "sphere": 4.0 * math.pi, "hemisphere": 2.0 * math.pi,
                            "thin-layer": math.pi, "rotating-disc": math.pi}
 
 
@@ -120,13 +122,18 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
 
 def _check_plausible(traces, area: float, c_ox: float, temp: float, geometry: str, electrode: dict) -> None:
     """``check_current`` with what the geometry adds to the currents a cell can give."""
-    radius = math.sqrt(area / AREA_PER_RADIUS_SQUARED[geometry]) if geometry in ("sphere", "hemisphere") else None
+    radius = math.sqrt(area / AREA_PER_RADIUS_SQUARED[geometry]) if geometry in RADIAL else None
+    if geometry in ("disc", "microdisc"):  # its steady state 4nFDCr is a sphere's of radius pi r / 4 (per area)
+        radius *= math.pi / 4.0
     check_current(traces, area=area, c_ox=c_ox, temperature=temp, radius=radius,
                   **{k: v for k, v in electrode.items() if k in ("thickness", "omega", "viscosity")})
 
 
 def _electrode_text(geometry: str, area: float, electrode: dict) -> str:
     """The electrode's diffusion field in words, for the assumptions."""
+    if geometry in ("disc", "microdisc"):
+        return (f"disc with edge diffusion, radius {math.sqrt(area / math.pi):.4g} cm (from the area; uniform surface "
+                "concentration)")
     if geometry in ("sphere", "hemisphere"):
         return f"radial ({geometry}), radius {math.sqrt(area / AREA_PER_RADIUS_SQUARED[geometry]):.4g} cm (from the area)"
     if geometry == "thin-layer":

@@ -36,10 +36,11 @@ def add_parser(subparsers) -> None:
                       help="electrode area, cm2 (required for a measured file: its current is divided by it)")
     size.add_argument("--radius", default=None, metavar="LENGTH",
                       help="the electrode's radius with its unit, e.g. 1.5mm, 10um, 0.15cm: a disc's (area pi r^2) or, "
-                           "with --geometry, a sphere's (4 pi r^2) or hemisphere's (2 pi r^2); instead of --area")
-    pn.add_argument("--geometry", choices=("planar", "sphere", "hemisphere", "thin-layer", "rotating-disc"),
-                    default="planar",
-                    help="measured traces: planar diffusion (default; a disc without its edge), radial diffusion to a "
+                           "with --geometry sphere or hemisphere, a sphere's (4 pi r^2) or hemisphere's (2 pi r^2); instead of --area")
+    pn.add_argument("--geometry", choices=("planar", "disc", "microdisc", "sphere", "hemisphere", "thin-layer",
+                                          "rotating-disc"), default="planar",
+                    help="measured traces: planar diffusion (default; a disc without its edge), a disc with its edge "
+                         "diffusion (disc, or its other name microdisc: any radius), radial diffusion to a "
                          "sphere or hemisphere (the radius follows from --area or is --radius), a thin layer "
                          "(--thickness) or a rotating disc (--rpm or --omega, --viscosity)")
     add_electrode_flags(pn, what="measured traces: ")
@@ -94,7 +95,7 @@ def _add_measured_args(pn) -> None:
                          "every trace")
     pn.add_argument("--compare", action="append", default=[], metavar="KEY=V1,V2",
                     help="measured traces: fit each variant and choose by log evidence; KEY: background (0-3), cdl "
-                         "(0-3), geometry (planar, sphere, hemisphere), ru (free or ohm), d_red (tied, free), alpha (LOW:HIGH ranges); repeat for combinations")
+                         "(0-3), geometry (planar, disc, sphere, hemisphere), ru (free or ohm), d_red (tied, free), alpha (LOW:HIGH ranges); repeat for combinations")
     pn.add_argument("--leave-one-out", action="store_true",
                     help="measured series of >= 3 traces: also fit all but each trace and check its prediction "
                          "(one more fit per trace)")

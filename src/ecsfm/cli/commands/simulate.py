@@ -90,13 +90,14 @@ def _add_couple_args(p: argparse.ArgumentParser) -> None:
     c = p.add_argument_group("cell")
     c.add_argument("--area", type=float, default=None,
                    help="electrode area, cm2 (default: 0.0707, a 3 mm disc, for a planar electrode; the geometry's own "
-                        "for a sphere or hemisphere)")
+                        "for a disc, sphere or hemisphere)")
     c.add_argument("--geometry", choices=tuple(sim.GEOMETRIES), default="planar",
-                   help="planar (default: semi-infinite linear diffusion), sphere or hemisphere (radial diffusion; "
-                        "needs --radius), thin-layer (finite diffusion against an inert wall; needs --thickness), "
+                   help="planar (default: semi-infinite linear diffusion), disc or microdisc (a disc in an insulating "
+                        "plane, edge diffusion included, any radius; needs --radius), sphere or hemisphere (radial "
+                        "diffusion; needs --radius), thin-layer (finite diffusion against an inert wall; needs --thickness), "
                         "rotating-disc (Levich convective diffusion; needs --radius and --rpm or --omega)")
     c.add_argument("--radius", default=None, metavar="LENGTH",
-                   help="the sphere's or hemisphere's radius with its unit, e.g. 10um, 1.5mm, 0.15cm")
+                   help="the disc's, sphere's or hemisphere's radius with its unit, e.g. 10um, 1.5mm, 0.15cm")
     add_electrode_flags(c)
     c.add_argument("--temperature", type=float, default=298.15, help="K (default 298.15)")
     c.add_argument("--ru", type=float, default=0.0, help="uncompensated resistance, ohm (default 0)")
@@ -194,7 +195,7 @@ def _geometry(args):
     if args.geometry in ("planar", "thin-layer"):
         if args.radius is not None:
             raise ValueError(f"--radius: a {args.geometry} electrode has no radius here (give --area, cm2, or "
-                             "--geometry sphere / hemisphere)")
+                             "--geometry disc / sphere / hemisphere)")
         return sim.Planar() if args.geometry == "planar" else sim.ThinLayer(**stated)
     if args.radius is None:
         raise ValueError(f"--radius: a {args.geometry} needs its radius, e.g. --radius 10um")
