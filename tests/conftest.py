@@ -31,7 +31,7 @@ settings.register_profile("explore", max_examples=500, deadline=None, print_blob
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def stat_seed() -> int:
     """The statistical tests' seed (``ECSFM_TEST_SEED``)."""
     return TEST_SEED

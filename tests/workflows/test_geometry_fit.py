@@ -60,7 +60,7 @@ def test_a_microdisc_series_gives_d_and_the_radius(tmp_path, stat_seed):
     rng = np.random.default_rng(stat_seed)
     r_true = 1e-3
     couple = sim.Couple(e0=0.0, k0=1.0, alpha=0.5, d_ox=D, d_red=D, c_ox=1.0, c_red=0.0)
-    cell = sim.Cell(geometry=sim.Disc(radius=r_true))
+    cell = sim.Cell(cdl=2e-5, geometry=sim.Disc(radius=r_true))
     files = []
     for v in (0.02, 2.0):
         r = sim.simulate(sim.cyclic_voltammetry(0.35, -0.35, v, step=5e-4), [couple], cell)
@@ -68,8 +68,8 @@ def test_a_microdisc_series_gives_d_and_the_radius(tmp_path, stat_seed):
         files += ["--measurement", _write(tmp_path / f"cv{v}.csv", np.asarray(r.time, np.float64),
                                           np.asarray(r.potential, np.float64), np.asarray(r.current, np.float64), rng,
                                           noise=2e-3 * peak)]
-    assert main(["infer", *files, "--radius", "12um", "--area-rsd", "0.5", "--known", "c_ox=1", "--known", "cdl=0",
-                 "--known", "ru=0", "--geometry", "microdisc", "--particles", "256", "--out", str(tmp_path / "fit")]) == 0
+    assert main(["infer", *files, "--radius", "12um", "--area-rsd", "0.5", "--known", "c_ox=1", "--geometry", "microdisc",
+                 "--particles", "256", "--out", str(tmp_path / "fit")]) == 0
     fit = _summary(tmp_path / "fit")
     assert fit["model_check"]["adequate"], fit["model_check"]
     d, area = fit["parameters"]["d_ox"], fit["parameters"]["area"]

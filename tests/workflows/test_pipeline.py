@@ -10,7 +10,7 @@ from ecsfm.posterior import DEFAULT_ENGINE, DEFAULT_METHOD
 
 
 @pytest.fixture(scope="module")
-def assets(dataset, trained, tmp_path_factory):
+def assets(dataset, trained, tmp_path_factory, stat_seed):
     out = tmp_path_factory.mktemp("assets")
     from ecsfm.workflows import export_assets
 
@@ -18,7 +18,7 @@ def assets(dataset, trained, tmp_path_factory):
 
     # The tiny model's parameter error on 10 flow steps (the seed's 60 would cost 4x the time and
     # test nothing more here; the block records the inference it was calibrated with).
-    meta = export_assets(trained[0], dataset, out, n_rows=24, parameter_error_cases=4,
+    meta = export_assets(trained[0], dataset, out, n_rows=24, parameter_error_cases=4, seed=stat_seed,
                          parameter_error_config=PosteriorInferenceConfig(n_integration_steps=10))
     return out, meta
 
@@ -102,7 +102,7 @@ def test_export_ships_only_test_rows_and_a_calibrated_discrepancy(assets, datase
     assert 1 / 3 < ratio < 3, ratio
 
 
-def test_export_calibrates_the_prior_weight_and_the_posterior_mixes_it_in(assets):
+def test_export_calibrates_the_prior_weight_and_the_posterior_mixes_it_in(assets, stat_seed):
     from ecsfm.fm import load_surrogate
     from ecsfm.posterior import ParameterSpace, PosteriorInferenceConfig, infer_parameter_posterior
 
@@ -126,7 +126,7 @@ def test_export_calibrates_the_prior_weight_and_the_posterior_mixes_it_in(assets
     forced = dict(meta, parameter_error=dict(block, per_task={space.task: 0.4}))
     with_, without = (infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry,
                                                 observed_current=i, applied_signal=e, known_p_core=core,
-                                                known_p_mask=known, seed=3, meta=forced,
+                                                known_p_mask=known, seed=3 + stat_seed, meta=forced,
                                                 config=PosteriorInferenceConfig(parameter_error=flag))
                       for flag in (True, False))
     for key in ("predictive_mean_current", "predictive_std_current"):
@@ -138,7 +138,7 @@ def test_export_calibrates_the_prior_weight_and_the_posterior_mixes_it_in(assets
                                                band_scale={"per_task": {space.task: {"1.0": 0.25}}}))
     scaled, unscaled = (infer_parameter_posterior(model=model, normalizers=normalizers, geometry=geometry,
                                                   observed_current=i, applied_signal=e, known_p_core=core,
-                                                  known_p_mask=known, seed=3, meta=banded,
+                                                  known_p_mask=known, seed=3 + stat_seed, meta=banded,
                                                   config=PosteriorInferenceConfig(band_scale=flag))
                         for flag in (True, False))
     assert scaled["predictive_band_scale"] == 0.25 and unscaled["predictive_band_scale"] == 1.0
@@ -240,15 +240,15 @@ def test_infer_cli_refuses_wrong_lengths_and_nan(assets, tmp_path, capsys):
     assert "NaN" in capsys.readouterr().err
 
 
-def test_calibration_study_over_a_local_dask_cluster_and_resume(assets, tmp_path, monkeypatch):
+def test_calibration_study_over_a_local_dask_cluster_and_resume(assets, tmp_path, monkeypatch, stat_seed):
     from distributed import Client, LocalCluster
 
     from ecsfm.studies import calibration
-    from ecsfm.studies.calibration import RESULT_FILENAME, run_calibration_study
+    from ecsfm.studies.calibration import RESULT_FILENAME, SEED_BASE, run_calibration_study
 
     out, _ = assets
     kw = dict(model=out, chunk=out / "chunk_0.npz", n_cases=2, engine="simulator",
-              method="cem", progress=False)
+              method="cem", progress=False, base_seed=SEED_BASE + stat_seed)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         first = run_calibration_study(tmp_path / "a", scheduler=client, **kw)
@@ -322,7 +322,7 @@ def _cv_csv(path, meta, geometry, e0=0.05, time_scale=4.0, header="time/s,potent
     return math.log(time_scale)
 
 
-def test_infer_cli_on_a_csv_recovers_e0(assets, tmp_path):
+def test_infer_cli_on_a_csv_recovers_e0(assets, tmp_path, stat_seed):
     from ecsfm.fm import load_surrogate
 
     out, _ = assets
@@ -330,7 +330,7 @@ def test_infer_cli_on_a_csv_recovers_e0(assets, tmp_path):
     _cv_csv(tmp_path / "cv.csv", meta, geometry, e0=0.05)
     rc = main(["infer", "--model", str(out), "--measurement", str(tmp_path / "cv.csv"), "--noise", "0.002", "--area", "1",
                "--engine", "simulator", "--method", "smc", "--particles", "512", "--known", "ru=1", "--known", "cdl=2e-6", "--known", "c_red=0", "--known", "d_red=1e-5", "--known", "d_ox=1e-5",
-               "--out", str(tmp_path / "post")])
+               "--seed", str(stat_seed), "--out", str(tmp_path / "post")])
     assert rc == 0
     e0 = json.loads((tmp_path / "post" / "posterior_summary.json").read_text())["parameters"]["e0[0]"]
     # With both D known, E1/2 pins E0 (otherwise E0 trades off against ln(D_red/D_ox) through
@@ -417,14 +417,14 @@ def test_measurement_reader_formats_and_errors(tmp_path):
         read_measurement(tmp_path / "empty.csv")
 
 
-def test_sbc_writes_ranks_coverage_and_resumes(assets, tmp_path, monkeypatch):
+def test_sbc_writes_ranks_coverage_and_resumes(assets, tmp_path, monkeypatch, stat_seed):
     from scipy import stats
 
     from ecsfm.studies import sbc
     from ecsfm.studies.sbc import LEVELS, run_sbc
 
     out, _ = assets
-    kw = dict(model_dir=out, n=12, engine="simulator", method="smc", n_particles=128, progress=False)
+    kw = dict(model_dir=out, n=12, engine="simulator", method="smc", n_particles=128, progress=False, seed=stat_seed)
     ran = []
     real = sbc._run_draw
     monkeypatch.setattr(sbc, "_run_draw", lambda *a: ran.append(a[-1]["k"]) or real(*a))
