@@ -103,6 +103,11 @@ def test_demo_writes_outputs(tmp_path):
     expected = 96485.33212e-6 * 1e-5 * (1 / 1e-3 + 1 / np.sqrt(np.pi * 1e-5 * 5.0))
     assert abs(-geo[vertex, 5] / expected - 1) < 0.03
     assert -geo[:, 3].min() < 1.2 * -geo[:, 2].min()
+    # A 10 um disc at 0.1 V/s (p = 0.62): its peak is Aoki's 4nFDCr (0.34 e^-0.66p + 0.66 + 0.351 p)
+    # per pi r^2, within 2 %
+    p = 1e-3 * np.sqrt(96485.33212 * 0.1 / (8.314462618 * 298.15 * 1e-5))
+    aoki = 4 * 96485.33212e-6 * 1e-5 / (np.pi * 1e-3) * (0.34 * np.exp(-0.66 * p) + 0.66 + 0.351 * p)
+    assert abs(-geo[:, 8].min() / aoki - 1) < 0.02
 
 
 def test_checkpoint_is_a_deprecated_alias_of_the_model_folder(tmp_path, capsys):

@@ -2,9 +2,9 @@
 
 Cyclic voltammograms of one couple (1 mM, D = 1e-5 cm2/s, 3 mm disc) across the three kinetic
 regimes at 0.1 V/s, and a scan-rate series of the reversible couple checked against the
-Randles-Sevcik equation, and the reversible couple at spheres of shrinking radius against the
-planar electrode (current per area: the radial field adds ``n F C D / r0``, the sphere's steady
-state); each set is one natively batched call. Writes ``demo_cv.csv``, ``demo_scan_rates.csv``,
+Randles-Sevcik equation, and the reversible couple at spheres and discs of shrinking radius against
+the planar electrode (current per area: the radial field adds ``n F C D / r0``, the sphere's steady
+state; a disc's edge tends to Saito's ``4 n F C D / (pi r)``); each set is one natively batched call. Writes ``demo_cv.csv``, ``demo_scan_rates.csv``,
 ``demo_geometry.csv`` and ``demo_cv.png``.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .._atomic import atomic_path, write_text
-from ..sim import Cell, Couple, Sphere, analytic, cyclic_voltammetry, simulate, stack, table_csv
+from ..sim import Cell, Couple, Disc, Sphere, analytic, cyclic_voltammetry, simulate, stack, table_csv
 
 AREA = 0.0707  # cm2, 3 mm disc
 D = 1e-5  # cm2/s
@@ -24,7 +24,7 @@ FARADAY_MM_PER_CM3 = 96485.33212 * 1e-6  # F times 1 mM in mol/cm3: C/cm3
 REGIMES = {"reversible (k0 = 1 cm/s)": 1.0, "quasi-reversible (k0 = 1e-3 cm/s)": 1e-3,
            "irreversible (k0 = 1e-5 cm/s)": 1e-5}
 SCAN_RATES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-RADII_CM = (0.1, 0.01, 1e-3)  # spheres of 1 mm, 100 um and 10 um
+RADII_CM = (0.1, 0.01, 1e-3)  # spheres and discs of 1 mm, 100 um and 10 um
 
 
 def run_demo(out: str | Path) -> list[str]:
@@ -58,12 +58,16 @@ def run_demo(out: str | Path) -> list[str]:
     radii = np.asarray(RADII_CM)
     spheres = simulate(wf, Couple(e0=0.0, k0=1.0, alpha=0.5, d_ox=D, d_red=D, c_ox=1.0),
                        Cell(geometry=Sphere(radius=radii)))
-    density = np.vstack([i[0] / AREA, np.asarray(spheres.current) / (4 * np.pi * radii[:, None] ** 2)])  # A/cm2
-    labels = ["planar", *(f"sphere r = {r * 1e4:g} um" for r in radii)]
+    discs = simulate(wf, Couple(e0=0.0, k0=1.0, alpha=0.5, d_ox=D, d_red=D, c_ox=1.0), Cell(geometry=Disc(radius=radii)))
+    density = np.vstack([i[0] / AREA, np.asarray(spheres.current) / (4 * np.pi * radii[:, None] ** 2),
+                         np.asarray(discs.current) / (np.pi * radii[:, None] ** 2)])  # A/cm2
+    labels = ["planar", *(f"sphere r = {r * 1e4:g} um" for r in radii), *(f"disc r = {r * 1e4:g} um" for r in radii)]
     write_text(out / "demo_geometry.csv", table_csv(
-        ["time_s", "potential_V", "planar_A_per_cm2", *(f"sphere_{r * 1e4:g}um_A_per_cm2" for r in radii)],
+        ["time_s", "potential_V", "planar_A_per_cm2", *(f"sphere_{r * 1e4:g}um_A_per_cm2" for r in radii),
+         *(f"disc_{r * 1e4:g}um_A_per_cm2" for r in radii)],
         np.column_stack([t, e, density.T]),
-        ["reversible couple at 0.1 V/s: current per electrode area, planar and at spheres (radial diffusion)"]))
+        ["reversible couple at 0.1 V/s: current per electrode area, planar, at spheres (radial diffusion) and at "
+         "discs in an insulating plane (edge diffusion)"]))
 
     fig = Figure(figsize=(16, 4.2))
     ax0, ax1, ax2 = fig.subplots(1, 3)
@@ -75,7 +79,7 @@ def run_demo(out: str | Path) -> list[str]:
     ax1.legend(fontsize=8)
     ax1.set_title("reversible couple: peak current vs scan rate")
     _voltammograms(ax2, e, density * 1e3, labels, "current density / mA cm^-2 (oxidation +)",
-                   "reversible couple at 0.1 V/s: planar vs spheres")
+                   "reversible couple at 0.1 V/s: planar vs spheres and discs")
     fig.tight_layout()
     with atomic_path(out / "demo_cv.png") as tmp:
         fig.savefig(tmp, dpi=130, format="png")
@@ -92,7 +96,11 @@ def run_demo(out: str | Path) -> list[str]:
     steady = FARADAY_MM_PER_CM3 * D / radii  # n F C D / r0, A/cm2
     lines.append("spheres at 0.1 V/s, current density at the vertex over the steady state n F C D / r0: "
                  + ", ".join(f"{r * 1e4:g} um: {-row[np.argmin(e)] / s:.3f}" for r, row, s in
-                             zip(radii, density[1:], steady)))
+                             zip(radii, density[1:4], steady)))
+    saito = 4 * steady / np.pi  # 4 n F C D r / (pi r^2), A/cm2
+    lines.append("discs at 0.1 V/s, current density at the vertex over Saito's steady state 4 n F C D / (pi r): "
+                 + ", ".join(f"{r * 1e4:g} um: {-row[np.argmin(e)] / s:.3f}" for r, row, s in
+                             zip(radii, density[4:], saito)))
     return lines
 
 
