@@ -22,6 +22,7 @@ half the area.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -107,7 +108,10 @@ class Couple(eqx.Module):
 
 class Geometry(eqx.Module):
     """An electrode's shape. ``area()``: the area it implies, cm^2, or None (planar: any area);
-    ``curvature()``: 1/r0, 1/cm (0 for planar)."""
+    ``curvature()``: 1/r0, 1/cm (0 for planar); ``solver``: how the solver treats it (None: planar
+    diffusion; "sphere", "disc", "thin-layer", "rde")."""
+
+    solver: ClassVar[str | None] = None
 
     def area(self):
         return None
@@ -125,6 +129,7 @@ class Sphere(Geometry):
     """A sphere of ``radius`` cm in a semi-infinite solution: exact 1-D radial diffusion; area
     ``4 pi r^2``."""
 
+    solver: ClassVar[str | None] = "sphere"
     radius: Float[Array, "..."] = eqx.field(converter=_as_array)
 
     def __check_init__(self):
@@ -152,6 +157,7 @@ class Disc(Geometry):
     The surface value is uniform over the disc (exact for reversible couples and at the diffusion
     limit; the uniformly accessible approximation for slow kinetics). Area ``pi r^2``."""
 
+    solver: ClassVar[str | None] = "disc"
     radius: Float[Array, "..."] = eqx.field(converter=_as_array)
 
     def __check_init__(self):
@@ -168,6 +174,7 @@ class ThinLayer(Geometry):
     """A thin-layer cell: the solution between the electrode and an inert wall ``thickness`` cm
     away (finite diffusion, no flux through the wall; ``_finite``). The area is the cell's."""
 
+    solver: ClassVar[str | None] = "thin-layer"
     thickness: Float[Array, "..."] = eqx.field(converter=_as_array)
 
     def __check_init__(self):
@@ -179,6 +186,7 @@ class RotatingDisc(Geometry):
     ``omega`` rad/s (rpm x 2 pi / 60) in a solution of kinematic ``viscosity`` cm^2/s (water at
     25 C: 0.00893). Levich's uniformly accessible disc (``_finite``); area ``pi r^2``."""
 
+    solver: ClassVar[str | None] = "rde"
     radius: Float[Array, "..."] = eqx.field(converter=_as_array)
     omega: Float[Array, "..."] = eqx.field(converter=_as_array)
     viscosity: Float[Array, "..."] = eqx.field(converter=_as_array, default=0.00893)

@@ -37,8 +37,8 @@ from jaxtyping import Array, Float
 from ._finite import LEVICH_C, finite_operator, finite_tables
 from ._grid import SolverConfig, propagator
 from ._ohmic import solve_ir
-from ._disc import EDGE_POLES, EDGE_WEIGHTS
-from ._physics import Cell, Couple, Disc, Planar, RotatingDisc, ThinLayer, _concrete, stack_couples
+from ._disc import EDGE_POLES, EDGE_WEIGHTS, edge_step
+from ._physics import Cell, Couple, _concrete, stack_couples
 from ._units import FARADAY, GAS_CONSTANT, MOL_PER_CM3_PER_MM
 from ._waveforms import Waveform
 
@@ -163,10 +163,8 @@ def simulate(
     cp = stack_couples(couples)
     # Known-zero Ru (concrete, before tracing) skips the iR solve: E_interface = E_applied.
     ohmic = not _maybe_zero(cell.ru)
-    finite = "thin-layer" if isinstance(cell.geometry, ThinLayer) else \
-        "rde" if isinstance(cell.geometry, RotatingDisc) else None
-    radial = None if finite or isinstance(cell.geometry, Planar) else \
-        "disc" if isinstance(cell.geometry, Disc) else "sphere"
+    kind = cell.geometry.solver
+    finite, radial = (kind, None) if kind in ("thin-layer", "rde") else (None, kind)
     return _kernel(config, ohmic, radial, finite)(waveform, cp, cell)
 
 
@@ -312,14 +310,12 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: str | None, f
     The carried modes are (2S, m, B), O of every couple then R of every couple (a flat species
     axis: XLA:CPU vectorises this layout far better than (S, 2, m, B) when S = 1). The surface
     value ``a`` for the next step is computed in the same pass that advances the modes (one read
-    and one write of the state per step). ``radial = "sphere"``: a sphere or hemisphere, whose
-    modes carry ``w = (r / r0) (c - c_bulk)`` and whose boundary flux gains ``epsilon (c(0) -
-    c_bulk)`` (``_physics``), with ``epsilon = sqrt(D T) / r0`` per species (2S, B).
-    ``radial = "disc"``: the modes carry ``c - c_bulk`` and receive the flux less the disc's edge
-    flux ``epsilon (u + sum_k w_k z_k)``, ``u`` the surface deviation and ``z_k`` its low-pass
-    filtered copies (carried, (2S, K, B); ``_disc``). ``finite``: a thin
-    layer or a rotating disc, whose step tables differ per species and member (``_finite``).
-    """
+    and one write of the state per step). ``epsilon = sqrt(D T) / r`` per species (2S, B).
+    ``radial = "sphere"``: the modes carry ``w = (r / r0) (c - c_bulk)``, whose boundary flux gains
+    ``epsilon w(0)``. ``radial = "disc"``: the modes receive the flux less the edge's, ``epsilon
+    (u + sum_k w_k z_k)``, ``z_k`` the surface deviation ``u`` low-pass filtered (carried, (2S, K,
+    B); ``_disc``). ``finite``: a thin layer or a rotating disc, whose step tables differ per
+    species and member (``_finite``)."""
     # Longer than 80 lines on purpose: the scan body and the state it carries read as one unit;
     # split, the per-step arrays would be threaded through helper signatures.
     cp = inputs["couple"]
@@ -348,10 +344,8 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: str | None, f
     def table(x):
         return jnp.asarray(x, dtype)
 
-    if radial == "disc":  # the edge kernel's poles (in D / r^2 per species) and weights: (K, [1])
-        edge_rate = eps * eps / duration  # (2S, B) D / r^2, 1/s
-        edge_poles = col(table(EDGE_POLES))
-        edge_weights = col(table(EDGE_WEIGHTS))
+    if radial == "disc":  # the edge filters' rates (2S, K, [B]) in 1/s (poles in D / r^2) and weights (K, [1])
+        edge_rate, edge_weights = col(table(EDGE_POLES)) * (eps * eps / duration)[:, None], col(table(EDGE_WEIGHTS))
 
     if finite:  # per species and member: (U, 2S, m, [B]) and (U, 2S, [B])
         g = jnp.concatenate([g_ox, g_red], 0)
@@ -401,9 +395,7 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: str | None, f
         if radial == "sphere":  # surface w = a + b (q - eps w): solved for w, it is a' + b' q
             a, b = a / (1.0 + b * eps), b / (1.0 + b * eps)
         elif radial == "disc":  # u = a + b (q - eps (gain u + hist)): solved for u, it is a' + b' q
-            ex, c0, c1 = _filter_step(edge_poles * edge_rate[:, None] * h, jump)  # (2S, K, [B])
-            hist = jnp.sum(edge_weights * (ex * z + c0 * u_prev[:, None]), axis=1)
-            gain = 1.0 + jnp.sum(edge_weights * c1, axis=1)
+            ex, c0, c1, hist, gain = edge_step(z, u_prev, edge_rate * h, jump, edge_weights)
             a, b = (a - b * eps * hist) / (1.0 + b * eps * gain), b / (1.0 + b * eps * gain)
 
         def total(e):
@@ -506,15 +498,3 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: str | None, f
         out = {k: jnp.broadcast_to(v, v.shape[:-1] + tail) for k, v in out.items()}
     return out
 
-
-def _filter_step(x, jump):
-    """One exact step of ``z' = mu (u - z)`` over ``x = mu h``: ``z1 = ex z0 + c0 u0 + c1 u1`` for
-    ``u`` linear over the step, or constant at ``u1`` after a potential jump (``c0 = 0``). Series
-    for small ``x`` keep ``c0`` and ``c1`` accurate in float32."""
-    ex = jnp.exp(-x)
-    small = x < 1e-2
-    xs = jnp.where(small, 1.0, x)
-    frac = -jnp.expm1(-xs) / xs  # (1 - e^-x) / x
-    c1 = jnp.where(small, x * (0.5 - x * (1.0 / 6.0 - x / 24.0)), 1.0 - frac)
-    c0 = jnp.where(small, x * (0.5 - x * (1.0 / 3.0 - x / 8.0)), frac - ex)
-    return ex, jnp.where(jump, 0.0, c0), jnp.where(jump, -jnp.expm1(-x), c1)
