@@ -8,7 +8,7 @@ from ._generate import SCHEMA_VERSION, Plan, chunk_path, generate, make_chunk, s
 from ._physical import PHYSICAL_PARAMETERS, PhysicalParameter, slot_of
 from ._prior import Dist, PriorSpec
 from ._recipes import AUGMENTATION_NAMES, BASE_PRIOR, RECIPES, STAGE_CHANGES, STAGE_NAMES, Recipe
-from ._simulate import REPORT_XI_MAX, simulate_rows, task_runner
+from ._simulate import REPORT_XI_MAX, electrode_key, simulate_rows, task_runner
 from ._space import GLOBAL_QUANTITIES, INACTIVE_FILLER, ROLES, SPECIES_QUANTITIES, ParamSpace
 from ._tasks import MIN_SAMPLES_PER_PERIOD, TASK_NAMES, TASKS, TaskSpec
 
@@ -53,6 +53,7 @@ __all__ = [
     "sha256_file",
     "slot_of",
     "simulate_rows",
+    "electrode_key",
     "split_of",
     "task_runner",
     "write_npz",

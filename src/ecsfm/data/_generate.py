@@ -159,7 +159,8 @@ def make_chunk(plan: Plan, k: int) -> tuple[dict[str, np.ndarray], dict]:
         for st in np.unique(stages):
             sel = stages == st
             p[sel] = recipe.prior(task, STAGE_NAMES[st]).sample(rng, int(sel.sum()), space)
-        run = task_runner(task, plan.target_len, plan.nx, s, recipe.area, recipe.temperature, plan.config)
+        run = task_runner(task, plan.target_len, plan.nx, s, recipe.area, recipe.temperature, plan.config,
+                          (recipe.electrode, recipe.radius))
         ts = time.perf_counter()
         i, e, t, prof, far, resid = jax.device_get(run(jnp.asarray(p, jnp.float32)))
         sim_s += time.perf_counter() - ts
@@ -326,7 +327,8 @@ def _manifest(plan: Plan, chunks: list[dict], elapsed_s: float) -> dict:
         "recipe": recipe.to_dict(plan.max_species),
         "seed": plan.seed,
         "simulator": {"solver_config": plan.solver, "dtype": "float32",
-                      "area_cm2": recipe.area, "temperature_K": recipe.temperature},
+                      "area_cm2": recipe.area, "temperature_K": recipe.temperature,
+                      "electrode": recipe.cell_geometry()},
         "max_species": plan.max_species,
         "target_len": plan.target_len,
         "nx": plan.nx,

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from ._prior import Dist, PriorSpec
 from ._tasks import TASK_NAMES, TASKS
 
-__all__ = ["STAGE_NAMES", "BASE_PRIOR", "STAGE_CHANGES", "Recipe", "RECIPES", "AUGMENTATION_NAMES"]
+__all__ = ["STAGE_NAMES", "BASE_PRIOR", "STAGE_CHANGES", "Recipe", "RECIPES", "AUGMENTATION_NAMES", "ELECTRODES"]
 
 STAGE_NAMES = ("baseline", "foundation", "intermediate", "advanced", "stress")
+#: a recipe's electrode -> its area over r^2 (None: planar, any area)
+ELECTRODES = {"planar": None, "disc": math.pi, "sphere": 4.0 * math.pi, "hemisphere": 2.0 * math.pi}
 #: aug_id 0 is the simulated row; 1 is an exact twin with the couple slots permuted (the
 #: current of independent couples does not depend on their order).
 AUGMENTATION_NAMES = ("none", "permute_couples")
@@ -95,8 +97,13 @@ class Recipe:
         stages, tasks: relative weights (normalised on construction).
         augment: probability that a base row with >= 2 couple slots also gets a permuted twin.
         split: train / val / test fractions, assigned per base sample.
-        area: electrode area of every row, cm^2 (currents are stored in mA for this area).
+        area: electrode area of every row, cm^2 (currents are stored in mA for this area). With a
+            ``radius`` it follows from the electrode: pi r^2 for a disc, 4 pi r^2 for a sphere,
+            2 pi r^2 for a hemisphere.
         temperature: K.
+        electrode: the diffusion field of every row: "planar" (default), or "disc", "sphere",
+            "hemisphere" with their ``radius`` in cm (``sim.Disc`` etc.).
+        radius: cm, for a disc, sphere or hemisphere; None for planar.
     """
 
     name: str
@@ -106,8 +113,18 @@ class Recipe:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     area: float = 1.0
     temperature: float = 298.15
+    electrode: str = "planar"
+    radius: float | None = None
 
     def __post_init__(self):
+        if self.electrode not in ELECTRODES:
+            raise ValueError(f"electrode: must be one of {', '.join(ELECTRODES)}, got {self.electrode!r}")
+        if (self.radius is None) != (self.electrode == "planar"):
+            raise ValueError(f"radius: a {self.electrode} electrode {'has none' if self.radius else 'needs one'} (cm)")
+        if self.radius is not None:
+            if not (math.isfinite(self.radius) and 0 < self.radius <= 100.0):
+                raise ValueError(f"radius: must be in (0, 100] cm, got {self.radius}")
+            object.__setattr__(self, "area", ELECTRODES[self.electrode] * self.radius**2)
         object.__setattr__(self, "stages", _normalise("stages", self.stages, STAGE_NAMES))
         object.__setattr__(self, "tasks", _normalise("tasks", self.tasks, TASK_NAMES))
         if not 0.0 <= self.augment <= 1.0:
@@ -122,6 +139,11 @@ class Recipe:
         changes["ln_time_scale"] = Dist("loguniform", *spec.time_scale)
         changes["n_active"] = spec.n_active
         return BASE_PRIOR.replace(**changes)
+
+    def cell_geometry(self) -> dict:
+        """The electrode as the manifest's ``simulator`` section records it: ``{"name": ...}``
+        with ``radius_cm`` when it has one (``task_runner`` builds the ``sim`` geometry from it)."""
+        return {"name": self.electrode} | ({} if self.radius is None else {"radius_cm": self.radius})
 
     def to_dict(self, max_species: int | None = None) -> dict:
         priors = {
@@ -140,6 +162,7 @@ class Recipe:
             "split": list(self.split),
             "area_cm2": self.area,
             "temperature_K": self.temperature,
+            "electrode": self.cell_geometry(),
             "priors": priors,
         }
 
@@ -152,6 +175,14 @@ RECIPES = {
             "curriculum_multitask",
             stages={"foundation": 0.3, "intermediate": 0.4, "advanced": 0.3},
             tasks={"cv": 0.3, "cv_multispecies": 0.2, "ca_step": 0.15, "swv": 0.15, "dpv": 0.1, "eis": 0.1},
+        ),
+        # A 10 um microdisc: over the tasks' time scales (2-200 s) and the prior's D, p = r sqrt(F v / RT D)
+        # runs from ~0.1 (steady state) to ~6 (peaked): the regimes a microdisc user meets.
+        Recipe(
+            "microdisc_multitask",
+            stages={"foundation": 0.3, "intermediate": 0.4, "advanced": 0.3},
+            tasks={"cv": 0.4, "ca_step": 0.2, "swv": 0.2, "dpv": 0.2},
+            electrode="disc", radius=1e-3,
         ),
         Recipe(
             "stress_mixture",

@@ -19,7 +19,7 @@ from .. import sim
 from ._space import SPECIES_QUANTITIES, ParamSpace
 from ._tasks import TASKS
 
-__all__ = ["task_runner", "simulate_rows", "REPORT_XI_MAX"]
+__all__ = ["task_runner", "simulate_rows", "electrode_key", "REPORT_XI_MAX"]
 
 #: Concentration profiles are reported at ``nx`` points on [0, REPORT_XI_MAX] diffusion lengths
 #: ``sqrt(D T)`` of each species (its own D, the protocol's T).
@@ -28,11 +28,13 @@ REPORT_XI_MAX = 4.0
 
 @functools.lru_cache(maxsize=64)
 def task_runner(task: str, target_len: int, nx: int, max_species: int, area: float,
-                temperature: float, config: sim.SolverConfig):
+                temperature: float, config: sim.SolverConfig, electrode: tuple = ("planar", None)):
     """The compiled simulator of one task's rows (cached per argument set).
 
     ``task``: a name of ``TASKS``; ``target_len`` samples per trace, ``nx`` profile points,
-    ``max_species`` couple slots, ``area`` (cm^2), ``temperature`` (K), solver ``config``.
+    ``max_species`` couple slots, ``area`` (cm^2), ``temperature`` (K), solver ``config``;
+    ``electrode``: (name, radius in cm or None), a planar electrode or a ``sim`` disc, sphere or
+    hemisphere (``electrode_key`` of a manifest's simulator section; its area is ``area``).
     Returns ``run(p)``: base vectors ``p`` (B, ParamSpace(max_species).size) ->
     ``(i (B, L) mA, e (B, L) V, t (B, L) s, profiles (B, S, 2, nx) mM, far_field (B,),
     newton_residual (B,) V)``, the dataset's readout of each trace.
@@ -47,6 +49,8 @@ def task_runner(task: str, target_len: int, nx: int, max_species: int, area: flo
     j0 = j1 - 1
     wj = (xi - nodes[j0]) / (nodes[j1] - nodes[j0])
     potential = np.asarray(template.potential, np.float64)
+    name, radius = electrode
+    shape = sim.Planar() if name == "planar" else sim.GEOMETRIES[name](radius=radius)
 
     @jax.jit
     def run(p):
@@ -59,7 +63,7 @@ def task_runner(task: str, target_len: int, nx: int, max_species: int, area: flo
             for k in range(max_species)
         ]
         cell = sim.Cell(area=area, temperature=temperature, ru=jnp.exp(p[:, space.index("ln_ru")]),
-                        cdl=jnp.exp(p[:, space.index("ln_cdl")]))
+                        cdl=jnp.exp(p[:, space.index("ln_cdl")]), geometry=shape)
         duration = jnp.exp(p[:, space.index("ln_time_scale")])
         wf = eqx.tree_at(lambda w: w.duration, template, duration)
         res = sim.simulate(wf, couples, cell, config=config)
@@ -81,6 +85,13 @@ def task_runner(task: str, target_len: int, nx: int, max_species: int, area: flo
     return run
 
 
+def electrode_key(simulator: Mapping) -> tuple:
+    """``task_runner``'s ``electrode`` from a simulator section: (name, radius cm or None); planar
+    when the section names none (datasets and models made before electrodes were recorded)."""
+    spec = simulator.get("electrode") or {"name": "planar"}
+    return spec["name"], (None if spec.get("radius_cm") is None else float(spec["radius_cm"]))
+
+
 def simulate_rows(meta: Mapping, geometry: Mapping, task: str, p_base):
     """Simulate base vectors of one task as the dataset was simulated.
 
@@ -96,6 +107,6 @@ def simulate_rows(meta: Mapping, geometry: Mapping, task: str, p_base):
                          "re-export the model with this ecsfm version")
     run = task_runner(task, int(geometry["target_len"]), int(geometry["nx"]), int(geometry["max_species"]),
                       float(simulator["area_cm2"]), float(simulator["temperature_K"]),
-                      sim.SolverConfig(**simulator["solver_config"]))
+                      sim.SolverConfig(**simulator["solver_config"]), electrode_key(simulator))
     i, e, *_ = run(jnp.asarray(p_base, jnp.float32))
     return np.asarray(i, np.float64), np.asarray(e, np.float64), run

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import sim
-from ..data import GLOBAL_QUANTITIES, SPECIES_QUANTITIES, ParamSpace, task_runner
+from ..data import GLOBAL_QUANTITIES, SPECIES_QUANTITIES, ParamSpace, electrode_key, task_runner
 from ..fm import ModelCard, integrate_flow, state_to_current
 from .config import Engine
 
@@ -87,7 +87,7 @@ def simulator_forward(meta: dict, geometry: dict, task: str, active: np.ndarray)
     take = tuple([layout.index(name, k) for name, _, _ in SPECIES_QUANTITIES for k in couples]
                  + [layout.index(name) for name, _, _ in GLOBAL_QUANTITIES])
     run = task_runner(task, int(geometry["target_len"]), int(geometry["nx"]), len(couples),
-                      float(simulator["area_cm2"]), float(simulator["temperature_K"]), config)
+                      float(simulator["area_cm2"]), float(simulator["temperature_K"]), config, electrode_key(simulator))
     return SimulatorForward(run, take)
 
 
