@@ -12,7 +12,8 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers) -> None:
     pg = subparsers.add_parser("generate", help="generate (or finish) a dataset of simulated voltammograms")
     pg.add_argument("--recipe", default="curriculum_multitask",
-                    help="baseline_random, curriculum_multitask (default) or stress_mixture")
+                    help="baseline_random, curriculum_multitask (default), stress_mixture or microdisc_multitask (a 10 um "
+                         "disc with edge diffusion)")
     pg.add_argument("--n-samples", type=int, required=True, help="base samples (rows before augmentation)")
     pg.add_argument("--chunk-size", type=int, default=4096, help="base samples per chunk file (default 4096)")
     pg.add_argument("--max-species", type=int, default=2, help="couple slots per row (default 2)")
