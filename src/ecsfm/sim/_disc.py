@@ -46,7 +46,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["EDGE_POLES", "EDGE_WEIGHTS", "edge_admittance", "edge_step", "galerkin_edge_admittance", "fit_edge_kernel"]
+__all__ = ["EDGE_POLES", "EDGE_WEIGHTS", "edge_admittance", "edge_coefficients", "edge_step", "galerkin_edge_admittance", "fit_edge_kernel"]
 
 #: poles lambda_k of the edge kernel, in units of D / r^2 (``fit_edge_kernel``)
 EDGE_POLES = np.array([
@@ -121,19 +121,27 @@ def fit_edge_kernel(n_poles: int = 20, p_max: float = 400.0) -> tuple[np.ndarray
     return lam[keep], w[keep], err
 
 
-def edge_step(z, u_prev, x, jump, weights):
-    """One solver step of the edge filters ``z_k' = mu_k (u - z_k)``, exact over ``x = mu h``
-    (2S, K, [B]) for ``u`` linear over the step, or constant at its new value after a potential
-    jump. With ``z_k(new) = ex z_k + c0 u_prev + c1 u_new``, the edge flux's known part is ``hist =
-    sum_k w_k (ex z_k + c0 u_prev)`` and its weight on ``u_new`` is ``gain = 1 + sum_k w_k c1``:
-    edge flux = ``(D / r) (gain u_new + hist)``. Returns (ex, c0, c1, hist, gain). Series for small
-    ``x`` keep ``c0`` and ``c1`` accurate in float32."""
+def edge_coefficients(x):
+    """The edge filters' exact step over ``x = mu h`` (2S, K, [B]): ``z_k(new) = ex z_k + c0 u_prev
+    + c1 u_new`` for ``u`` linear over the step; after a potential jump ``u`` is constant at its new
+    value, ``c0 = 0`` and ``c1 = 1 - ex`` (``c1_jump``). Returns (ex, c0, c1, c1_jump). Series for
+    small ``x`` keep ``c0`` and ``c1`` accurate in float32."""
     ex = jnp.exp(-x)
     small = x < 1e-2
     xs = jnp.where(small, 1.0, x)
     frac = -jnp.expm1(-xs) / xs  # (1 - e^-x) / x
-    c1 = jnp.where(jump, -jnp.expm1(-x), jnp.where(small, x * (0.5 - x * (1.0 / 6.0 - x / 24.0)), 1.0 - frac))
-    c0 = jnp.where(jump, 0.0, jnp.where(small, x * (0.5 - x * (1.0 / 3.0 - x / 8.0)), frac - ex))
+    c1 = jnp.where(small, x * (0.5 - x * (1.0 / 6.0 - x / 24.0)), 1.0 - frac)
+    c0 = jnp.where(small, x * (0.5 - x * (1.0 / 3.0 - x / 8.0)), frac - ex)
+    return ex, c0, c1, -jnp.expm1(-x)
+
+
+def edge_step(z, u_prev, coefficients, jump, weights):
+    """One solver step of the edge filters ``z_k' = mu_k (u - z_k)`` with ``edge_coefficients``
+    (``jump``: this step follows a potential jump). The edge flux's known part is ``hist = sum_k w_k
+    (ex z_k + c0 u_prev)`` and its weight on the new surface deviation ``gain = 1 + sum_k w_k c1``:
+    edge flux = ``(D / r) (gain u_new + hist)``. Returns (ex, c0, c1, hist, gain)."""
+    ex, c0, c1, c1_jump = coefficients
+    c0, c1 = jnp.where(jump, 0.0, c0), jnp.where(jump, c1_jump, c1)
     hist = jnp.sum(weights * (ex * z + c0 * u_prev[:, None]), axis=1)
     gain = 1.0 + jnp.sum(weights * c1, axis=1)
     return ex, c0, c1, hist, gain

@@ -37,7 +37,7 @@ from jaxtyping import Array, Float
 from ._finite import LEVICH_C, finite_operator, finite_tables
 from ._grid import SolverConfig, propagator
 from ._ohmic import solve_ir
-from ._disc import EDGE_POLES, EDGE_WEIGHTS, edge_step
+from ._disc import EDGE_POLES, EDGE_WEIGHTS, edge_coefficients, edge_step
 from ._physics import Cell, Couple, _concrete, stack_couples
 from ._units import FARADAY, GAS_CONSTANT, MOL_PER_CM3_PER_MM
 from ._waveforms import Waveform
@@ -338,14 +338,9 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: str | None, f
     cap = cl["cdl"] * cl["area"]  # (B,) F
     ru = cl["ru"]
     bulk = jnp.concatenate(jnp.broadcast_arrays(cp["c_ox"], cp["c_red"]), 0)  # (2S, B or 1)
-    # sqrt(D T) / r0 per species: the radial term's weight in the solver's units (0: planar)
-    eps = jnp.concatenate([1.0 / g_ox, 1.0 / g_red], 0) * duration * cl["curvature"] if radial else None
+    eps = jnp.concatenate([1.0 / g_ox, 1.0 / g_red], 0) * duration * cl["curvature"] if radial else None  # sqrt(D T) / r
+    table = functools.partial(jnp.asarray, dtype=dtype)
 
-    def table(x):
-        return jnp.asarray(x, dtype)
-
-    if radial == "disc":  # the edge filters' rates (2S, K, [B]) in 1/s (poles in D / r^2) and weights (K, [1])
-        edge_rate, edge_weights = col(table(EDGE_POLES)) * (eps * eps / duration)[:, None], col(table(EDGE_WEIGHTS))
 
     if finite:  # per species and member: (U, 2S, m, [B]) and (U, 2S, [B])
         g = jnp.concatenate([g_ox, g_red], 0)
@@ -370,6 +365,9 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: str | None, f
     m = prop.v.size
     next_rows = np.concatenate([rows[1:], rows[-1:]])
     dt = col(jnp.asarray(steps, dtype)) * duration  # (N, [B]) s
+    if radial == "disc":  # edge filters: rates (2S, K, [B]) 1/s, weights (K, [1]); one step size: coefficients once
+        edge_rate, edge_weights = col(table(EDGE_POLES)) * (eps * eps / duration)[:, None], col(table(EDGE_WEIGHTS))
+        edge_fixed = edge_coefficients(edge_rate * dt[0]) if uniform else None
 
     def rates(e, a, b):
         """Net oxidation rate of each couple (S, B), mM cm/s, at interface potential e (B,); the
@@ -395,7 +393,8 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: str | None, f
         if radial == "sphere":  # surface w = a + b (q - eps w): solved for w, it is a' + b' q
             a, b = a / (1.0 + b * eps), b / (1.0 + b * eps)
         elif radial == "disc":  # u = a + b (q - eps (gain u + hist)): solved for u, it is a' + b' q
-            ex, c0, c1, hist, gain = edge_step(z, u_prev, edge_rate * h, jump, edge_weights)
+            ex, c0, c1, hist, gain = edge_step(z, u_prev, edge_fixed or edge_coefficients(edge_rate * h), jump,
+                                               edge_weights)
             a, b = (a - b * eps * hist) / (1.0 + b * eps * gain), b / (1.0 + b * eps * gain)
 
         def total(e):
