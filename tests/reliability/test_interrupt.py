@@ -109,6 +109,14 @@ class _FirstWrite:
         return any(self.before.get(name) != size for name, size in now.items())
 
 
+def _complete_chunks(out: Path) -> dict:
+    """{chunk file name: inode} of the chunks whose file matches its sidecar's checksum."""
+    from ecsfm.data._generate import chunk_is_complete, chunk_path
+
+    return {chunk_path(out, k).name: chunk_path(out, k).stat().st_ino for k in range(N_CHUNKS)
+            if chunk_is_complete(out, k) is not None}
+
+
 def _exists(path: Path):
     return path.exists
 
@@ -147,13 +155,14 @@ def _assert_nothing_half_written(folder: Path) -> list[str]:
     return temps
 
 
-def _kill_and_resume(args, out: Path, env, rng, work_triggers) -> tuple[list[str], list[str]]:
+def _kill_and_resume(args, out: Path, env, rng, work_triggers, done=None) -> tuple[list[str], list[str], dict]:
     """Kill at the first write of a fresh run and of the resumed one, then once after each
     (trigger, label, required); check the folder after every kill. A required point has at least
     two work items still to come: it is killed the moment its marker is seen, and must land. The
     others sit close to the end of the run: killed after a random jitter of up to 30 ms, they may
     find the process finished (it then interrupted nothing, and is not counted). Returns the labels
-    of the kills that landed and of the required ones."""
+    of the kills that landed and of the required ones, and ``done(out)`` (the work finished before
+    the final run; {} without ``done``) taken just before the final run."""
     points = [(_FirstWrite(out), "first write of a fresh run", True),
               (_FirstWrite(out), "first write of the resumed run", True)] + work_triggers
     hit = []
@@ -163,8 +172,9 @@ def _kill_and_resume(args, out: Path, env, rng, work_triggers) -> tuple[list[str
             hit.append(label)
         if out.exists():
             _assert_nothing_half_written(out)
+    finished = done(out) if done else {}
     _ecsfm(args, env)
-    return hit, [label for _, label, required in points if required]
+    return hit, [label for _, label, required in points if required], finished
 
 
 # -------------------------------------------------------------------------------------------------
@@ -200,8 +210,13 @@ def test_generate_killed_at_random_points_resumes_to_identical_chunks(tmp_path, 
     # Required: at least two more chunks to write after chunk k (k <= N_CHUNKS - 3).
     triggers = [(_exists(out / f"chunk_{k}.{ext}"), f"chunk_{k}.{ext} written", k <= N_CHUNKS - 3)
                 for k, ext in zip(picks, ("npz", "json", "npz", "json"))]
-    hit, required = _kill_and_resume(["generate", *GEN, "--out", str(out)], out, env, rng, triggers)
+    hit, required, finished = _kill_and_resume(["generate", *GEN, "--out", str(out)], out, env, rng, triggers,
+                                               done=_complete_chunks)
     assert set(required) <= set(hit) and len(required) >= 4, (required, hit)
+    # A resume, not a rerun: every chunk complete before the final run was skipped by it (its file
+    # is the same file: an atomic rewrite would give it a new inode).
+    assert len(finished) > 0, finished
+    assert {name: (out / name).stat().st_ino for name in finished} == finished
 
     ref_manifest = json.loads((ref_data / "manifest.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
@@ -230,7 +245,7 @@ def test_train_killed_at_random_points_resumes_bitwise(tmp_path, env, ref_data, 
     # Required: at least two more checkpoints (of 10 steps each) after step s (s <= 60).
     triggers = [(_exists(out / f"train_state_{s}.eqx"), f"checkpoint at step {s} written", s <= 60) for s in steps]
     triggers.append((_exists(out / "normalizers.npz"), "final artifacts being written", False))
-    hit, required = _kill_and_resume(["train", "--data", str(ref_data), *TRAIN, "--out", str(out)], out, env, rng,
+    hit, required, _ = _kill_and_resume(["train", "--data", str(ref_data), *TRAIN, "--out", str(out)], out, env, rng,
                                      triggers)
     assert set(required) <= set(hit) and len(required) >= 4, (required, hit)
 
@@ -290,7 +305,7 @@ def test_study_killed_at_random_points_resumes_to_identical_records(tmp_path, en
     triggers = [(_journal_lines(journal, 2), "first case journaled", True),
                 (_journal_lines(journal, 3), "second case journaled", False),
                 (_exists(out / "posterior_identifiability_calibration.json"), "results and plots being written", False)]
-    hit, required = _kill_and_resume(_study_args(ref_data, ref_model, out), out, env, rng, triggers)
+    hit, required, _ = _kill_and_resume(_study_args(ref_data, ref_model, out), out, env, rng, triggers)
     assert set(required) <= set(hit) and len(required) == 3, (required, hit)
 
     name = "posterior_identifiability_calibration.json"
