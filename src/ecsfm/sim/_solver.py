@@ -341,7 +341,6 @@ def _core(inputs: dict, *, prop, steps, jump, ohmic: bool, radial: str | None, f
     eps = jnp.concatenate([1.0 / g_ox, 1.0 / g_red], 0) * duration * cl["curvature"] if radial else None  # sqrt(D T) / r
     table = functools.partial(jnp.asarray, dtype=dtype)
 
-
     if finite:  # per species and member: (U, 2S, m, [B]) and (U, 2S, [B])
         g = jnp.concatenate([g_ox, g_red], 0)
         if finite == "thin-layer":
