@@ -117,6 +117,12 @@ def _complete_chunks(out: Path) -> dict:
             if chunk_is_complete(out, k) is not None}
 
 
+def _checkpoint_step(out: Path) -> dict:
+    """{"step": the step of the training state a resume would start from (0: none)}."""
+    meta = out / "train_state.json"
+    return {"step": json.loads(meta.read_text())["step"] if meta.exists() else 0}
+
+
 def _exists(path: Path):
     return path.exists
 
@@ -245,9 +251,12 @@ def test_train_killed_at_random_points_resumes_bitwise(tmp_path, env, ref_data, 
     # Required: at least two more checkpoints (of 10 steps each) after step s (s <= 60).
     triggers = [(_exists(out / f"train_state_{s}.eqx"), f"checkpoint at step {s} written", s <= 60) for s in steps]
     triggers.append((_exists(out / "normalizers.npz"), "final artifacts being written", False))
-    hit, required, _ = _kill_and_resume(["train", "--data", str(ref_data), *TRAIN, "--out", str(out)], out, env, rng,
-                                     triggers)
+    hit, required, saved = _kill_and_resume(["train", "--data", str(ref_data), *TRAIN, "--out", str(out)], out, env,
+                                            rng, triggers, done=_checkpoint_step)
     assert set(required) <= set(hit) and len(required) >= 4, (required, hit)
+    # A resume, not a rerun: the final run started from the checkpoint the kills left (step > 0).
+    starts = json.loads((out / "model_meta.json").read_text())["training"]["run_start_steps"]
+    assert starts[0] == 0 and starts[-1] == saved["step"] > 0, (starts, saved)
 
     # Bitwise: the saved EMA weights (the whole serialised model) are the reference's bytes.
     assert (out / "surrogate_model.eqx").read_bytes() == (ref_model / "surrogate_model.eqx").read_bytes()

@@ -74,7 +74,7 @@ def _optimizer(config: TrainConfig):
 @dataclass
 class _TrainState:
     """Everything a resumed run needs: weights, EMA, optimiser state, steps done, best validation
-    loss, history, and the wall time of earlier runs (s)."""
+    loss, history, the wall time of earlier runs (s), and the step each run started from."""
 
     params: object
     ema: object
@@ -83,6 +83,7 @@ class _TrainState:
     best_val: float
     history: dict
     elapsed0: float = 0.0
+    run_starts: tuple = ()
 
 
 def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: TrainConfig = TrainConfig(), *,
@@ -127,12 +128,13 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Train
     data_hash = manifest_hash(data_dir)
     if resume and (out / TRAIN_STATE_META_FILENAME).exists():
         state = _resumed(out, state, config, (data_hash, legacy_manifest_hash(data_dir)))
+    state.run_starts = (*state.run_starts, state.step)  # 0 for a fresh run; a resumed run's checkpoint step
     run_block, val_loss = _compiled_steps(config, static, opt, batch_sharding, (k_data, k_noise, k_val),
                                           jnp.asarray(val_rows))
     state = _optimise(state, config, run_block, val_loss, arrays, out, data_hash, progress=progress,
                       max_minutes=max_minutes, stop_at_step=stop_at_step)
     _write_artifacts(out, eqx.combine(state.ema, static), normalizers, data.geometry, data, config, state.history,
-                     data_hash, val_rows=val_rows, finished=state.step >= config.steps)
+                     data_hash, val_rows=val_rows, finished=state.step >= config.steps, run_starts=state.run_starts)
     return state.history
 
 
@@ -168,7 +170,8 @@ def _resumed(out: Path, fresh: _TrainState, config: TrainConfig, data_hashes: tu
     params, ema, opt_state = eqx.tree_deserialise_leaves(out / state_file, (fresh.params, fresh.ema, fresh.opt_state))
     history = smeta["history"]
     return _TrainState(params=params, ema=ema, opt_state=opt_state, step=smeta["step"], best_val=smeta["best_val"],
-                       history=history, elapsed0=history["elapsed_s"][-1] if history["elapsed_s"] else 0.0)
+                       history=history, elapsed0=history["elapsed_s"][-1] if history["elapsed_s"] else 0.0,
+                       run_starts=tuple(smeta.get("run_starts", ())))
 
 
 def _compiled_steps(config: TrainConfig, static, opt, batch_sharding, keys, val_idx):
@@ -256,16 +259,18 @@ def _save_state(out: Path, state: _TrainState, config: TrainConfig, data_hash: s
     write_text(out / TRAIN_STATE_META_FILENAME,
                json.dumps({"step": state.step, "best_val": state.best_val, "history": state.history,
                            "config": asdict(config), "dataset_manifest_sha256": data_hash,
-                           "state_file": state_file}))
+                           "state_file": state_file, "run_starts": list(state.run_starts)}))
     for old in [out / TRAIN_STATE_FILENAME, *out.glob("train_state_*.eqx")]:
         if old.name != state_file:
             old.unlink(missing_ok=True)
 
 
 def _write_artifacts(out: Path, model, normalizers, geometry: dict, data: SurrogateData, config: TrainConfig,
-                     history: dict, data_hash: str, *, val_rows: np.ndarray, finished: bool) -> None:
+                     history: dict, data_hash: str, *, val_rows: np.ndarray, finished: bool,
+                     run_starts: tuple = (0,)) -> None:
     """The model folder: normalisers, checkpoint, ``model_meta.json`` (with the discrepancy
-    calibrated on the first validation rows), history and loss curve."""
+    calibrated on the first validation rows; ``training.run_start_steps``: the step each run of an
+    interrupted and resumed training started from), history and loss curve."""
     discrepancy = calibrate_discrepancy(model, normalizers, data, val_rows[:DISCREPANCY_VAL_ROWS], n_mc=2,
                                         seed=config.seed + 17)
     meta = {
@@ -283,7 +288,8 @@ def _write_artifacts(out: Path, model, normalizers, geometry: dict, data: Surrog
         "training_config": asdict(config),
         "training": {"finished": finished, "steps_done": history["step"][-1] if history["step"] else 0,
                      "best_val_loss": min(history["val_loss"]) if history["val_loss"] else None,
-                     "elapsed_s": history["elapsed_s"][-1] if history["elapsed_s"] else 0.0},
+                     "elapsed_s": history["elapsed_s"][-1] if history["elapsed_s"] else 0.0,
+                     "run_start_steps": [int(s) for s in run_starts]},
         "dataset_manifest_sha256": data_hash,
         "dataset_units": data.manifest["units"],
         "simulator": data.manifest["simulator"],
