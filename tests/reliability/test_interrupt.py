@@ -123,6 +123,15 @@ def _checkpoint_step(out: Path) -> dict:
     return {"step": json.loads(meta.read_text())["step"] if meta.exists() else 0}
 
 
+def _journaled(out: Path) -> set:
+    """The whole case lines of a study's journal (not its header, not a last line cut by a kill)."""
+    path = out / "records.jsonl"
+    if not path.exists():
+        return set()
+    lines = path.read_text().split("\n")[1:-1]  # the part after the last newline may be cut
+    return {line for line in lines if line}
+
+
 def _exists(path: Path):
     return path.exists
 
@@ -314,8 +323,12 @@ def test_study_killed_at_random_points_resumes_to_identical_records(tmp_path, en
     triggers = [(_journal_lines(journal, 2), "first case journaled", True),
                 (_journal_lines(journal, 3), "second case journaled", False),
                 (_exists(out / "posterior_identifiability_calibration.json"), "results and plots being written", False)]
-    hit, required, _ = _kill_and_resume(_study_args(ref_data, ref_model, out), out, env, rng, triggers)
+    hit, required, before = _kill_and_resume(_study_args(ref_data, ref_model, out), out, env, rng, triggers,
+                                             done=_journaled)
     assert set(required) <= set(hit) and len(required) == 3, (required, hit)
+    # A resume, not a rerun: the cases journaled before the last run are in the final journal as
+    # they were, their timings included (a recomputed case would carry a new elapsed_s).
+    assert before and before <= set(journal.read_text().splitlines()[1:]), before
 
     name = "posterior_identifiability_calibration.json"
     got, want = (json.loads((d / name).read_text()) for d in (out, ref))
