@@ -8,13 +8,12 @@
 - reversible CV peak currents against Aoki, Akimoto, Tokuda, Matsuda and Osteryoung (J.
   Electroanal. Chem. 171 (1984) 219), ``i_p = 4 n F D C r (0.34 e^-0.66p + 0.66 - 0.13 e^-11/p +
   0.351 p)``, p = r sqrt(n F v / (R T D)), over p = 0.2 ... 20 (tolerance 2 %);
-- the planar limit of a macrodisc at a fast scan, the time-step convergence order, the impedance's
-  finite low-frequency limit, and batching, gradients and bad input.
+- the planar limit of a macrodisc at a fast scan, the time-step convergence order, and bad input
+  (the impedance's low-frequency limit, batching and gradients over radii: ``test_geometry.py``).
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -101,31 +100,7 @@ def test_time_step_convergence_is_second_order():
     assert err[1] < 1e-4 and err[0] / err[1] > 8, err
 
 
-def test_disc_impedance_has_saitos_low_frequency_limit():
-    r = 1e-4
-    couple = sim.Couple(e0=0.0, k0=10.0, alpha=0.5, d_ox=D, d_red=D, c_ox=C, c_red=C)
-    cell = sim.Cell(geometry=sim.Disc(radius=r))
-    z = np.asarray(sim.impedance(couple, cell, 0.0, jnp.asarray([1e-7])))[0]
-    rt_f = sim.thermal_voltage(sim.DEFAULT_TEMPERATURE)
-    diffusion = 2 * rt_f / (F * cell.area * C * 1e-6 * 4 * D / (np.pi * r))  # 4nFDCr per area, two species
-    charge_transfer = rt_f / (F * cell.area * 10.0 * C * 1e-6)
-    assert z.real == pytest.approx(diffusion + charge_transfer, rel=2e-3) and abs(z.imag) < 1e-2 * z.real
-
-
-def test_disc_radii_batch_natively_under_vmap_and_grad_and_bad_input_is_refused():
-    wf = sim.cyclic_voltammetry(0.3, -0.3, 0.1, step=1e-2)
-    radii = jnp.asarray([1e-4, 1e-3, 1e-1])
-    native = sim.simulate(wf, REVERSIBLE, sim.Cell(geometry=sim.Disc(radius=radii))).current
-    mapped = jax.vmap(lambda r: sim.simulate(wf, REVERSIBLE, sim.Cell(geometry=sim.Disc(radius=r))).current)(radii)
-    np.testing.assert_allclose(np.asarray(native), np.asarray(mapped), rtol=2e-4, atol=1e-12)
-
-    def peak_per_area(r):  # a smaller disc has more edge flux per area: d/dr > 0 (the peak is negative)
-        cell = sim.Cell(geometry=sim.Disc(radius=r))
-        return jnp.min(sim.simulate(wf, REVERSIBLE, cell).current) / cell.area
-
-    g = float(jax.grad(peak_per_area)(1e-3))
-    fd = (float(peak_per_area(1.01e-3)) - float(peak_per_area(0.99e-3))) / 2e-5
-    assert g == pytest.approx(fd, rel=0.05) and g > 0
+def test_the_disc_area_and_bad_input():
     assert float(sim.Cell(geometry=sim.Disc(radius=0.15)).area) == pytest.approx(np.pi * 0.0225)
     with pytest.raises(ValueError, match="contradicts the disc's"):
         sim.Cell(area=1.0, geometry=sim.Disc(radius=0.15))

@@ -57,15 +57,17 @@ def test_hemisphere_is_half_a_sphere_and_a_microsphere_cv_is_a_steady_sigmoid():
     assert abs(half / plateau - 0.5) < 0.02
 
 
-def test_sphere_impedance_has_a_finite_low_frequency_limit():
-    # Planar Warburg diverges as w -> 0; a sphere's diffusion resistance tends to
-    # R_ct-free steady state: RT / (n^2 F^2 A c D / r0) per species (fast kinetics, c_red = c_ox at E0).
+@pytest.mark.parametrize("shape, transfer", [(sim.Sphere, 1.0), (sim.Disc, 4 / np.pi)], ids=["sphere", "disc"])
+def test_radial_impedance_has_a_finite_low_frequency_limit(shape, transfer):
+    # Planar Warburg diverges as w -> 0; a sphere's or disc's diffusion resistance tends to the
+    # steady state's: RT / (n^2 F^2 A c m) per species, with the mass-transfer coefficient m = D / r0
+    # (sphere) or Saito's 4 D / (pi r) (disc) (fast kinetics, c_red = c_ox at E0).
     r0 = 1e-4
     couple = sim.Couple(e0=0.0, k0=10.0, alpha=0.5, d_ox=D, d_red=D, c_ox=C, c_red=C)
-    cell = sim.Cell(geometry=sim.Sphere(radius=r0))
-    z = np.asarray(sim.impedance(couple, cell, 0.0, jnp.asarray([1e-6])))[0]
+    cell = sim.Cell(geometry=shape(radius=r0))
+    z = np.asarray(sim.impedance(couple, cell, 0.0, jnp.asarray([1e-7])))[0]
     rt_f = sim.thermal_voltage(sim.DEFAULT_TEMPERATURE)
-    expected = 2 * rt_f / (F * cell.area * C * 1e-6 * D / r0)
+    expected = 2 * rt_f / (F * cell.area * C * 1e-6 * transfer * D / r0)
     charge_transfer = rt_f / (F * cell.area * 10.0 * C * 1e-6)
     assert abs(z.real / (expected + charge_transfer) - 1) < 1e-3 and abs(z.imag) < 1e-3 * z.real
     planar = np.asarray(sim.impedance(couple, sim.Cell(area=cell.area), 0.0, jnp.asarray([1e-6])))[0]
@@ -85,17 +87,19 @@ def test_the_area_follows_the_geometry_and_a_contradiction_is_refused():
         sim.Cell(geometry="sphere")
 
 
-def test_radii_batch_natively_under_vmap_and_grad():
+@pytest.mark.parametrize("batched, single", [(sim.Sphere, sim.Hemisphere), (sim.Disc, sim.Disc)],
+                         ids=["sphere", "disc"])
+def test_radii_batch_natively_under_vmap_and_grad(batched, single):
     wf = sim.cyclic_voltammetry(0.3, -0.3, 0.1, step=1e-2)
     radii = jnp.asarray([1e-4, 1e-3, 1e-2])
-    native = sim.simulate(wf, FAST, sim.Cell(geometry=sim.Sphere(radius=radii))).current
-    mapped = jax.vmap(lambda r: sim.simulate(wf, FAST, sim.Cell(geometry=sim.Sphere(radius=r))).current)(radii)
+    native = sim.simulate(wf, FAST, sim.Cell(geometry=batched(radius=radii))).current
+    mapped = jax.vmap(lambda r: sim.simulate(wf, FAST, sim.Cell(geometry=batched(radius=r))).current)(radii)
     np.testing.assert_allclose(np.asarray(native), np.asarray(mapped), rtol=2e-4, atol=1e-12)
-    # d(cathodic peak per area)/d(r0) by grad against a central difference: a smaller sphere
-    # has more radial flux, a larger (more negative) peak per area, so the derivative is > 0
+    # d(cathodic peak per area)/d(r0) by grad against a central difference: a smaller sphere (or
+    # disc) has more radial (edge) flux, a larger (more negative) peak per area, so the derivative is > 0
 
     def cathodic_peak(r):
-        cell = sim.Cell(geometry=sim.Hemisphere(radius=r))
+        cell = sim.Cell(geometry=single(radius=r))
         return jnp.min(sim.simulate(wf, FAST, cell).current) / cell.area
 
     g = float(jax.grad(cathodic_peak)(1e-3))
