@@ -12,14 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .. import sim
 from ._prior import Dist, PriorSpec
 from ._tasks import TASK_NAMES, TASKS
 
 __all__ = ["STAGE_NAMES", "BASE_PRIOR", "STAGE_CHANGES", "Recipe", "RECIPES", "AUGMENTATION_NAMES", "ELECTRODES"]
 
 STAGE_NAMES = ("baseline", "foundation", "intermediate", "advanced", "stress")
-#: a recipe's electrode -> its area over r^2 (None: planar, any area)
-ELECTRODES = {"planar": None, "disc": math.pi, "sphere": 4.0 * math.pi, "hemisphere": 2.0 * math.pi}
+#: a recipe's electrode -> its area over r^2 (None: planar, any area), as the ``sim`` geometry gives it
+ELECTRODES = {"planar": None} | {name: float(sim.GEOMETRIES[name](radius=1.0).area())
+                                 for name in ("disc", "sphere", "hemisphere")}
 #: aug_id 0 is the simulated row; 1 is an exact twin with the couple slots permuted (the
 #: current of independent couples does not depend on their order).
 AUGMENTATION_NAMES = ("none", "permute_couples")

@@ -205,11 +205,10 @@ def _geometry(name: str, area, thickness, omega, viscosity):
         return sim.Planar()
     if name == "thin-layer":
         return sim.ThinLayer(thickness=thickness)
-    if name in ("disc", "microdisc"):
-        return sim.Disc(radius=jnp.sqrt(area / math.pi))
     if name == "rotating-disc":
         return sim.RotatingDisc(radius=jnp.sqrt(area / math.pi), omega=omega, viscosity=viscosity)
-    return sim.GEOMETRIES[name](radius=jnp.sqrt(area / ((4.0 if name == "sphere" else 2.0) * math.pi)))
+    shape = sim.GEOMETRIES[name]  # a disc, sphere or hemisphere: its area over r^2 is its area at r = 1
+    return shape(radius=jnp.sqrt(area / float(shape(radius=1.0).area())))
 
 
 def points_of(t, n_obs: int, fitted_only: bool = True) -> np.ndarray:

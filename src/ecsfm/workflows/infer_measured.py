@@ -33,8 +33,8 @@ _JOINT_PARAMS = tuple(n for n, p in PHYSICAL_PARAMETERS.items() if p.slot is not
 #: the geometries whose radius follows from the area
 RADIAL = ("disc", "microdisc", "sphere", "hemisphere")
 #: the area (cm^2) of an electrode of radius r (cm) is this times r^2: planar means a disc
-AREA_PER_RADIUS_SQUARED = {"planar": math.pi, "disc": math.pi, "microdisc": math.pi, "sphere": 4.0 * math.pi, "hemisphere": 2.0 * math.pi,
-                           "thin-layer": math.pi, "rotating-disc": math.pi}
+AREA_PER_RADIUS_SQUARED = {"planar": math.pi, "thin-layer": math.pi, "rotating-disc": math.pi} | {
+    name: float(sim.GEOMETRIES[name](radius=1.0).area()) for name in RADIAL}  # as the ``sim`` geometry gives it
 
 
 def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius: float | None = None, known=(), scan_rates=(), reference: str | None = None,
