@@ -24,6 +24,12 @@ _PARAMS = {name: (p.unit, p.log, p.box_in_fit_units()) for name, p in PHYSICAL_P
 CDL_SHAPE_SPAN = 1.0
 #: parameters with a log-normal prior around a stated value (area, concentration): +/- this many sd
 _LOGNORMAL_SPAN = 5.0
+#: graded sub-steps per held level of a potential-step trace (``sim.step_sequence``): the current
+#: after each jump is resolved from ~1e-5 of the hold on, and a measured point between two of them
+#: is interpolated within ~1e-4 of the t^-1/2 transient
+HOLD_STEPS = 200
+#: E0's prior box reaches this far (V) beyond the potentials of a fit that holds potential steps
+STEP_E0_MARGIN = 0.5
 
 
 # -------------------------------------------------------------------------------------------------
@@ -36,6 +42,8 @@ class _Layout:
     def __init__(self, traces, config, area: float = 1.0, c_ox: float = 1.0):
         e_lo = min(float(t.potential.min()) for t in traces)
         e_hi = max(float(t.potential.max()) for t in traces)
+        if any(t.is_step for t in traces):  # E0 may lie anywhere around held levels (a step to a plateau)
+            e_lo, e_hi = e_lo - STEP_E0_MARGIN, e_hi + STEP_E0_MARGIN
         shared = ["e0", "k0", "alpha", "d_ox"] + ([] if config.tie_d_red else ["d_red"])
         shared += [p for p in ("ru", "cdl") if p not in config.per_trace]
         shared += ["kappa"] if config.discrepancy_length is not None else []
@@ -225,10 +233,13 @@ def _build(traces, config, area: float, c_ox: float, c_red: float, temperature: 
     keys, groups, templates, group_of = [], [], [], []
     for j, t in enumerate(traces):
         key = tuple(round(v, 3) for v in t.vertices)
+        if t.is_step:  # a step program is simulated in seconds: its holds are part of its shape
+            key = ("steps", key, tuple(float(f"{h:.6g}") for h in t.holds))
         if key not in keys:
             keys.append(key)
             groups.append([])
-            templates.append(sim.piecewise_sweep(t.vertices, 1.0, step=config.sim_step))
+            templates.append(sim.step_sequence(t.vertices, t.holds, n_steps=HOLD_STEPS) if t.is_step
+                             else sim.piecewise_sweep(t.vertices, 1.0, step=config.sim_step))
         group_of.append(keys.index(key))
         groups[group_of[-1]].append(j)
     n_obs = config.points_per_trace
@@ -242,20 +253,26 @@ def _build(traces, config, area: float, c_ox: float, c_red: float, temperature: 
         weight.append((t.path[take] - tau[k]) / (tau[k + 1] - tau[k]))
         obs.append(t.current[take])
         e_lo, e_hi = float(t.potential.min()), float(t.potential.max())
-        xs.append((t.potential[take] - 0.5 * (e_lo + e_hi)) / (0.5 * (e_hi - e_lo)))
-        rate = t.scan_rate * _sweep_direction(t.vertices, t.path[take])  # dE/dt, V/s
+        if t.is_step:  # a background over the record's time; no charging while a level is held
+            xs.append(2.0 * t.path[take] - 1.0)
+            rate = np.zeros(take.size)
+        else:
+            xs.append((t.potential[take] - 0.5 * (e_lo + e_hi)) / (0.5 * (e_hi - e_lo)))
+            rate = t.scan_rate * _sweep_direction(t.vertices, t.path[take])  # dE/dt, V/s
         charging.append(rate[None] * _legendre((t.potential[take] - e_mid) / e_half, config.cdl_degree))
         if not with_basis:
             continue
         if config.discrepancy_length is None:
             basis.append(np.eye(n_obs))
             eig.append(np.zeros(n_obs))
-        else:  # exponential correlation over the potential path walked between the points
-            walked = np.concatenate([[0.0], np.cumsum(np.abs(np.diff(t.potential)))])[take]
+        else:  # exponential correlation over the potential path walked between the points (steps: decades of time)
+            walked = (np.log10(np.maximum(t.since_jump[take], 1e-9)) if t.is_step
+                      else np.concatenate([[0.0], np.cumsum(np.abs(np.diff(t.potential)))])[take])
             lam, vec = np.linalg.eigh(np.exp(-np.abs(walked[:, None] - walked[None, :]) / config.discrepancy_length))
             basis.append(vec)
             eig.append(np.maximum(lam, 0.0))
-    durations = np.asarray([float(templates[group_of[j]].duration) / t.scan_rate for j, t in enumerate(traces)])
+    durations = np.asarray([float(templates[group_of[j]].duration) / (1.0 if t.is_step else t.scan_rate)
+                            for j, t in enumerate(traces)])
     forward = _JointForward(tuple(templates), tuple(tuple(g) for g in groups), layout,
                             jnp.asarray(durations, jnp.float32), jnp.asarray(np.asarray(index), jnp.int32),
                             jnp.asarray(np.asarray(weight), jnp.float32),

@@ -196,8 +196,7 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
         pred["noise_sd"], pred["discrepancy_sd"] = tc["noise"], kappa * tc["noise"]
     return {"schema_version": JOINT_SCHEMA_VERSION, "engine": "simulator", "parameters": params, "samples": samples,
             "fixed": {k: v for k, v in config.known.items()}, "k0_bound": k0_bound, "residual_rms_A": rms,
-            "predictive": predictive, "model_check": check, "traces": [{"label": t.label, "scan_rate": t.scan_rate,
-                                                   "vertices_V": list(t.vertices)} for t in traces],
+            "predictive": predictive, "model_check": check, "traces": [_trace_record(t) for t in traces],
             "prior_boxes": {n: [float(np.exp(lo)) if lg else float(lo), float(np.exp(hi)) if lg else float(hi)]
                             for n, lo, hi, lg in zip(layout.names, layout.lows, layout.highs, layout.is_log)},
             "log_evidence": float(res["log_evidence"]), "n_likelihood_evaluations": int(res["n_evaluations"]),
@@ -206,6 +205,15 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
             "known": {"area_cm2": area, "c_ox_mM": c_ox, "c_red_mM": c_red, "temperature_K": temperature},
             "config": {k: (v if not isinstance(v, SMCPosteriorConfig) else v.__dict__) for k, v in config.__dict__.items()},
             "warnings": warnings}
+
+
+def _trace_record(t: Trace) -> dict:
+    """What the summary says of a trace's program: sweeps by scan rate and turning points, steps by
+    their levels and hold durations."""
+    if t.is_step:
+        return {"label": t.label, "program": "steps", "scan_rate": None, "levels_V": list(t.vertices),
+                "holds_s": list(t.holds)}
+    return {"label": t.label, "program": "sweeps", "scan_rate": t.scan_rate, "vertices_V": list(t.vertices)}
 
 
 def _unit(name: str) -> str:
@@ -260,10 +268,10 @@ def _k0_bound(layout: _Layout, slots: np.ndarray, samples: dict, config: JointCo
     ln_q95 = float(np.quantile(slots[:, j], 0.95))
     d = samples["d_ox"] if "d_ox" in samples else np.full(slots.shape[0], config.known.get("d_ox", 1e-5))
     f_rt = sim.FARADAY / (sim.GAS_CONSTANT * temperature)
-    v_max = max(t.scan_rate for t in traces)
-    lam = samples["k0"] / np.sqrt(d * f_rt * v_max)
+    rates = [t.scan_rate for t in traces if not t.is_step]
+    lam = samples["k0"] / np.sqrt(d * f_rt * max(rates)) if rates else None
     return {"lower_bound_only": bool(ln_q95 > hi - 0.1 * (hi - lo)), "k0_q05": float(np.quantile(samples["k0"], 0.05)),
-            "matsuda_ayabe_lambda_q05_at_fastest": float(np.quantile(lam, 0.05)),
+            "matsuda_ayabe_lambda_q05_at_fastest": None if lam is None else float(np.quantile(lam, 0.05)),
             "rule": "lower bound only when the posterior 95 % quantile of ln k0 lies in the top 10 % of "
                     "the prior box (the data do not bound k0 from above)"}
 
@@ -291,7 +299,8 @@ def _predictive(traces, slots: np.ndarray, config: JointConfig, area: float, c_o
         takes.append(take)
         predictive.append({"label": t.label, "scan_rate": t.scan_rate, "potential": t.potential[take], "fitted": fitted,
                            "observed": t.current[take], "mean": mean, "q025": np.quantile(c, 0.025, axis=0),
-                           "q975": np.quantile(c, 0.975, axis=0)})
+                           "q975": np.quantile(c, 0.975, axis=0)}
+                          | ({"time": t.program_time[take]} if t.is_step else {}))
     return predictive, rms, (cur, takes)
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "staircase_voltammetry",
     "potential_step",
     "double_potential_step",
+    "step_sequence",
     "sinusoid",
     "stack",
 ]
@@ -411,6 +412,25 @@ def double_potential_step(
         return_duration=return_duration,
     )
     return b.build("double_step", params)
+
+
+def step_sequence(levels, durations, *, n_steps: int = 200, growth: float = 1.04) -> Waveform:
+    """Multi-step chronoamperometry: the cell rests at ``levels[0]`` (V) and at t = 0 each level is
+    held in turn for its ``durations`` (s), a jump at the start of every hold (also the first, from
+    the bulk state, as after a step from a potential where nothing reacts). ``n_steps`` graded
+    sub-steps per hold. Raises ValueError for unequal lengths or a non-positive duration."""
+    levels = [_finite("levels", e) for e in np.atleast_1d(np.asarray(levels, np.float64))]
+    durations = [_positive("durations", d) for d in np.atleast_1d(np.asarray(durations, np.float64))]
+    if not levels or len(levels) != len(durations):
+        raise ValueError(f"levels: need one duration per level, got {len(levels)} levels and {len(durations)} "
+                         "durations")
+    n_steps = _count("n_steps", n_steps, 2)
+    growth = _growth("growth", growth)
+    b = _Builder(levels[0])
+    for e, d in zip(levels, durations):
+        b.hold(e, d, n_steps, growth)
+        b.mark("hold_end")
+    return b.build("steps", dict(levels=np.asarray(levels), durations=np.asarray(durations)))
 
 
 def sinusoid(

@@ -121,7 +121,9 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
 
 
 def _check_plausible(traces, area: float, c_ox: float, temp: float, geometry: str, electrode: dict) -> None:
-    """``check_current`` with what the geometry adds to the currents a cell can give."""
+    """``check_current`` with what the geometry adds to the currents a cell can give (sweeps only:
+    a step's first current has no bound of this kind)."""
+    traces = [t for t in traces if not t.is_step]
     radius = math.sqrt(area / AREA_PER_RADIUS_SQUARED[geometry]) if geometry in RADIAL else None
     if geometry in ("disc", "microdisc"):  # its steady state 4nFDCr is a sphere's of radius pi r / 4 (per area)
         radius *= math.pi / 4.0
@@ -161,7 +163,7 @@ def electrode_area(area: float | None, radius: float | None, geometry: str = "pl
 def _separate_fits(traces, seed: int, **cell_kw) -> list[dict]:
     """Each trace fitted alone, ordered by scan rate: its parameters, model check and warnings."""
     per_rate = []
-    for k, t in sorted(enumerate(traces), key=lambda kt: kt[1].scan_rate):
+    for k, t in sorted(enumerate(traces), key=lambda kt: kt[1].scan_rate or 0.0):  # steps first
         r = fit_joint([t], seed=seed + 1 + k, **cell_kw)
         per_rate.append({"label": t.label, "scan_rate": t.scan_rate,
                          "parameters": {n: v for n, v in r["parameters"].items() if "[" not in n},
@@ -199,7 +201,7 @@ def _write(out: Path, summary: dict, res: dict, per_rate, reference) -> None:
     for k, pred in enumerate(res["predictive"]):
         plot_trace(out / f"trace_{k}.png", pred, reference)
     plot_joint_marginals(out / "posterior_marginals.png", res["samples"], res["parameters"], res["prior_boxes"])
-    if per_rate:
+    if per_rate and all(r["scan_rate"] for r in per_rate):  # parameters against the scan rate
         plot_separate(out / "separate_fits.png", per_rate, res["parameters"], reference)
 
 

@@ -89,7 +89,8 @@ def plot_trace(path, pred: dict, reference) -> None:
     fall) -- and a residual panel with both; points outside the fitted window in grey."""
     fig = Figure(figsize=(6, 6))
     ax, ar = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
-    e, ua = pred["potential"], 1e6
+    step = "time" in pred  # a potential-step trace: against time since the program's start, log axis
+    e, ua = (np.where(pred["time"] > 0, pred["time"], np.nan) if step else pred["potential"]), 1e6
     fitted = np.asarray(pred.get("fitted", np.ones(e.size, bool)), bool)
     half_param = (pred["q975"] - pred["q025"]) / 2
     extra = pred.get("noise_sd", 0.0) ** 2 + pred.get("discrepancy_sd", 0.0) ** 2
@@ -104,7 +105,7 @@ def plot_trace(path, pred: dict, reference) -> None:
         ax.plot(e, np.where(fitted, np.nan, pred["observed"]) * ua, color="0.6", lw=0.8, label="measured (not fitted)")
     ax.plot(e, m * ua, color="tab:red", lw=1.0, label="posterior predictive mean")
     ax.set_ylabel("current (µA, oxidation +)")
-    ax.set_title(f"{pred['label']}: {pred['scan_rate']:g} V/s", fontsize=9)
+    ax.set_title(f"{pred['label']}: " + ("potential steps" if step else f"{pred['scan_rate']:g} V/s"), fontsize=9)
     ax.legend(fontsize=7)
     _fill_sweeps(ar, e, -half_pred * ua, half_pred * ua, color="tab:orange", alpha=0.25, lw=0)
     _fill_sweeps(ar, e, -half_param * ua, half_param * ua, color="tab:red", alpha=0.4, lw=0)
@@ -112,7 +113,11 @@ def plot_trace(path, pred: dict, reference) -> None:
     ar.plot(e, np.where(fitted, np.nan, pred["observed"] - m) * ua, color="0.6", lw=0.6)
     ar.axhline(0, color="tab:red", lw=0.8)
     ar.set_ylabel("residual (µA)")
-    ar.set_xlabel(f"E (V vs {reference})" if reference else "E (V)")
+    if step:
+        ar.set_xscale("log")
+        ar.set_xlabel("t (s)")
+    else:
+        ar.set_xlabel(f"E (V vs {reference})" if reference else "E (V)")
     fig.tight_layout()
     _save(fig, path)
 

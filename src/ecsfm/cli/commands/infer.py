@@ -171,22 +171,27 @@ def _print_check(check: dict, plots: dict, out) -> None:
           f"  {check['reason']}.\n  Look at {Path(out) / plots[check['worst_trace']]} (its residual panel).")
 
 
+def _program(scan_rate) -> str:
+    """How a trace is named in the console: by its scan rate, or as potential steps."""
+    return "steps" if scan_rate is None else f"{scan_rate:g} V/s"
+
+
 def _print_measured(args, summary: dict) -> None:
     labels = [t["label"] for t in summary["traces"]]
     _print_check(summary["model_check"], {label: f"trace_{k}.png" for k, label in enumerate(labels)}, args.out)
     if len(labels) > 1:
         rate = {t["label"]: t["scan_rate"] for t in summary["traces"]}
-        per = sorted(summary["model_check"]["traces"], key=lambda t: rate[t["label"]])
+        per = sorted(summary["model_check"]["traces"], key=lambda t: rate[t["label"]] or 0.0)
         print("  smooth misfit per trace, % of its peak (model check): " + ", ".join(
-            f"{rate[t['label']]:g} V/s {100 * t['smooth_misfit_rms'] / t['peak']:.2g}"
+            f"{_program(rate[t['label']])} {100 * t['smooth_misfit_rms'] / t['peak']:.2g}"
             + ("" if t["p_value"] * len(per) >= summary["model_check"]["level"] else " (misfit)") for t in per))
     loo = summary.get("leave_one_out")
     if loo:
         print(("leave one trace out: each rate predicted by the others' fit: " if loo["adequate"] else
                f"LEAVE ONE OUT FAILED -- the other rates' parameters do not predict {loo['worst_trace']}: ")
-              + ", ".join(f"{t['scan_rate']:g} V/s p={min(1.0, len(loo['traces']) * t['p_value']):.2g} "
+              + ", ".join(f"{_program(t['scan_rate'])} p={min(1.0, len(loo['traces']) * t['p_value']):.2g} "
                           f"(D {t['others_d_ox']:.3g} from the others)"
-                          for t in sorted(loo["traces"], key=lambda t: t["scan_rate"])))
+                          for t in sorted(loo["traces"], key=lambda t: t["scan_rate"] or 0.0)))
     print("assumed: " + "; ".join(f"{k} {v}" for k, v in summary["assumptions"].items()))
     for name, v in summary["parameters"].items():
         if "[" not in name:
@@ -198,7 +203,7 @@ def _print_measured(args, summary: dict) -> None:
     for r in summary["separate_fits"] or ():  # ordered by scan rate
         p = r["parameters"]
         verdict = "fits" if r["model_check"]["adequate"] else f"MISFIT (p = {r['model_check']['p_value']:.2g})"
-        print(f"  alone {r['scan_rate']:8.4g} V/s [{verdict}]: " + ", ".join(f"{n} {p[n]['q50']:.4g}" for n in p))
+        print(f"  alone {_program(r['scan_rate']):>12s} [{verdict}]: " + ", ".join(f"{n} {p[n]['q50']:.4g}" for n in p))
         for w in r["warnings"]:
             print(f"    warning: {w}")
     print(f"wrote {args.out}: {summary['engine']}/{summary['method']} on {len(summary['traces'])} measured "
