@@ -243,7 +243,7 @@ def test_infer_cli_refuses_wrong_lengths_and_nan(assets, tmp_path, capsys):
     assert "NaN" in capsys.readouterr().err
 
 
-def test_calibration_study_over_a_local_dask_cluster_and_resume(assets, tmp_path, monkeypatch, stat_seed):
+def test_calibration_study_over_a_local_dask_cluster_and_resume(assets, tmp_path, monkeypatch, stat_seed, capsys):
     from distributed import Client, LocalCluster
 
     from ecsfm.studies import calibration
@@ -281,6 +281,15 @@ def test_calibration_study_over_a_local_dask_cluster_and_resume(assets, tmp_path
     redone = [json.loads(line)["record"] for line in lines[4:]]
     assert len(lines) == 7 and not {(r["regime"], r["case_index"]) for r in redone} & done_before
     assert [r["param_nrmse"] for r in again["records"]] == pytest.approx([r["param_nrmse"] for r in local["records"]])
+    assert again["resumed_cases"] == 3 and "3 of 6 cases reused" in capsys.readouterr().err
+    # Other settings into the same folder are refused, naming what differs and the flag that starts
+    # afresh (nothing run, the 6-case results kept); with it, the old journal gives way.
+    ran.clear()
+    with pytest.raises(ValueError, match=r"case_indices.*--fresh"):
+        run_calibration_study(tmp_path / "b", **{**kw, "n_cases": 1})
+    assert ran == [] and len(json.loads((tmp_path / "b" / RESULT_FILENAME).read_text())["records"]) == 6
+    fresh = run_calibration_study(tmp_path / "b", **{**kw, "n_cases": 1}, fresh=True)
+    assert len(ran) == 3 and fresh["resumed_cases"] == 0 and len(fresh["records"]) == 3
 
 
 def test_calibration_study_runs_smc_with_the_asked_particles_and_records_them(assets, tmp_path):

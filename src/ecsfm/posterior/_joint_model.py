@@ -76,6 +76,9 @@ class _Layout:
             self.is_log.append(is_log)
         self.per_trace = [p for p in PER_TRACE_CHOICES if p in config.per_trace or p == "offset"]
         for p in self.per_trace:
+            if p == "offset" and "offset" in config.known:  # the same stated offset (A) on every trace
+                self.fixed["offset"] = float(config.known["offset"])
+                continue
             for j, t in enumerate(traces):
                 if p == "offset":
                     span = 0.1 * float(np.max(np.abs(t.current)))

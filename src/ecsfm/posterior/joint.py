@@ -45,7 +45,8 @@ FIT_GEOMETRIES = ("planar", "disc", "microdisc", "sphere", "hemisphere", "thin-l
 class JointConfig:
     """``n_particles`` SMC particles; ``points_per_trace`` thinned points per trace;
     ``sim_step`` the simulator's potential step (V; 2 mV changes CV peaks by < 0.1 % from 0.5 mV);
-    ``per_trace`` the nuisance parameters fitted per trace (``offset`` always);
+    ``per_trace`` the nuisance parameters fitted per trace (``offset`` always, unless ``known``
+    states it: ``{"offset": 0.0}`` A on every trace, for records without a constant background);
     ``tie_d_red`` D_red = D_ox (else D_red free); ``noise`` the current's noise sd (A) or None
     (unknown, integrated out per trace); ``known`` physical values that fix parameters
     (e.g. ``{"alpha": 0.5}``); ``bounds`` overrides of prior boxes in physical units;
@@ -118,7 +119,7 @@ class JointConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 0.5):
                 raise ValueError(f"{name}: must be a relative standard deviation in [0, 0.5], got {value}")
-        fittable = sorted(set(_PARAMS) - {"offset", "kappa", "area", "c_ox"})
+        fittable = sorted(set(_PARAMS) - {"kappa", "area", "c_ox"})  # offset: A, the same on every trace
         for name, value in self.known.items():
             if name not in fittable:
                 raise ValueError(f"known: {name!r} is not a fittable parameter; allowed {fittable}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -282,7 +283,8 @@ def _check_budget(inference: dict) -> dict:
 def run_calibration_study(out_dir, *, model=None, chunk=None, n_cases: int = 8, regimes: dict | None = None,
                           inference: dict | None = None, engine=DEFAULT_ENGINE, method=DEFAULT_METHOD,
                           scheduler: str | None = None, progress: bool = True, tasks=None,
-                          parameter_error: bool = True, band_scale: bool = True, base_seed: int = SEED_BASE) -> dict:
+                          parameter_error: bool = True, band_scale: bool = True, base_seed: int = SEED_BASE,
+                          fresh: bool = False) -> dict:
     """Run the seed's study and write its JSON, its three PNGs and ``report.md`` into ``out_dir``.
 
     ``model`` (a model folder) and ``chunk`` (a dataset chunk) default to the assets shipped in the
@@ -291,8 +293,11 @@ def run_calibration_study(out_dir, *, model=None, chunk=None, n_cases: int = 8, 
     row, exactly the seed's draw). ``parameter_error`` / ``band_scale``: as in
     ``PosteriorInferenceConfig``. ``inference``: the seed's keys (``SEED_INFERENCE``); default
     ``default_inference(method)``. ``base_seed``: the draw of cases, noise and masks (default the
-    seed's, ``SEED_BASE``; tests vary it). Returns the JSON payload; a rerun resumes from
-    ``records.jsonl``. Raises ValueError naming the argument on bad input.
+    seed's, ``SEED_BASE``; tests vary it). Returns the JSON payload (``resumed_cases``: how many
+    were read back). A rerun with the same settings resumes from ``records.jsonl`` and says so on
+    stderr; a folder holding a study of other settings is refused (ValueError naming the settings
+    that differ) unless ``fresh``, which discards it. Raises ValueError naming the argument on bad
+    input.
     """
     d_ckpt, d_chunk = default_assets()
     model = Path(model) if model else d_ckpt.parent
@@ -324,16 +329,24 @@ def run_calibration_study(out_dir, *, model=None, chunk=None, n_cases: int = 8, 
               "method": str(method), **({"tasks": list(tasks)} if tasks else {}),
               **({} if parameter_error else {"parameter_error": False}), **({} if band_scale else {"band_scale": False}),
               **({} if base_seed == SEED_BASE else {"base_seed": int(base_seed)})}
-    items = _run_jobs(out, config, jobs, model, scheduler, progress)
-    return _finish(out, config, items, regimes, geometry, meta)
+    items, reused = _run_jobs(out, config, jobs, model, scheduler, progress, fresh)
+    payload = _finish(out, config, items, regimes, geometry, meta)
+    payload["resumed_cases"] = reused
+    return payload
 
 
-def _run_jobs(out: Path, config: dict, jobs: list[dict], model: Path, scheduler, progress: bool) -> list[dict]:
+def _run_jobs(out: Path, config: dict, jobs: list[dict], model: Path, scheduler, progress: bool,
+              fresh: bool) -> tuple[list[dict], int]:
     """Every job's item, finished ones read back from the journal (``records.jsonl``: kept for
-    the same configuration), the others run (locally or on a Dask scheduler) and appended."""
-    journal = Journal(out / "records.jsonl", config, key=lambda it: (it["record"]["regime"], it["record"]["case_index"]))
+    the same configuration), the others run (locally or on a Dask scheduler) and appended; and
+    how many were read back."""
+    journal = Journal(out / "records.jsonl", config, key=lambda it: (it["record"]["regime"], it["record"]["case_index"]),
+                      fresh=fresh)
     done = journal.done
     todo = [j for j in jobs if (j["regime"], j["case_index"]) not in done]
+    if len(todo) < len(jobs):
+        print(f"resuming the study in {out}: {len(jobs) - len(todo)} of {len(jobs)} cases reused from records.jsonl "
+              "(--fresh starts afresh)", file=sys.stderr)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="calibration study", unit="case",
                disable=not progress)
 
@@ -344,7 +357,7 @@ def _run_jobs(out: Path, config: dict, jobs: list[dict], model: Path, scheduler,
 
     run_items(todo, run_case, (str(model),), keep, scheduler)
     bar.close()
-    return [done[(j["regime"], j["case_index"])] for j in jobs]
+    return [done[(j["regime"], j["case_index"])] for j in jobs], len(jobs) - len(todo)
 
 
 def _finish(out: Path, config: dict, items: list[dict], regimes: dict, geometry: dict, meta: dict) -> dict:

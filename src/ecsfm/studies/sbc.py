@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,8 @@ def _run_draw(model_dir: str, engine: str, method: str, n_particles: int, parame
 
 def run_sbc(out_dir, *, model_dir=None, n: int = 200, task: str = "cv", stage: str = "intermediate",
             engine=DEFAULT_ENGINE, method=DEFAULT_METHOD, noise: float = 0.02, n_particles: int | None = None,
-            seed: int = 0, scheduler=None, progress: bool = True, parameter_error: bool = True) -> dict:
+            seed: int = 0, scheduler=None, progress: bool = True, parameter_error: bool = True,
+            fresh: bool = False) -> dict:
     """Run SBC and write ``sbc.json``, ``sbc_ranks.png`` and ``sbc_coverage.png`` into ``out_dir``.
 
     ``parameter_error=False`` leaves the model's calibrated prior weight out of the surrogate
@@ -96,8 +98,11 @@ def run_sbc(out_dir, *, model_dir=None, n: int = 200, task: str = "cv", stage: s
     config = {"model_dir": model_dir, "n": n, "task": task, "stage": stage, "engine": str(engine), "method": str(method),
               "noise": noise, "n_particles": n_particles, "seed": seed,
               **({} if parameter_error else {"parameter_error": False})}
-    journal = Journal(out / "records.jsonl", config, key=lambda it: it["k"])
+    journal = Journal(out / "records.jsonl", config, key=lambda it: it["k"], fresh=fresh)
     jobs = [j for j in _draws(meta, geometry, task, stage, n, noise, seed) if j["k"] not in journal.done]
+    if len(jobs) < n:
+        print(f"resuming the SBC in {out}: {n - len(jobs)} of {n} draws reused from records.jsonl (--fresh starts "
+              "afresh)", file=sys.stderr)
     bar = tqdm(total=n, initial=n - len(jobs), desc=f"SBC ({engine}/{method})", unit="draw", disable=not progress)
 
     def keep(item):

@@ -27,7 +27,8 @@ __all__ = ["run_joint_infer", "parse_priors"]
 #: --known names the joint fit takes as concentrations/cell values rather than fixed parameters
 _JOINT_CELL = ("c_ox", "c_red")
 #: --known names that fix a fitted parameter
-_JOINT_PARAMS = tuple(n for n, p in PHYSICAL_PARAMETERS.items() if p.slot is not None and n not in _JOINT_CELL)
+_JOINT_PARAMS = tuple(n for n, p in PHYSICAL_PARAMETERS.items() if p.slot is not None and n not in _JOINT_CELL) + (
+    "offset",)  # A, on every trace: a record known to carry no constant background
 
 
 #: the geometries whose radius follows from the area

@@ -24,7 +24,8 @@ def add_parser(subparsers) -> None:
     pn.add_argument("--stage", default="intermediate", help="prior stage (default intermediate)")
     pn.add_argument("--known", action="append", default=[], metavar="NAME=VALUE",
                     help="fix a parameter, physical units: e0 (V), k0 (cm/s), d_ox, d_red (cm2/s), c_ox, c_red (mM), "
-                         "alpha, ru (ohm), cdl (F/cm2); per couple NAME[k]")
+                         "alpha, ru (ohm), cdl (F/cm2); per couple NAME[k]; measured waveforms also offset (A, every "
+                         "trace's constant background, e.g. offset=0)")
     pn.add_argument("--noise", type=float, default=None,
                     help="observation noise sd in mA/cm^2 (current per electrode area), on every route (default: "
                          "unknown: estimated on the model's grid, integrated out on measured waveforms)")

@@ -30,6 +30,8 @@ def _add_calibration(ssub) -> None:
     pc.add_argument("--no-band-scale", action="store_true",
                     help="leave the model's calibrated predictive band scale out (for comparison)")
     pc.add_argument("--out", type=Path, default=Path("ecsfm_study"), help="output folder (default ecsfm_study)")
+    pc.add_argument("--fresh", action="store_true",
+                    help="discard a study of other settings in --out (otherwise refused; the same settings resume)")
     pc.add_argument("--no-progress", action="store_true")
 
 
@@ -47,6 +49,8 @@ def _add_sbc(ssub) -> None:
     pb.add_argument("--no-parameter-error", action="store_true",
                     help="leave the model's calibrated parameter error out of the posteriors (for comparison)")
     pb.add_argument("--out", type=Path, default=Path("ecsfm_sbc"))
+    pb.add_argument("--fresh", action="store_true",
+                    help="discard an SBC of other settings in --out (otherwise refused; the same settings resume)")
     pb.add_argument("--compare", type=Path, nargs="+", default=None, metavar="SBC_JSON",
                     help="instead of running: plot these sbc.json results' coverage curves side by side into --out")
     pb.add_argument("--no-progress", action="store_true")
@@ -101,7 +105,7 @@ def _calibration(args) -> int:
     payload = run_calibration_study(args.out, model=args.model, chunk=args.data, n_cases=args.cases, regimes=regimes,
                                     inference=inference, scheduler=args.scheduler, progress=not args.no_progress,
                                     parameter_error=not args.no_parameter_error, band_scale=not args.no_band_scale,
-                                    **given(engine=args.engine, method=args.method))
+                                    fresh=args.fresh, **given(engine=args.engine, method=args.method))
     for name, row in payload["summary"].items():
         print(f"  {name:12s} R={row['reliability_score_mean']:.1f} param_nrmse={row['param_nrmse_mean']:.3f} "
               f"pred_cal={row['pred_calibration_error_mean']:.3f} (exact posterior "
@@ -127,7 +131,7 @@ def _sbc(args) -> int:
         return 0
     res = run_sbc(args.out, model_dir=args.model, n=args.n, task=args.task, stage=args.stage, noise=args.noise,
                   seed=args.seed, scheduler=args.scheduler, progress=not args.no_progress,
-                  parameter_error=not args.no_parameter_error,
+                  parameter_error=not args.no_parameter_error, fresh=args.fresh,
                   **given(engine=args.engine, method=args.method, n_particles=args.particles))
     for name, v in res["parameters"].items():
         print(f"  {name:12s} KS p = {v['ks_pvalue']:.3f}   90 % interval coverage {v['coverage']['0.9']:.3f}")
