@@ -266,6 +266,18 @@ def test_calibration_study_over_a_local_dask_cluster_and_resume(assets, tmp_path
     for name in ("posterior_recovery_calibration_boxes.png", "posterior_calibration_curves.png",
                  "posterior_sparse_noisy_worst_case.png", "report.md"):
         assert (tmp_path / "b" / name).exists()
+    # The report reads on its own: its summary table is narrow, every metric it shows is defined in
+    # it, and its sentence on how far the posteriors moved from the prior gives the mean
+    # contraction recomputed here from the cases' per-parameter contractions.
+    report = (tmp_path / "b" / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| regime | points kept"))
+    assert header.count("|") - 1 <= 7
+    for term in ("*Contraction*", "*Parameter error (NRMSE)*", "*Interval coverage*", "*Reliability score*",
+                 "*Predictive calibration error*", "negative entry"):
+        assert term in report, term
+    per_regime = [np.mean([c for r in saved["records"] if r["regime"] == n for c in r["active_param_contraction"].values()])
+                  for n in saved["summary"]]
+    assert f"mean contraction {np.mean(per_regime):.2f} (" in report
     # Interrupted after 3 cases (journal cut mid-line): the rerun does only the rest. Counted:
     # the per-case function runs 3 times, and the journal gains exactly the 3 missing cases.
     journal = (tmp_path / "b" / "records.jsonl").read_text().splitlines()

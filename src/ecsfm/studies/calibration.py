@@ -179,7 +179,9 @@ def _record(job, post, truth_core, normalizers, geometry, elapsed) -> dict:
                "samples_raw": np.asarray(post["posterior_samples_raw"], np.float64).tolist(),
                "weights": np.asarray(post["posterior_weights"], np.float64).tolist(),
                "post_mean_raw": np.asarray(post["posterior_mean_raw"], np.float64).tolist(),
-               "true_core": truth_core.astype(np.float64).tolist()}
+               "true_core": truth_core.astype(np.float64).tolist(),
+               "potential": np.asarray(job["signal"], np.float64).reshape(-1)[-obs.size:].tolist(),
+               "time": None if job.get("time") is None else np.asarray(job["time"], np.float64).tolist()}
     return {"record": record, "payload": payload}
 
 
@@ -207,6 +209,7 @@ def study_jobs(chunk_path: Path, geometry: dict, n_cases: int, regimes: dict, in
     params = np.asarray(chunk["p"], np.float32)
     task_ids = np.asarray(chunk["task_id"], np.int32)
     stage_ids = np.asarray(chunk["stage_id"], np.int32)
+    times = np.asarray(chunk["t"], np.float64) if "t" in chunk else None  # s, per row (the plots' axis)
     if currents.shape[1] != int(geometry["target_len"]):
         raise ValueError(f"{chunk_path}: traces have {currents.shape[1]} points, the model expects "
                          f"{geometry['target_len']}")
@@ -225,6 +228,7 @@ def study_jobs(chunk_path: Path, geometry: dict, n_cases: int, regimes: dict, in
             mask = build_mask(truth.shape[0], keep_prob=float(cfg["keep_prob"]), rng=case_rng)
             jobs.append({"regime": name, "case_index": int(row), "local": local, "noise_std": float(cfg["noise_std"]),
                          "observed": noisy, "mask": mask, "signal": signals[row],
+                         "time": None if times is None else times[row],
                          "p_core": layout.core(params[row], int(task_ids[row]), int(stage_ids[row])),
                          "seed": base_seed + regime_idx * 1000 + local, "inference": inference, "engine": engine,
                          "method": method})
@@ -267,6 +271,8 @@ def summarize(rows: list[dict]) -> dict:
         for name, c in r["active_param_contraction"].items():
             per.setdefault(name.split("[")[0], []).append(c)
     out["contraction_by_parameter"] = {k: float(np.mean(v)) for k, v in sorted(per.items())}
+    pooled = [c for v in per.values() for c in v]
+    out["contraction_mean"] = float(np.mean(pooled)) if pooled else float("nan")
     return out
 
 
