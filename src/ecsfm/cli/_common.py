@@ -110,7 +110,9 @@ def add_engine_method(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default=None, choices=("surrogate", "simulator"),
                    help="likelihood engine (default surrogate, the library's; simulator + smc is the exact, "
                         "calibrated path)")
-    p.add_argument("--method", default=None, choices=("cem", "smc"), help="sampler (default cem, the library's)")
+    p.add_argument("--method", default=None, choices=("cem", "smc", "amortized", "amortized_raw"),
+                   help="sampler (default cem, the library's; amortized: the trained amortised posterior corrected "
+                        "by importance sampling, SMC from it when the weights fail; amortized_raw: uncorrected)")
 
 
 class _CheckpointAlias(argparse.Action):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 # Each command module imports the heavy parts of the library (JAX models, SciPy, Matplotlib) inside
 # its ``run``, so building the parser for ``ecsfm --help`` stays fast.
-from .commands import data, demo, evaluate, export, generate, import_, infer, recalibrate, simulate, study, train
+from .commands import (data, demo, evaluate, export, generate, import_, infer, recalibrate, simulate, study, train,
+                       train_posterior)
 from ._common import Parser
 
 __all__ = ["COMMANDS", "build_parser"]
@@ -15,6 +16,7 @@ COMMANDS = {
     "generate": generate,
     "data": data,
     "train": train,
+    "train-posterior": train_posterior,
     "evaluate": evaluate,
     "export": export,
     "recalibrate": recalibrate,

@@ -49,6 +49,9 @@ from .prior_weight import BAND_KEEP, contaminate, predictive_band_scale, prior_w
 from .regimes import SEED_REGIMES, build_mask, validate_regimes
 from .result import PER_TRACE_FIELDS, PosteriorResult
 from .smc import run_smc_posterior
+from .amortized import AmortizedConfig, AmortizedPosterior, load_amortized, save_amortized
+from .amortized_sampler import AMORTIZED_KHAT_MAX, AMORTIZED_MIN_ESS, run_amortized_posterior
+from .amortized_train import train_amortized
 from .space import ParameterSpace
 
 __all__ = [
@@ -93,6 +96,14 @@ __all__ = [
     "prior_weight",
     "run_cem_posterior",
     "run_smc_posterior",
+    "AmortizedConfig",
+    "AmortizedPosterior",
+    "load_amortized",
+    "save_amortized",
+    "run_amortized_posterior",
+    "train_amortized",
+    "AMORTIZED_KHAT_MAX",
+    "AMORTIZED_MIN_ESS",
     "trace_from_measurement",
     "validate_regimes",
     "weighted_variance",

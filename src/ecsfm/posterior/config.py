@@ -35,10 +35,15 @@ class Engine(str, enum.Enum):
 
 
 class Method(str, enum.Enum):
-    """The sampler: cross-entropy importance sampling with a Laplace stage, or tempered SMC."""
+    """The sampler: cross-entropy importance sampling with a Laplace stage, tempered SMC, or the
+    amortised posterior q(theta | trace) corrected by importance sampling against the engine's
+    likelihood (``amortized``; SMC from q when the weights fail their diagnostics) or as it is
+    (``amortized_raw``, no likelihood evaluated)."""
 
     CEM = "cem"
     SMC = "smc"
+    AMORTIZED = "amortized"
+    AMORTIZED_RAW = "amortized_raw"
 
     def __str__(self) -> str:
         return self.value
@@ -162,8 +167,9 @@ class PosteriorInferenceConfig:
     each sampler (only the chosen method's are used). ``n_mc_per_particle`` flow draws averaged per
     particle and ``n_integration_steps`` Euler steps of the flow (surrogate engine only).
     ``use_discrepancy`` adds the surrogate's calibrated discrepancy to the likelihood covariance.
-    ``parameter_error`` mixes the prior into the parameter posterior at the model's calibrated
-    weight and ``band_scale`` scales the discrepancy's part of the predictive variance by the
+    ``amortized_draws``: draws of q per case (``method="amortized"``; its SMC fallback uses
+    ``smc``'s settings). ``parameter_error`` mixes the prior into the parameter posterior at the
+    model's calibrated weight and ``band_scale`` scales the discrepancy's part of the predictive variance by the
     model's calibrated factor (both surrogate engine only, and only for the method they were
     calibrated for; ``ecsfm.posterior.prior_weight``).
     Raises ValueError naming the field on a bad value.
@@ -179,9 +185,10 @@ class PosteriorInferenceConfig:
     use_discrepancy: bool = True
     parameter_error: bool = True
     band_scale: bool = True
+    amortized_draws: int = 1024
 
     def __post_init__(self):
-        _require_ints(self, n_mc_per_particle=1, n_integration_steps=1)
+        _require_ints(self, n_mc_per_particle=1, n_integration_steps=1, amortized_draws=16)
         if not (math.isfinite(self.obs_noise_std) and self.obs_noise_std > 0):
             raise ValueError(f"obs_noise_std: must be finite and > 0, got {self.obs_noise_std}")
         object.__setattr__(self, "method", parse_method(self.method))
@@ -189,7 +196,9 @@ class PosteriorInferenceConfig:
 
     @property
     def n_particles(self) -> int:
-        """The chosen sampler's particle count."""
+        """The chosen sampler's particle count (draws of q for the amortised methods)."""
+        if self.method in (Method.AMORTIZED, Method.AMORTIZED_RAW):
+            return self.amortized_draws
         return self.cem.n_particles if self.method is Method.CEM else self.smc.n_particles
 
 
@@ -204,8 +213,11 @@ SEED_INFERENCE = {"n_particles": CEMPosteriorConfig.n_particles, "n_iters": CEMP
 def default_inference(method=DEFAULT_METHOD) -> dict:
     """The seed's budget for ``method`` in the seed's keys; ``n_particles`` is the sampler's own
     default (64 CEM proposals per iteration, or ``SMCPosteriorConfig``'s count for SMC)."""
-    if parse_method(method) is Method.CEM:
+    method = parse_method(method)
+    if method is Method.CEM:
         return dict(SEED_INFERENCE)
+    if method in (Method.AMORTIZED, Method.AMORTIZED_RAW):
+        return {**SEED_INFERENCE, "n_particles": PosteriorInferenceConfig.amortized_draws}
     return {**SEED_INFERENCE, "n_particles": SMCPosteriorConfig.n_particles}
 
 
@@ -217,9 +229,13 @@ def config_from_budget(budget: dict | None = None, *, method=DEFAULT_METHOD, eng
     ``options``: further ``PosteriorInferenceConfig`` fields (``parameter_error=``, ...)."""
     method = parse_method(method)
     b = default_inference(method) if budget is None else {**default_inference(method), **budget}
-    sampler = ({"cem": CEMPosteriorConfig(n_particles=int(b["n_particles"]), n_iterations=int(b["n_iters"]),
-                                          elite_fraction=float(b["elite_frac"]))}
-               if method is Method.CEM else {"smc": SMCPosteriorConfig(n_particles=int(b["n_particles"]))})
+    if method is Method.CEM:
+        sampler = {"cem": CEMPosteriorConfig(n_particles=int(b["n_particles"]), n_iterations=int(b["n_iters"]),
+                                             elite_fraction=float(b["elite_frac"]))}
+    elif method in (Method.AMORTIZED, Method.AMORTIZED_RAW):
+        sampler = {"amortized_draws": int(b["n_particles"])}
+    else:
+        sampler = {"smc": SMCPosteriorConfig(n_particles=int(b["n_particles"]))}
     return PosteriorInferenceConfig(**sampler, n_mc_per_particle=int(b["n_mc"]),
                                     n_integration_steps=int(b["n_steps"]), obs_noise_std=float(obs_noise_std),
                                     engine=parse_engine(engine), method=method, **options)

@@ -19,14 +19,18 @@ particles in one compiled call.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax.numpy as jnp
 import numpy as np
 
+from .amortized import check_compatible, case_context, load_amortized
+from .amortized_sampler import run_amortized_posterior
 from .cem import run_cem_posterior
 from .config import Engine, Method, PosteriorInferenceConfig
 from .diagnostics import compute_reliability_metrics, weighted_variance
+from ..fm import DEFAULT_MODEL_DIR
 from .engines import build_forward, forward_batch, forward_jacobian, log_likelihood_batch, to_f32
 from .likelihood import discrepancy_model, likelihood_covariance, predictive_current
 from .prior_weight import contaminate, predictive_band_scale, prior_weight
@@ -44,7 +48,8 @@ PARETO_K_MAX = 0.7
 def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_current, applied_signal,
                               known_p_core, known_p_mask, obs_mask=None,
                               config: PosteriorInferenceConfig = PosteriorInferenceConfig(), seed: int = 0,
-                              meta: dict | None = None, log_likelihood_override=None) -> PosteriorResult:
+                              meta: dict | None = None, log_likelihood_override=None,
+                              amortized_model=None) -> PosteriorResult:
     """Posterior over the free slots of the conditioning vector given one (partial, noisy) trace.
 
     ``observed_current`` (L,) in dataset units (mA for the dataset's area); ``applied_signal``
@@ -54,6 +59,8 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
     ``geometry["meta"]``, which ``resolve_model_geometry`` attaches).
     ``log_likelihood_override(p_core (n, core)) -> (n,)`` replaces the likelihood (for tests
     against problems with a known posterior). ``seed`` fixes the sampler and the flow's draws.
+    ``amortized_model``: the amortised posterior ``method="amortized"`` / ``"amortized_raw"`` use
+    (a folder ``ecsfm train-posterior`` wrote; default: the one shipped beside the default model).
 
     Returns a ``PosteriorResult`` (readable as the seed's dict). Raises ValueError naming the
     argument on inputs of the wrong size, non-finite observed points or an empty mask.
@@ -62,7 +69,8 @@ def infer_parameter_posterior(*, model, normalizers, geometry: dict, observed_cu
                                 observed_currents=[observed_current], applied_signals=[applied_signal],
                                 known_p_cores=[known_p_core], known_p_mask=known_p_mask,
                                 obs_masks=None if obs_mask is None else [obs_mask], config=config, seed=seed,
-                                meta=meta, log_likelihood_override=log_likelihood_override)
+                                meta=meta, log_likelihood_override=log_likelihood_override,
+                                amortized_model=amortized_model)
     return res.trace(0)
 
 
@@ -167,10 +175,44 @@ def _time_scale_warnings(spaces: list[ParameterSpace], config: PosteriorInferenc
     return out
 
 
+def _amortized(amortized_model, meta: dict, geometry: dict, space: ParameterSpace, known_p_mask, checked,
+               config: PosteriorInferenceConfig):
+    """(model, raw context) of the amortised posterior for the one trace in ``checked``."""
+    if len(checked) != 1:
+        raise ValueError(f"method: {config.method} fits one trace at a time; use method='smc' for a joint fit of "
+                         f"{len(checked)} traces")
+    model, ameta = _load_amortized(str(DEFAULT_MODEL_DIR if amortized_model is None else amortized_model))
+    check_compatible(ameta, meta, int(geometry["target_len"]))
+    obs, _, sel = checked[0]
+    base = space.layout.size
+    mask = np.asarray(known_p_mask, bool).reshape(-1)[:base]
+    given = mask & (space.highs[:base] > space.lows[:base]) & ~np.isin(np.arange(base), space.free)
+    return model, case_context(space, ameta, obs, sel, config.obs_noise_std, given)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_amortized(folder: str):
+    return load_amortized(folder)
+
+
 def _sample(config: PosteriorInferenceConfig, space: ParameterSpace, lik: _JointLikelihood, seed: int,
-            differentiable: bool) -> tuple[dict, list[str]]:
+            differentiable: bool, amortized=None) -> tuple[dict, list[str]]:
     """Run the configured sampler; returns its result dict and the warnings its diagnostics raise."""
     warnings = []
+    if config.method in (Method.AMORTIZED, Method.AMORTIZED_RAW):
+        model, context = amortized
+        res = run_amortized_posterior(model, context, space, lik, n_draws=config.amortized_draws, seed=seed,
+                                      correct=config.method is Method.AMORTIZED, fallback=config.smc)
+        diag = res["amortized"]
+        if config.method is Method.AMORTIZED_RAW:
+            warnings.append("amortized_raw: the amortised posterior as it is, not checked against the likelihood")
+        elif diag["fell_back"]:
+            warnings.append(f"the amortised posterior's importance weights failed ({diag['reason']}): the "
+                            "observation may lie outside what the estimator was trained on; the result is SMC "
+                            "started from it, not the amortised answer")
+            if not res["reached_posterior"]:
+                warnings.append("SMC from q stopped short of temperature 1: the result is not the posterior")
+        return res, warnings
     if config.method is Method.CEM:
         res = run_cem_posterior(space.log_prior, lik, space.dim, config.cem, seed=seed,
                                 newton_fn=lik.newton if differentiable else None, coords=space,
@@ -224,13 +266,15 @@ def _per_trace(obs, sel, pred_mean, var_par, var_disc, band_scale: float, noise2
 
 def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_currents, applied_signals, known_p_cores,
                           known_p_mask, obs_masks=None, config: PosteriorInferenceConfig = PosteriorInferenceConfig(),
-                          seed: int = 0, meta: dict | None = None, log_likelihood_override=None) -> PosteriorResult:
+                          seed: int = 0, meta: dict | None = None, log_likelihood_override=None,
+                          amortized_model=None) -> PosteriorResult:
     """One posterior from several traces of the same cell (a scan-rate series on the model's
     protocol): the traces share every parameter and differ only in their protocol slots (e.g.
     ``ln_time_scale``) and applied signals. ``observed_currents``, ``applied_signals``,
     ``known_p_cores`` and ``obs_masks`` hold one entry per trace (shapes as in
     ``infer_parameter_posterior``); the cores must agree on every slot but the protocol's. Returns
-    a ``PosteriorResult`` whose ``PER_TRACE_FIELDS`` hold one entry per trace. Raises ValueError
+    a ``PosteriorResult`` whose ``PER_TRACE_FIELDS`` hold one entry per trace. ``amortized_model``
+    as in ``infer_parameter_posterior`` (the amortised methods take one trace). Raises ValueError
     naming the argument (and trace) on bad input."""
     meta = meta if meta is not None else geometry.get("meta")
     if meta is None:
@@ -263,7 +307,10 @@ def infer_joint_posterior(*, model, normalizers, geometry: dict, observed_curren
                        "obs_j": jnp.asarray(np.where(sel, obs, 0.0), jnp.float32),
                        "white_j": jnp.asarray(white_np, jnp.float32), "const_j": jnp.float32(ll_const)})
     lik = _JointLikelihood(traces, space, keep_forward=config.method is Method.CEM, override=log_likelihood_override)
-    res, sampler_warnings = _sample(config, space, lik, seed, differentiable=log_likelihood_override is None)
+    amortized = (_amortized(amortized_model, meta, geometry, space, known_p_mask, checked, config)
+                 if config.method in (Method.AMORTIZED, Method.AMORTIZED_RAW) else None)
+    res, sampler_warnings = _sample(config, space, lik, seed, differentiable=log_likelihood_override is None,
+                                    amortized=amortized)
     warnings = _time_scale_warnings(spaces, config) + sampler_warnings
     y, w = res["samples"], res["weights"]
     length = int(geometry["target_len"])
@@ -296,9 +343,12 @@ def _assemble(res: dict, space: ParameterSpace, config: PosteriorInferenceConfig
     std_raw[~np.isin(np.arange(samples.shape[1]), space.free)] = 0.0
     p_mean = np.asarray(normalizers[4], np.float64).reshape(-1)[: samples.shape[1]]
     p_std = np.asarray(normalizers[5], np.float64).reshape(-1)[: samples.shape[1]]
-    sampler = ({"temperatures": res["temperatures"].tolist(), "moves": res["moves"].tolist(),
-                "acceptance": res["acceptance"].tolist()} if config.method is Method.SMC else
-               {"batch_sizes": res["batch_sizes"]})
+    if config.method is Method.CEM:
+        sampler = {"batch_sizes": res["batch_sizes"]}
+    else:
+        sampler = {k: np.asarray(res[k]).tolist() for k in ("temperatures", "moves", "acceptance") if k in res}
+        if "amortized" in res:
+            sampler["amortized"] = res["amortized"]
     return PosteriorResult(
         posterior_mean_norm=((mean_raw - p_mean) / p_std).astype(np.float32),
         posterior_std_norm=(std_raw / p_std).astype(np.float32),
