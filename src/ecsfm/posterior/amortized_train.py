@@ -105,6 +105,13 @@ def _loss(params, static, batch, key, norms):
     return -jnp.mean(model.log_prob(v, ctx))
 
 
+def _data_record(data_dir) -> dict:
+    """What the model was trained on, without the folder's path: the recipe, seed and chunks."""
+    manifest = read_manifest(data_dir)
+    return {"recipe": manifest["recipe"].get("name"), "seed": manifest.get("seed"), "n_rows": manifest.get("n_rows"),
+            "chunks_sha256": [c["sha256"] for c in manifest["chunks"]]}
+
+
 def _fingerprint(config: dict, data_dir) -> str:
     manifest = read_manifest(data_dir)
     text = json.dumps({"config": config, "chunks": [c["sha256"] for c in manifest["chunks"]]}, sort_keys=True)
@@ -186,5 +193,5 @@ def train_amortized(data_dir, out_dir, *, steps: int = 20_000, batch_size: int =
     save_amortized(out, ema_model, {**meta, "dim": base, "context_dim": ctx_dim, "config": config.to_dict(),
                                     "current_mean": cur_mean.tolist(), "current_std": cur_std.tolist(),
                                     "time_scale_mean": ts_mean, "time_scale_std": ts_std, "training": record,
-                                    "data": str(data_dir), "rebuild": list(rebuild or [])})
+                                    "data": _data_record(data_dir), "rebuild": list(rebuild or [])})
     return record

@@ -202,7 +202,9 @@ def _sample(config: PosteriorInferenceConfig, space: ParameterSpace, lik: _Joint
     if config.method in (Method.AMORTIZED, Method.AMORTIZED_RAW):
         model, context = amortized
         res = run_amortized_posterior(model, context, space, lik, n_draws=config.amortized_draws, seed=seed,
-                                      correct=config.method is Method.AMORTIZED, fallback=config.smc)
+                                      correct=config.method is Method.AMORTIZED, fallback=config.smc,
+                                      newton_fn=lik.newton if differentiable else None,
+                                      phi_fn=lik.phi if differentiable else None)
         diag = res["amortized"]
         if config.method is Method.AMORTIZED_RAW:
             warnings.append("amortized_raw: the amortised posterior as it is, not checked against the likelihood")

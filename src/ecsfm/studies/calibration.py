@@ -110,7 +110,7 @@ def run_case(model_dir: str, job: dict) -> dict:
                                      observed_current=np.asarray(job["observed"], np.float32),
                                      applied_signal=np.asarray(job["signal"], np.float32), known_p_core=truth_core,
                                      known_p_mask=known_mask, obs_mask=np.asarray(job["mask"], np.float32), config=cfg,
-                                     seed=int(job["seed"]))
+                                     seed=int(job["seed"]), amortized_model=model_dir)
     elapsed = time.perf_counter() - t0
     # Exchangeable couples: the posterior labels them by increasing E0; so is the truth.
     truth_core = ParameterSpace(meta, truth_core, known_mask, geometry).canonical_order(truth_core).astype(np.float32)
@@ -159,6 +159,9 @@ def _record(job, post, truth_core, normalizers, geometry, elapsed) -> dict:
         "task": post["task"], "stage": post["stage"], "engine": post["engine"], "method": post["method"],
         "ess": float(post["ess"]), "pareto_k": float(post["pareto_k"]), "n_warnings": len(post["warnings"]),
         "parameter_error_applied": post["parameter_error_prior_weight"] > 0,
+        **({"amortized_efficiency": float(post["sampler"]["amortized"]["efficiency"]),
+            "amortized_fell_back": bool(post["sampler"]["amortized"]["fell_back"])}
+           if "amortized" in post["sampler"] else {}),
         "predictive_band_scale": float(post["predictive_band_scale"]),
         "active_param_names": names,
         "active_param_nrmse_prior_units": float(np.sqrt(np.mean(err_prior_units**2))) if names else float("nan"),

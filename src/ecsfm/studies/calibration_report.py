@@ -185,6 +185,19 @@ def _band_scale_note(records: list[dict]) -> str:
             " by observed fraction (calibrated on fresh simulations; ecsfm.posterior.prior_weight.fit_band_scale)")
 
 
+def _amortized_note(records: list[dict]) -> list[str]:
+    """The amortised method's importance sampling per regime: median efficiency, fallback rate."""
+    rows = [r for r in records if "amortized_efficiency" in r]
+    if not rows:
+        return []
+    regimes = list(dict.fromkeys(r["regime"] for r in rows))
+    per = [f"{n} {np.median([r['amortized_efficiency'] for r in rows if r['regime'] == n]):.3f} / "
+           f"{np.mean([r['amortized_fell_back'] for r in rows if r['regime'] == n]):.0%}" for n in regimes]
+    return ["The amortised posterior's importance sampling, per regime (median efficiency = effective draws / "
+            "draws; the share of cases whose weights failed their diagnostics and fell back on SMC): "
+            + ", ".join(per) + ".", ""]
+
+
 def _moved(c: float) -> str:
     """How far posteriors of mean contraction ``c`` moved from the prior, in words."""
     if not math.isfinite(c):
@@ -226,6 +239,7 @@ def write_report(out: Path, payload: dict, criteria: list[dict]) -> None:
              "1 when they pin it. Averaged over the unknown parameters of the couples present:", "",
              f"- **{method}**: mean contraction {overall:.2f} ("
              + ", ".join(f"{n} {contraction[n]:.2f}" for n in names) + f"): {_moved(overall)}.", "",
+             *_amortized_note(payload["records"]),
              "## Summary", "",
              "| regime | points kept | parameter error (NRMSE) | interval coverage 68.3 % / 95.4 % "
              "| mean contraction | s/case |", "|---|---|---|---|---|---|"]
