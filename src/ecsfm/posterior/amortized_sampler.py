@@ -160,14 +160,20 @@ def run_amortized_posterior(model, context, space, log_likelihood, *, n_draws: i
         diag = _diagnostics(target - mixture)
     summary = {k: diag[k] for k in ("ess", "efficiency", "pareto_k", "log_evidence", "log_evidence_mc_error")}
     summary.update(rounds=len(proposals), fell_back=False, reason="")
-    evaluations = y.shape[0]
     if diag["pareto_k"] <= khat_max and diag["ess"] >= min_ess:
         return {"samples": y, "weights": diag["weights"], "ess": diag["ess"], "pareto_k": diag["pareto_k"],
-                "log_evidence": diag["log_evidence"], "n_evaluations": evaluations, "amortized": summary}
+                "log_evidence": diag["log_evidence"], "n_evaluations": y.shape[0], "amortized": summary}
     summary.update(fell_back=True, reason=(f"Pareto k-hat {diag['pareto_k']:.2f} > {khat_max}"
                                            if diag["pareto_k"] > khat_max else f"ESS {diag['ess']:.0f} < {min_ess:g}")
                    + f" after {len(proposals)} rounds: tempered SMC from the last proposal")
-    mean, chol = _fit_t(y, diag["weights"], spread)
+    res = _fallback(space, log_likelihood, *_fit_t(y, diag["weights"], spread), fallback, seed)
+    return {**res, "n_evaluations": y.shape[0] + res["n_evaluations"], "amortized": summary}
+
+
+def _fallback(space, log_likelihood, mean: np.ndarray, chol: np.ndarray, config: SMCPosteriorConfig,
+              seed: int) -> dict:
+    """Tempered SMC from the t (``mean``, ``chol``) with a defensive share of the prior to the
+    posterior; the sampler dict of ``run_amortized_posterior`` without ``amortized``."""
 
     def log_ref(yy):  # the t, with a defensive share of the prior (the t may miss part of the posterior)
         return np.logaddexp(math.log(1 - _DEFENSIVE) + mvt_logpdf(yy, mean, chol, _DOF),
@@ -184,10 +190,8 @@ def run_amortized_posterior(model, context, space, log_likelihood, *, n_draws: i
         out[pick] = np.log(u) - np.log1p(-u)  # the prior in y: logistic (its support constraints via log_ratio)
         return out
 
-    res = run_smc_posterior(log_ref, log_ratio, mean.size, fallback, seed=seed, sample_prior=sample_ref,
-                            coords=space)
+    res = run_smc_posterior(log_ref, log_ratio, mean.size, config, seed=seed, sample_prior=sample_ref, coords=space)
     return {"samples": res["samples"], "weights": res["weights"], "ess": float(res["ess"]),
             "pareto_k": float(res["pareto_k"]), "log_evidence": float(res["log_evidence"]),
-            "n_evaluations": evaluations + int(res["n_evaluations"]), "amortized": summary,
-            "temperatures": res["temperatures"], "moves": res["moves"], "acceptance": res["acceptance"],
-            "reached_posterior": res["reached_posterior"]}
+            "n_evaluations": int(res["n_evaluations"]), "temperatures": res["temperatures"], "moves": res["moves"],
+            "acceptance": res["acceptance"], "reached_posterior": res["reached_posterior"]}

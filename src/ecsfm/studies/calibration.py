@@ -183,7 +183,8 @@ def _record(job, post, truth_core, normalizers, geometry, elapsed) -> dict:
                "weights": np.asarray(post["posterior_weights"], np.float64).tolist(),
                "post_mean_raw": np.asarray(post["posterior_mean_raw"], np.float64).tolist(),
                "true_core": truth_core.astype(np.float64).tolist(),
-               "potential": np.asarray(job["signal"], np.float64).reshape(-1)[-obs.size:].tolist(),
+               "potential": None if job.get("signal") is None
+               else np.asarray(job["signal"], np.float64).reshape(-1)[-obs.size:].tolist(),
                "time": None if job.get("time") is None else np.asarray(job["time"], np.float64).tolist()}
     return {"record": record, "payload": payload}
 

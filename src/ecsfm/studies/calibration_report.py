@@ -240,7 +240,13 @@ def write_report(out: Path, payload: dict, criteria: list[dict]) -> None:
              f"- **{method}**: mean contraction {overall:.2f} ("
              + ", ".join(f"{n} {contraction[n]:.2f}" for n in names) + f"): {_moved(overall)}.", "",
              *_amortized_note(payload["records"]),
-             "## Summary", "",
+             *_summary_table(summary, contraction), *_seed_sections(summary, criteria),
+             *_contraction_table(summary)]
+    write_text(out / "report.md", "\n".join(lines))
+
+
+def _summary_table(summary: dict, contraction: dict) -> list[str]:
+    lines = ["## Summary", "",
              "| regime | points kept | parameter error (NRMSE) | interval coverage 68.3 % / 95.4 % "
              "| mean contraction | s/case |", "|---|---|---|---|---|---|"]
     for name, s in summary.items():
@@ -258,8 +264,12 @@ def write_report(out: Path, payload: dict, criteria: list[dict]) -> None:
               "the posterior's central 68.3 % / 95.4 % credible interval. A calibrated posterior gives 0.683 / 0.954, "
               f"within about +-{se[0]:.2f} / +-{se[1]:.2f} (one binomial standard error over {n_slots} parameters "
               "per regime, pooled over cases); below nominal means over-confident, above means too cautious.",
-              "- *Points kept*: the fraction of the trace's points observed.", "",
-              "## The seed's success criteria", "",
+              "- *Points kept*: the fraction of the trace's points observed.", ""]
+    return lines
+
+
+def _seed_sections(summary: dict, criteria: list[dict]) -> list[str]:
+    lines = ["## The seed's success criteria", "",
               "The seed is the experiment this study reproduces (posterior identifiability and calibration of the "
               "surrogate). It states three criteria, judged here on its own metrics (defined below):", ""]
     for c in criteria:
@@ -287,8 +297,12 @@ def write_report(out: Path, payload: dict, criteria: list[dict]) -> None:
               "- *Reliability score* (0-100): 100 x max(0, 1 - predictive calibration error) / (1 + predictive NRMSE / "
               "0.1), the predictive NRMSE being the RMS of observed - predicted over the observed range. 100 is a "
               "calibrated band around an exact, noise-free trace; a 10 % error (noise included) or a calibration error "
-              "of 0.5 halves it.", "",
-              "## Contraction per parameter", "",
+              "of 0.5 halves it.", ""]
+    return lines
+
+
+def _contraction_table(summary: dict) -> list[str]:
+    lines = ["## Contraction per parameter", "",
               "| regime | " + " | ".join(next(iter(summary.values()))["contraction_by_parameter"]) + " |",
               "|---|" + "---|" * len(next(iter(summary.values()))["contraction_by_parameter"])]
     for name, s in summary.items():
@@ -302,4 +316,4 @@ def write_report(out: Path, payload: dict, criteria: list[dict]) -> None:
               "![calibration](posterior_calibration_curves.png)", "",
               "![worst case](posterior_sparse_noisy_worst_case.png) (the worst case by reliability score, against "
               "the applied potential or time)", ""]
-    write_text(out / "report.md", "\n".join(lines))
+    return lines
