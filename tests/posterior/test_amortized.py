@@ -37,7 +37,8 @@ def _case(stat_seed):
     model, norms, meta, geometry = load_surrogate(default_assets()[0].parent)
     layout = CoreLayout.from_meta(meta)
     with np.load(default_assets()[1]) as z:
-        k = int(np.flatnonzero(z["task_id"] == list(meta["task_names"]).index("cv"))[stat_seed % 8])
+        active0 = layout.base.active_couples(z["p"][:, : layout.n_base])[:, 0]  # couple 0 present
+        k = int(np.flatnonzero((z["task_id"] == list(meta["task_names"]).index("cv")) & active0)[stat_seed % 8])
         core = layout.core(z["p"][k], int(z["task_id"][k]), int(z["stage_id"][k]))
         current, signal = z["i"][k], z["e"][k]
     return model, norms, meta, geometry, layout, core, current, signal
@@ -94,3 +95,52 @@ def test_a_model_for_other_data_is_refused_in_one_line(tiny):
         with pytest.raises(ValueError, match=word) as err:
             check_compatible({**ameta, **change}, meta, geometry["target_len"])
         assert "\n" not in str(err.value)
+
+
+def test_importance_weights_alone_correct_q_where_its_density_slopes(monkeypatch, stat_seed):
+    """Pure importance sampling (one round, no fallback) with a q whose density is known in closed
+    form: Gaussian in the flow's units, sd 1 / Y_SCALE on E0[0]'s coordinate (steep where the
+    likelihood sits; every other slot stated), standard on the padding. Likelihood: E0[0] ~
+    N(0.19 V, (30 mV)^2), near the top of its box, where this q's density falls by e^-2 across the
+    posterior; with a flat prior the posterior of E0 is that Gaussian truncated to the box (scipy's
+    truncnorm). Weights that left q out would pull the mean about one posterior sd down. The
+    weighted mean and sd must match within 5 standard errors."""
+    from scipy import stats
+
+    from ecsfm.posterior import ParameterSpace, run_amortized_posterior
+    from ecsfm.posterior import amortized_sampler as sampler
+    from ecsfm.posterior.amortized import Y_SCALE
+
+    _, _, meta, geometry, layout, core, _, _ = _case(0)
+    e0 = layout.base.index("e0", 0)
+    stated = np.ones(layout.n_base, bool)
+    stated[e0] = False  # E0 alone free: the weights' variance is E0's, the padding's ratio is exactly 1
+    space = ParameterSpace(meta, core, layout.known_mask(stated), geometry)
+    assert list(space.free) == [e0]
+    sd = np.ones(layout.n_base)
+    sd[e0] = 1.0 / Y_SCALE
+
+    def log_q(v):
+        return np.sum(-0.5 * (v / sd) ** 2 - np.log(sd) - 0.5 * math.log(2 * math.pi), axis=-1)
+
+    def fake_draw(model, key, context, n):
+        v = np.random.default_rng(int(np.asarray(jax.random.key_data(key)).sum())).standard_normal((n, sd.size)) * sd
+        return v, log_q(v)
+
+    import jax
+
+    monkeypatch.setattr(sampler, "draw", fake_draw)
+    monkeypatch.setattr(sampler, "log_density", lambda model, v, context: log_q(np.asarray(v)))
+    lo, hi = space.lows[e0], space.highs[e0]
+    mu, s = 0.19, 0.03
+    post = run_amortized_posterior(None, np.zeros(4), space, lambda y: -0.5 * ((space.to_raw(y)[:, e0] - mu) / s) ** 2,
+                                   n_draws=8192, rounds=1, min_ess=1.0, khat_max=np.inf, seed=stat_seed)
+    assert not post["amortized"]["fell_back"] and post["amortized"]["rounds"] == 1
+    x, w = space.to_raw(post["samples"])[:, e0], post["weights"]
+    exact = stats.truncnorm((lo - mu) / s, (hi - mu) / s, loc=mu, scale=s)
+    mean = float(np.sum(w * x))
+    spread = float(np.sqrt(np.sum(w * (x - mean) ** 2)))
+    ess = post["ess"]
+    assert ess > 100, ess
+    assert abs(mean - exact.mean()) < 5 * exact.std() / math.sqrt(ess)
+    assert abs(spread / exact.std() - 1) < 5 / math.sqrt(2 * ess)
