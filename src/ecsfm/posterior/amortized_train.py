@@ -176,7 +176,8 @@ def train_amortized(data_dir, out_dir, *, steps: int = 20_000, batch_size: int =
     for k in range(start, steps):
         idx = jnp.asarray(rng.integers(0, data[0].shape[0], batch_size))
         state, loss = step_fn(state, [d[idx] for d in data], jax.random.fold_in(jax.random.key(seed), k))
-        losses.append(float(loss)) if (k + 1) % 50 == 0 else None
+        if (k + 1) % 50 == 0:  # a host sync every 50 steps, not every step
+            losses.append(float(loss))
         bar.update()
         if (k + 1) % save_every == 0 or k + 1 == steps:
             with atomic_path(out / _STATE) as tmp:
