@@ -253,5 +253,6 @@ def _summary(post, layout: CoreLayout, measurement, noise: float) -> dict:
                             "warnings": post["warnings"], "reliability_observed": post["reliability"],
                             "parameter_error_applied": post["parameter_error_prior_weight"] > 0,
                             "predictive_band_scale": post["predictive_band_scale"],
-                            "reliability_heldout": post["reliability_heldout"]},
+                            "reliability_heldout": post["reliability_heldout"],
+                            **({"amortized": post["sampler"]["amortized"]} if "amortized" in post["sampler"] else {})},
             "units": {"current": "mA per cm^2 of electrode (the model's units)", "noise": NOISE_UNIT}}
