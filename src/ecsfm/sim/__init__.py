@@ -3,7 +3,9 @@
 Semi-infinite diffusion to a planar electrode, a disc (edge included), a sphere or hemisphere, or
 finite diffusion in a thin layer or to a rotating disc (``Cell(geometry=)``),
 of independent redox couples with Butler-Volmer kinetics, uncompensated resistance and
-double-layer charging, under any applied-potential waveform.
+double-layer charging, under any applied-potential waveform. Coupled first-order chemistry
+(``EC``, ``ECcat``, ``CE``, ``ECE``) and surface-confined couples (``Surface``) go in the same list
+as couples (planar diffusion).
 
 >>> from ecsfm import sim
 >>> wf = sim.cyclic_voltammetry(e_start=0.3, e_vertex=-0.3, scan_rate=0.1)
@@ -18,7 +20,9 @@ from ._grid import SolverConfig
 from ._impedance import impedance
 from ._physics import (GEOMETRIES, Cell, Couple, Disc, Geometry, Hemisphere, Planar, RotatingDisc, Sphere, ThinLayer,
                        stack_couples)
-from ._solver import SimulationResult, simulate
+from ._mechanisms import CE, EC, ECE, MECHANISMS, ECcat, Mechanism, Surface
+from ._result import SimulationResult
+from ._solver import simulate
 from ._units import DEFAULT_TEMPERATURE, FARADAY, GAS_CONSTANT, thermal_voltage
 from ._pulse import differential_pulse_voltammetry, sampled_currents, square_wave_voltammetry
 from ._waveforms import (
@@ -36,6 +40,13 @@ from ._waveforms import (
 )
 
 __all__ = [
+    "CE",
+    "EC",
+    "ECE",
+    "ECcat",
+    "MECHANISMS",
+    "Mechanism",
+    "Surface",
     "Cell",
     "Couple",
     "Disc",

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from .. import __version__
 from .._atomic import atomic_path, write_text
-from ._solver import SimulationResult
+from ._result import SimulationResult
 from ._pulse import sampled_currents
 from ._waveforms import Waveform
 
