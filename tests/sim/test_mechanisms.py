@@ -147,3 +147,37 @@ def test_bad_mechanisms_say_what_is_wrong_in_one_line(build, message):
     with pytest.raises(ValueError, match=message) as info:
         build()
     assert "\n" not in str(info.value)
+
+
+def test_marcus_hush_chidsey_rates_are_chidseys_integral_and_obey_detailed_balance():
+    # ln(k_red / k0) from the solver's quadrature against scipy's adaptive quadrature of
+    # int exp(-(x - L - eta)^2 / 4L) / (1 + e^x) dx, normalised at eta = 0; k_ox / k_red = e^eta.
+    from scipy.integrate import quad
+
+    from ecsfm.sim._network import _log_rates, _mhc_log_k
+
+    def chidsey(big_l, eta):
+        f = lambda x: math.exp(-((x - big_l - eta) ** 2) / (4 * big_l)) / (1 + math.exp(x))  # noqa: E731
+        return quad(f, -60 - 20 * math.sqrt(big_l) - abs(eta), 60, points=[0.0, big_l + eta], limit=400)[0]
+
+    eta = jnp.asarray([-12.0, -4.0, 0.0, 3.0, 9.0])
+    for lam_ev in (0.3, 1.0):
+        big_l = jnp.full_like(eta, lam_ev * FRT)
+        log_ox, log_red = _log_rates(eta, 0.5, big_l, _mhc_log_k(big_l, big_l))
+        want = [math.log(chidsey(lam_ev * FRT, float(x)) / chidsey(lam_ev * FRT, 0.0)) for x in eta]
+        np.testing.assert_allclose(np.asarray(log_red), want, atol=2e-3)
+        np.testing.assert_allclose(np.asarray(log_ox - log_red), np.asarray(eta), atol=2e-3)
+
+
+def test_marcus_hush_chidsey_reduces_to_butler_volmer_at_large_lambda_and_keeps_nernst_when_fast():
+    cv = sim.cyclic_voltammetry(0.5, -0.5, scan_rate=0.1, step=1e-3)
+
+    def wave(**kw):
+        return np.asarray(sim.simulate(cv, [_couple(**kw)]).current)
+
+    slow_bv, slow_mhc = wave(k0=1e-3), wave(k0=1e-3, reorganization=20.0)
+    np.testing.assert_allclose(slow_mhc, slow_bv, atol=5e-3 * np.abs(slow_bv).max())
+    fast_bv, fast_mhc = wave(k0=10.0), wave(k0=10.0, reorganization=0.3)
+    np.testing.assert_allclose(fast_mhc, fast_bv, atol=5e-3 * np.abs(fast_bv).max())
+    # a small lambda bends the Tafel line: the slow wave is lower and broader than Butler-Volmer's
+    assert wave(k0=1e-3, reorganization=0.2)[: cv.potential.size // 2].min() > 0.95 * slow_bv.min()

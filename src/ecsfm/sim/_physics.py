@@ -81,6 +81,12 @@ class Couple(eqx.Module):
         d_ox, d_red: diffusion coefficients of O and R, cm^2/s.
         c_ox, c_red: bulk concentrations of O and R, mM (0 is allowed: an inactive couple).
         n: number of electrons transferred.
+        reorganization: Marcus reorganisation energy lambda, eV; ``inf`` (the default) is
+            Butler-Volmer. A finite value gives Marcus-Hush-Chidsey kinetics (Zeng, Smith, Bai and
+            Bazant's closed form, J. Electroanal. Chem. 2014): with ``L = lambda F / RT`` and
+            ``eta = f (E - e0)``, ``k_ox/red = k0 erfc(x(eta)) / erfc(x(0)) * 2 / (1 + exp(-/+eta))``,
+            ``x(eta) = (L - sqrt(1 + sqrt(L) + eta^2)) / (2 sqrt(L))``; alpha is then not used.
+            Such couples are solved by the mechanisms' solver (planar diffusion).
 
     Net oxidation rate (IUPAC sign, mol cm^-2 s^-1 per mM):
     ``r = k0 [exp((1-alpha) f (E-e0)) c_R(0) - exp(-alpha f (E-e0)) c_O(0)]``, ``f = nF/RT``.
@@ -94,8 +100,12 @@ class Couple(eqx.Module):
     c_ox: Float[Array, "..."] = eqx.field(converter=_as_array)
     c_red: Float[Array, "..."] = eqx.field(converter=_as_array, default=0.0)
     n: Float[Array, "..."] = eqx.field(converter=_as_array, default=1.0)
+    reorganization: Float[Array, "..."] = eqx.field(converter=_as_array, default=np.inf)
 
     def __check_init__(self):
+        lam = _concrete(self.reorganization)
+        if lam is not None and (np.any(np.isnan(lam)) or np.any(lam <= 0.0)):
+            raise ValueError(f"reorganization (eV): must be > 0 (inf: Butler-Volmer); got {lam}")
         _check("e0", self.e0, -10.0, 10.0, lo_open=False, hi_open=False)
         _check("k0", self.k0, 0.0, 1e6, lo_open=True, hi_open=False)
         _check("alpha", self.alpha, 0.0, 1.0, lo_open=True)

@@ -50,6 +50,12 @@ __all__ = ["SimulationResult", "simulate"]
 NEWTON_TOL_V = 1e-6
 
 
+def _marcus(c) -> bool:
+    """True if a couple may have Marcus-Hush-Chidsey kinetics (a finite or traced reorganisation energy)."""
+    lam = _concrete(c.reorganization) if isinstance(c, Couple) else None
+    return isinstance(c, Couple) and (lam is None or bool(np.any(np.isfinite(lam))))
+
+
 def _maybe_zero(x) -> bool:
     """True if ``x`` is concrete and all zero (so a code path can be skipped before tracing)."""
     v = _concrete(x)
@@ -87,7 +93,7 @@ def simulate(
     if not isinstance(cell, Cell):
         raise ValueError(f"cell: expected a Cell, got {type(cell).__name__}")
     items = list(couples) if isinstance(couples, Sequence) else [couples]
-    if any(isinstance(c, Mechanism) for c in items):
+    if any(isinstance(c, Mechanism) or _marcus(c) for c in items):
         return simulate_mechanisms(waveform, items, cell, config, not _maybe_zero(cell.ru))
     cp = stack_couples(couples)
     # Known-zero Ru (concrete, before tracing) skips the iR solve: E_interface = E_applied.
