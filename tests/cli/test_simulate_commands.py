@@ -219,3 +219,24 @@ def test_eis_spectrum_is_the_randles_circuit_at_the_given_temperature(tmp_path):
     assert abs(z[-1].real - 25.0) < 0.01
     np.testing.assert_allclose(c["z_abs_ohm"], np.abs(ref), rtol=1e-5)
     np.testing.assert_allclose(c["phase_deg"], np.degrees(np.angle(ref)), atol=1e-3)
+
+
+def test_simulate_mechanisms_from_the_command_line(tmp_path, capsys):
+    # EC': the plateau n F A C sqrt(D k_cat) (2 %); surface couple: ip = F^2 v A G / 4RT (1 %);
+    # EC in the pure-kinetic zone: the cathodic peak 29.6 mV further positive per decade of k_f.
+    sweep = ["--e-start", "0.3", "--e-vertex", "-0.3", "--scan-rate", str(V), *REVERSIBLE]
+    cat = _simulate(tmp_path, "cv", *sweep, "--mechanism", "ECcat", "--k-cat", "100")
+    assert abs(-cat["current_A"].min() / (F * AREA * 1e-6 * math.sqrt(D * 100.0)) - 1) < 0.02
+    surf = _simulate(tmp_path, "cv", *sweep, "--mechanism", "surface", "--k0", "1e6", "--gamma", "1e-10",
+                     "--step", "5e-4")
+    assert abs(-surf["current_A"].min() / (F * F * V * AREA * 1e-10 / (R * 298.15 * 4)) - 1) < 0.01
+    peaks = []
+    for k in ("100", "1000"):
+        t = _simulate(tmp_path, "cv", *sweep, "--mechanism", "EC", "--k-f", k)
+        half = t["current_A"].size // 2
+        peaks.append(t["potential_V"][np.argmin(t["current_A"][:half])])
+    assert abs(peaks[1] - peaks[0] - math.log(10) * R * 298.15 / (2 * F)) <= 2e-3, peaks
+    assert "mechanism = EC" in (tmp_path / "cv.csv").read_text()
+    capsys.readouterr()
+    assert main(["simulate", "cv", *sweep, "--mechanism", "CE", "--k-f", "1", "--out", str(tmp_path / "x.csv")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0

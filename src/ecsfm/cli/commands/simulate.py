@@ -87,6 +87,18 @@ def _add_couple_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n", type=float, default=1.0, help="electrons (default 1)")
     g.add_argument("--couple", action="append", default=[], metavar="K=V,...",
                    help="an extra couple, e.g. 'e0=0.3,k0=0.1,c_ox=0.5' (unset fields as above); repeatable")
+    g.add_argument("--reorganization", type=float, default=None,
+                   help="Marcus reorganisation energy, eV, for every couple (default: Butler-Volmer)")
+    mech = p.add_argument_group("mechanism (the first couple's; ecsfm.sim.EC, ECcat, CE, ECE, Surface)")
+    mech.add_argument("--mechanism", choices=tuple(sim.MECHANISMS), default="E",
+                      help="E: the couples alone (default); EC: R <=> Z follows; ECcat: R -> O (catalysis); CE: Y <=> O "
+                           "precedes (--c-ox is then Y + O); ECE: R1 -> O2, O2 the first --couple; surface: the first "
+                           "couple confined to the electrode (--k0 in 1/s, --gamma)")
+    mech.add_argument("--k-f", type=float, default=None, help="EC, CE, ECE: forward rate constant, 1/s")
+    mech.add_argument("--k-b", type=float, default=None, help="EC (default 0), CE: backward rate constant, 1/s")
+    mech.add_argument("--k-cat", type=float, default=None, help="ECcat: pseudo-first-order rate constant, 1/s")
+    mech.add_argument("--gamma", type=float, default=None, help="surface: coverage, mol/cm2")
+    mech.add_argument("--theta-ox", type=float, default=1.0, help="surface: oxidised fraction at the start (default 1)")
     c = p.add_argument_group("cell")
     c.add_argument("--area", type=float, default=None,
                    help="electrode area, cm2 (default: 0.0707, a 3 mm disc, for a planar electrode; the geometry's own "
@@ -149,7 +161,38 @@ def _couples(args) -> list:
             except ValueError:
                 raise ValueError(f"--couple: {key} = {val.strip()!r} is not a number") from None
         couples.append(sim.Couple(**values))
+    if args.reorganization is not None:
+        couples = [sim.Couple(**{k: getattr(c, k) for k in _COUPLE_KEYS}, reorganization=args.reorganization)
+                   for c in couples]
     return couples
+
+
+def _need(args, flag: str, why: str) -> float:
+    value = getattr(args, flag[2:].replace("-", "_"))
+    if value is None:
+        raise ValueError(f"{flag}: --mechanism {args.mechanism} needs {why}")
+    return value
+
+
+def _mechanism(args, couples: list) -> list:
+    """The couples with the first one (two for ECE) in the asked mechanism. Raises ValueError
+    naming a missing flag."""
+    kind, first, rest = args.mechanism, couples[0], couples[1:]
+    if kind == "E":
+        return couples
+    if kind == "EC":
+        return [sim.EC(first, k_f=_need(args, "--k-f", "the follow-up rate constant (1/s)"), k_b=args.k_b or 0.0)] + rest
+    if kind == "ECcat":
+        return [sim.ECcat(first, k_cat=_need(args, "--k-cat", "the catalytic rate constant (1/s)"))] + rest
+    if kind == "CE":
+        return [sim.CE(first, k_f=_need(args, "--k-f", "the forward rate constant Y -> O (1/s)"),
+                       k_b=_need(args, "--k-b", "the backward rate constant O -> Y (1/s)"))] + rest
+    if kind == "ECE":
+        if not rest:
+            raise ValueError("--couple: --mechanism ECE needs the second couple (O2 + e- <=> R2) as --couple K=V,...")
+        return [sim.ECE(first, rest[0], k_f=_need(args, "--k-f", "the rate constant of R1 -> O2 (1/s)"))] + rest[1:]
+    return [sim.Surface(e0=args.e0, k0=args.k0, alpha=args.alpha, n=args.n, theta_ox=args.theta_ox,
+                        gamma=_need(args, "--gamma", "the coverage (mol/cm2)"))] + rest
 
 
 def _impedance(args, couples, cell, meta) -> int:
@@ -220,7 +263,13 @@ def run(args) -> int:
         meta.update(omega_rad_per_s=float(cell.geometry.omega), viscosity_cm2_per_s=args.viscosity)
     meta["couples"] = json.dumps([{k: float(getattr(c, k)) for k in _COUPLE_KEYS} for c in couples])
     if args.technique == "eis":
+        if args.mechanism != "E" or args.reorganization is not None:
+            raise ValueError("--mechanism: impedance is computed for plain Butler-Volmer couples only")
         return _impedance(args, couples, cell, meta)
+    couples = _mechanism(args, couples)
+    meta["mechanism"] = args.mechanism
+    meta.update({k: getattr(args, k) for k in ("k_f", "k_b", "k_cat", "gamma", "reorganization")
+                 if getattr(args, k) is not None})
     helptext, options, builder = _WAVEFORMS[args.technique]
     kwargs = {}
     for flag, _, _ in options:
