@@ -147,3 +147,29 @@ def test_a_blank_of_another_program_is_refused(tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     assert "same program" in capsys.readouterr().err
 
+
+
+def test_the_evidence_names_the_mechanism_the_data_have(tmp_path, stat_seed, capsys):
+    # An EC couple (R -> Z at 3 /s) simulated finer than the fit (0.5 mV steps, first spacing 1e-4
+    # against 2 mV and 2e-4): the comparison gives EC the probability, with k_f's 95 % interval
+    # around the truth, and the plain couple a failed model check.
+    from ecsfm.workflows.route import mechanism_candidates
+
+    rng = np.random.default_rng(stat_seed)
+    couple = sim.Couple(e0=0.0, k0=0.02, alpha=0.5, d_ox=D, d_red=D, c_ox=1.0)
+    wf = sim.cyclic_voltammetry(0.35, -0.35, 0.1, step=5e-4)
+    r = sim.simulate(wf, [sim.EC(couple, k_f=3.0)], sim.Cell(area=AREA, cdl=2e-5),
+                     config=sim.SolverConfig(h0=1e-4, growth=1.15))
+    data = _write(tmp_path / "ec.csv", np.asarray(r.time), np.asarray(r.potential), np.asarray(r.current, np.float64),
+                  rng)
+    assert main(["infer", "--measurement", data, "--waveform", "measured", *FIT[:-1], "64",
+                 "--compare", "mechanism=E,EC", "--out", str(tmp_path / "mech")]) == 0
+    rows = _chosen_over(tmp_path / "mech", "mechanism=EC", "mechanism=E", 10)
+    assert rows["mechanism=EC"]["probability"] > 0.99 and rows["mechanism=EC"]["probability_se"] < 0.01
+    k_f = _summary(tmp_path / "mech" / "mechanism-EC")["parameters"]["k_f"]
+    assert k_f["q025"] < 3.0 < k_f["q975"] and k_f["q975"] / k_f["q025"] < 3, k_f
+    assert "mechanism=EC" in capsys.readouterr().out
+    # what --mechanism auto compares: every mechanism the stated cell allows
+    assert mechanism_candidates(["c_ox=1"]) == ["E", "EC", "ECcat", "CE"]
+    assert mechanism_candidates(["c_ox=1", "c_red=0.5"]) == ["E", "CE"]
+    assert mechanism_candidates(["c_ox=1"], tie_d_red=False) == ["E", "EC", "CE"]

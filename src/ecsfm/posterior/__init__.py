@@ -16,7 +16,7 @@ the data: the residuals' smooth structure against noise), ``prior_weight`` / ``c
 inference on the model's grid), ``inference_data`` (draws as an ArviZ netCDF file), ``joint`` (joint fits of measured sweeps with the simulator).
 """
 
-from .calibrate import calibrate_parameter_error
+from .calibrate import BAND_CASES_SCHEMA, calibrate_parameter_error, pack_band_cases, unpack_band_cases
 from .cem import run_cem_posterior
 from .config import (
     DEFAULT_ENGINE,
@@ -44,7 +44,7 @@ from .infer import infer_joint_posterior, infer_parameter_posterior
 from .inference_data import INFERENCE_DATA_SCHEMA_VERSION, write_inference_data
 from .model_check import ALARM_LEVEL, model_check, noise_from_second_differences
 from .loo import leave_one_out
-from .joint import JOINT_SCHEMA_VERSION, JointConfig, Trace, fit_joint, trace_from_measurement
+from .joint import JOINT_SCHEMA_VERSION, MECHANISM_SLOTS, JointConfig, Trace, fit_joint, trace_from_measurement
 from .prior_weight import BAND_KEEP, contaminate, predictive_band_scale, prior_weight
 from .regimes import SEED_REGIMES, build_mask, validate_regimes
 from .result import PER_TRACE_FIELDS, PosteriorResult
@@ -76,11 +76,15 @@ __all__ = [
     "Trace",
     "build_mask",
     "calibrate_parameter_error",
+    "pack_band_cases",
+    "unpack_band_cases",
+    "BAND_CASES_SCHEMA",
     "compute_reliability_metrics",
     "config_from_budget",
     "contaminate",
     "default_inference",
     "fit_joint",
+    "MECHANISM_SLOTS",
     "infer_joint_posterior",
     "infer_parameter_posterior",
     "write_inference_data",

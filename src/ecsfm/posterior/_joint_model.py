@@ -15,10 +15,20 @@ from .. import sim
 from ..data import PHYSICAL_PARAMETERS
 
 PER_TRACE_CHOICES = ("offset", "cdl", "ru")
+#: the mechanisms a joint fit knows (``ecsfm.sim``) and the rate constants each adds as shared slots:
+#: EC an irreversible follow-up R -> Z; ECcat R -> O (D_red = D_ox); CE Y <=> O before the transfer
+#: (the stated c_ox is Y + O)
+MECHANISM_SLOTS = {"E": (), "EC": ("k_f",), "ECcat": ("k_cat",), "CE": ("k_f", "k_b")}
+#: the rate constants' box, 1/s, sampled in ln: the default grid resolves reaction layers to
+#: k T ~ 1e6 with the fit's finer first spacing (``MECHANISM_SOLVER``), a 100 s sweep at 1e4 1/s
+RATE_BOX = (1e-4, 1e4)
+#: the solver settings of a fit with coupled chemistry: a first spacing 5x finer than the default
+MECHANISM_SOLVER = sim.SolverConfig(h0=2e-4)
 #: name -> (unit, sampled in ln?, default box in sampled units or None for a data-dependent box),
 #: read from the one table of physical parameters
 _PARAMS = {name: (p.unit, p.log, p.box_in_fit_units()) for name, p in PHYSICAL_PARAMETERS.items()
-           if name != "c_red"}
+           if name != "c_red"} | {k: ("1/s", True, (math.log(RATE_BOX[0]), math.log(RATE_BOX[1])))
+                                   for k in ("k_f", "k_b", "k_cat")}
 #: the coefficients of a potential-dependent Cdl: Cdl(E) = Cdl (1 + sum_d c_d P_d(x)), x the potential
 #: scaled to [-1, 1] over all traces' window, each c_d within +/- this
 CDL_SHAPE_SPAN = 1.0
@@ -47,6 +57,7 @@ class _Layout:
         shared = ["e0", "k0", "alpha", "d_ox"] + ([] if config.tie_d_red else ["d_red"])
         shared += [p for p in ("ru", "cdl") if p not in config.per_trace]
         shared += ["kappa"] if config.discrepancy_length is not None else []
+        shared += list(MECHANISM_SLOTS[config.mechanism])
         self.names, self.lows, self.highs, self.is_log, self.fixed = [], [], [], [], {}
         self.lognormal = {}  # name -> (ln of the stated value, sd of ln)
         for name, value, rsd in (("area", area, config.area_rsd), ("c_ox", c_ox, config.conc_rsd)):
@@ -150,12 +161,23 @@ class _JointForward(eqx.Module):
     electrode: tuple = eqx.field(static=True)  # (thickness cm, omega rad/s, viscosity cm^2/s) as stated
     temperature: float = eqx.field(static=True)
     tie_d_red: bool = eqx.field(static=True)
+    mechanism: str = eqx.field(static=True, default="E")  # a key of MECHANISM_SLOTS
+
+    def _item(self, couple, flat):
+        """The couple in this fit's mechanism (``sim.EC`` ...), its rate constants from the slots."""
+        if self.mechanism == "EC":
+            return sim.EC(couple, k_f=jnp.exp(flat("k_f")))
+        if self.mechanism == "ECcat":
+            return sim.ECcat(couple, k_cat=jnp.exp(flat("k_cat")))
+        if self.mechanism == "CE":
+            return sim.CE(couple, k_f=jnp.exp(flat("k_f")), k_b=jnp.exp(flat("k_b")))
+        return couple
 
     def __call__(self, slots):
         n_traces = self.durations.shape[0]
         n = slots.shape[0]
         val = {name: self.layout.slot(slots, name, n_traces)
-               for name in ("e0", "k0", "alpha", "d_ox", "ru", "cdl", "area", "c_ox")}
+               for name in ("e0", "k0", "alpha", "d_ox", "ru", "cdl", "area", "c_ox") + MECHANISM_SLOTS[self.mechanism]}
         val["d_red"] = val["d_ox"] if self.tie_d_red else self.layout.slot(slots, "d_red", n_traces)
         out = jnp.zeros((n, n_traces, self.index.shape[1]), slots.dtype)
         for template, members in zip(self.templates, self.groups):
@@ -172,7 +194,8 @@ class _JointForward(eqx.Module):
                             geometry=_geometry(self.geometry, area, *self.electrode))
             dur = jnp.broadcast_to(self.durations[cols][None, :], (n, len(members))).reshape(-1)
             wf = eqx.tree_at(lambda w: w.duration, template, dur)
-            cur = sim.simulate(wf, [couple], cell).current.reshape(n, len(members), -1)
+            solver = MECHANISM_SOLVER if self.mechanism != "E" else sim.SolverConfig()
+            cur = sim.simulate(wf, [self._item(couple, flat)], cell, config=solver).current.reshape(n, len(members), -1)
             idx, w = self.index[cols], self.weight[cols]  # (Tg, n_obs)
             at = jnp.take_along_axis(cur, jnp.broadcast_to(idx[None], (n, *idx.shape)), axis=2)
             at1 = jnp.take_along_axis(cur, jnp.broadcast_to(idx[None] + 1, (n, *idx.shape)), axis=2)
@@ -283,7 +306,7 @@ def _build(traces, config, area: float, c_ox: float, c_red: float, temperature: 
                             jnp.asarray(np.stack(charging, axis=1), jnp.float32),
                             float(c_red) / float(c_ox), config.geometry,
                             (config.thickness, config.omega, float(config.viscosity)),
-                            float(temperature), bool(config.tie_d_red))
+                            float(temperature), bool(config.tie_d_red), config.mechanism)
     return (layout, forward, jnp.asarray(np.asarray(obs), jnp.float32),
             (jnp.asarray(np.asarray(basis), jnp.float32), jnp.asarray(np.asarray(eig), jnp.float32)) if with_basis
             else None)

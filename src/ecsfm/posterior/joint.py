@@ -29,13 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import sim
-from ._joint_model import _PARAMS, PER_TRACE_CHOICES, _apply, _build, _joint_loglik, _Layout, points_of
+from ._joint_model import (_PARAMS, MECHANISM_SLOTS, PER_TRACE_CHOICES, _apply, _build, _joint_loglik, _Layout,
+                           points_of)
 from .config import SMCPosteriorConfig
 from .model_check import model_check
 from .smc import run_smc_posterior
 from .traces import Trace, trace_from_measurement
 
-__all__ = ["JointConfig", "Trace", "trace_from_measurement", "fit_joint", "JOINT_SCHEMA_VERSION", "PER_TRACE_CHOICES"]
+__all__ = ["JointConfig", "Trace", "trace_from_measurement", "fit_joint", "JOINT_SCHEMA_VERSION", "PER_TRACE_CHOICES",
+           "MECHANISM_SLOTS"]
 
 JOINT_SCHEMA_VERSION = 1
 #: the geometries a joint fit knows (a radius follows from the area; a thin layer's thickness and a
@@ -64,7 +66,8 @@ class JointConfig:
     ``geometry`` the electrode's, one of ``FIT_GEOMETRIES`` (a sphere's, hemisphere's or rotating
     disc's radius follows from the area, so the area's uncertainty carries into it), with a thin
     layer's ``thickness`` (cm) and a rotating disc's ``omega`` (rad/s) and ``viscosity`` (cm^2/s)
-    as stated; ``smc`` the
+    as stated; ``mechanism`` one of ``MECHANISM_SLOTS`` (E: the couple alone; EC, ECcat, CE add
+    their rate constants, 1/s, ln-uniform over ``RATE_BOX``); ``smc`` the
     sampler (its particle count is ``n_particles``); its tempering keeps 80 % ESS per stage (the
     Ru-k0 trade-off makes separated local modes; ``docs/posterior.md``)."""
 
@@ -85,6 +88,7 @@ class JointConfig:
     thickness: float | None = None
     omega: float | None = None
     viscosity: float = 0.00893
+    mechanism: str = "E"
     smc: SMCPosteriorConfig = SMCPosteriorConfig(n_particles=1024, target_ess_fraction=0.8)
 
     def __post_init__(self):
@@ -113,6 +117,10 @@ class JointConfig:
                 raise ValueError(f"{name}: a {self.geometry} fit needs it > 0, got {value}")
         if not (math.isfinite(self.viscosity) and self.viscosity > 0):
             raise ValueError(f"viscosity: must be > 0 cm^2/s, got {self.viscosity}")
+        if self.mechanism not in MECHANISM_SLOTS:
+            raise ValueError(f"mechanism: must be one of {', '.join(MECHANISM_SLOTS)}, got {self.mechanism!r}")
+        if self.mechanism == "ECcat" and not self.tie_d_red:
+            raise ValueError("mechanism: ECcat needs D_red = D_ox (tie_d_red)")
         if self.cdl_degree not in (0, 1, 2, 3):
             raise ValueError(f"cdl_degree: must be 0, 1, 2 or 3, got {self.cdl_degree!r}")
         for name in ("area_rsd", "conc_rsd"):
@@ -163,6 +171,8 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
             raise ValueError(f"{name}: must be > 0, got {value}")
     if not (math.isfinite(c_red) and c_red >= 0):
         raise ValueError(f"c_red: must be >= 0 mM, got {c_red}")
+    if c_red > 0 and config.mechanism in ("EC", "ECcat"):
+        raise ValueError(f"c_red: an {config.mechanism} fit needs none in the bulk (its R would react away), got {c_red}")
     layout, forward, obs, (basis, eig) = _build(traces, config, area, c_ox, c_red, temperature)
     noise = jnp.float32(config.noise or 0.0)
 
@@ -200,7 +210,8 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
             "predictive": predictive, "model_check": check, "traces": [_trace_record(t) for t in traces],
             "prior_boxes": {n: [float(np.exp(lo)) if lg else float(lo), float(np.exp(hi)) if lg else float(hi)]
                             for n, lo, hi, lg in zip(layout.names, layout.lows, layout.highs, layout.is_log)},
-            "log_evidence": float(res["log_evidence"]), "n_likelihood_evaluations": int(res["n_evaluations"]),
+            "mechanism": config.mechanism, "log_evidence": float(res["log_evidence"]),
+            "log_evidence_se": float(res["log_evidence_se"]), "n_likelihood_evaluations": int(res["n_evaluations"]),
             "sampler": {"temperatures": res["temperatures"].tolist(), "moves": res["moves"].tolist(),
                         "acceptance": res["acceptance"].tolist()},
             "known": {"area_cm2": area, "c_ox_mM": c_ox, "c_red_mM": c_red, "temperature_K": temperature},

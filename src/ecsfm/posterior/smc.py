@@ -64,7 +64,9 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
     the coordinates the moves are made in (the Jacobian enters the acceptance ratio).
 
     Returns a dict: equally weighted ``samples`` (n, dim) and ``weights``, ``log_likelihood``
-    (n,), ``log_evidence``, ``temperatures``, ``acceptance`` and ``moves`` per stage,
+    (n,), ``log_evidence`` with ``log_evidence_se`` (its Monte Carlo standard error, summed over the
+    stages as ``(n / ESS_t - 1) / n``, the variance of the log of a mean of weights with that ESS;
+    resampling and the moves' correlations are not in it), ``temperatures``, ``acceptance`` and ``moves`` per stage,
     ``reached_posterior`` (the last temperature is 1), ``n_evaluations``, and the ``ess`` /
     ``pareto_k`` of the last reweighting.
     """
@@ -89,7 +91,7 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
     ll = np.asarray(log_likelihood(y), np.float64)
     ll = np.where(np.isfinite(ll), ll, -np.inf)
     state = {"beta": 0.0, "scale": _RW_SCALE0, "n_eval": n}
-    log_z, betas, accepts, moves = 0.0, [0.0], [], []
+    log_z, log_z_var, betas, accepts, moves = 0.0, 0.0, [0.0], [], []
     last_lw = np.zeros(n)
     for _ in range(config.max_stages):
         if state["beta"] >= 1.0:
@@ -98,7 +100,8 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
         lw = (new - state["beta"]) * ll
         finite = lw[np.isfinite(lw)]
         log_z += float(np.log(np.sum(np.exp(finite - finite.max())) / n) + finite.max())
-        w, _ = normalise_log_weights(lw)
+        w, stage_ess = normalise_log_weights(lw)
+        log_z_var += max(n / max(stage_ess, 1.0) - 1.0, 0.0) / n  # var of ln(mean w) ~ var(w) / (n mean^2)
         last_lw = lw
         state["beta"] = new
         betas.append(new)
@@ -108,7 +111,8 @@ def run_smc_posterior(log_prior, log_likelihood, dim: int, config: SMCPosteriorC
         accepts.append(float(np.mean(rates)))
     _, ess = normalise_log_weights(last_lw)
     return {"samples": y, "weights": np.full(n, 1.0 / n), "ess": ess, "pareto_k": pareto_khat(last_lw),
-            "log_likelihood": ll, "log_evidence": log_z, "temperatures": np.asarray(betas),
+            "log_likelihood": ll, "log_evidence": log_z, "log_evidence_se": float(np.sqrt(log_z_var)),
+            "temperatures": np.asarray(betas),
             "acceptance": np.asarray(accepts), "moves": np.asarray(moves),
             "reached_posterior": bool(state["beta"] >= 1.0), "n_evaluations": int(state["n_eval"])}
 

@@ -186,6 +186,10 @@ def channels(item) -> dict:
                     red=[[0.0, 1.0]], ox=[[1.0, 0.0]], red0=[c.c_red], ox0=[c.c_ox])
     if isinstance(item, EC):
         c, total = item.couple, item.k_f + item.k_b
+        kb = _concrete(item.k_b)
+        if kb is not None and np.all(kb == 0):  # irreversible: R alone decays at k_f (Z never returns)
+            return dict(kappa=[0.0, item.k_f], d=[c.d_ox, c.d_red], couples=[c], flux=[[1.0], [-1.0]],
+                        red=[[0.0, 1.0]], ox=[[1.0, 0.0]], red0=[c.c_red], ox0=[c.c_ox])
         theta = jnp.where(total > 0, item.k_b / jnp.where(total > 0, total, 1.0), 0.0)
         # channels: O, s = R + Z, rho = R - theta s
         return dict(kappa=[0.0, 0.0, total], d=[c.d_ox, c.d_red, c.d_red], couples=[c],

@@ -179,14 +179,21 @@ def _exps(log_a, log_c):
     return jnp.exp(log_a - s), jnp.exp(log_c - s), jnp.exp(-s)
 
 
+def _mix(coef, x):
+    """``sum_c coef[j, c] x[c]`` per batch member: coef (J, C, B or 1), x (C, B) -> (J, B), written
+    as a broadcast and a sum over the small middle axis (XLA:CPU vectorises it over the batch)."""
+    return jnp.sum(coef * x[None], axis=1)
+
+
 def _transfer_rates(net: dict, f, ref, e, a, gb):
     """Net oxidation rate of each transfer (J, B), mM cm/s, at interface potential ``e`` (B,), with
     the channels' history ``a`` (C, B) and flux responses ``gb`` = g beta1 (C, B)."""
     xa, xc, scale = _exps(*_log_rates(f * (e - net["e0"]), net["alpha"], net["reorganization"] * f / net["n"], ref))
-    red_a = net["red0"] + jnp.einsum("jc...,c...->j...", net["red"], a)
-    ox_a = net["ox0"] + jnp.einsum("jc...,c...->j...", net["ox"], a)
-    a_red = jnp.einsum("jc...,c...,cl...->jl...", net["red"], gb, net["flux"])
-    a_ox = jnp.einsum("jc...,c...,cl...->jl...", net["ox"], gb, net["flux"])
+    red_a = net["red0"] + _mix(net["red"], a)
+    ox_a = net["ox0"] + _mix(net["ox"], a)
+    resp = gb[:, None] * net["flux"]  # (C, J, B): channel c's surface change per unit rate of transfer l
+    a_red = jnp.sum(net["red"][:, :, None] * resp[None], axis=1)  # (J, J, B)
+    a_ox = jnp.sum(net["ox"][:, :, None] * resp[None], axis=1)
     mat = jnp.eye(xa.shape[0], dtype=xa.dtype)[..., None] * scale[None] - net["k0"][:, None] * (
         xa[:, None] * a_red - xc[:, None] * a_ox)
     return _solve(mat, net["k0"] * (xa * red_a - xc * ox_a))
@@ -255,12 +262,14 @@ def simulate_network(waveform, net: dict, surf: dict, cell, *, grid, config: Sol
         i_parts, surface = [], []
         if has_net:
             r = transfer_rates(e, a, gb)
-            q = g * jnp.einsum("cj...,j...->c...", net["flux"], r)
+            q = g * _mix(net["flux"], r)
             u = a + tab["beta1"][row] * q
-            surface += [full(net["ox0"] + jnp.einsum("jc...,c...->j...", net["ox"], u)),
-                        full(net["red0"] + jnp.einsum("jc...,c...->j...", net["red"], u))]
+            surface += [full(net["ox0"] + _mix(net["ox"], u)), full(net["red0"] + _mix(net["red"], u))]
             modes = modes * tab["decay"][row] + q_old[:, None] * tab["phi0_v"][row] + q[:, None] * tab["phi1_v"][row]
-            a_next = tab["beta0"][row_next] * q + jnp.einsum("cm...,cm...->c...", modes, tab["w_next"][row_next])
+            w = tab["w_next"][row_next]
+            a_next = tab["beta0"][row_next] * q
+            for k in range(m):  # unrolled: one vectorised loop over the batch (as in _solver)
+                a_next = a_next + modes[:, k] * w[:, k]
             i_parts.append(full(amp * r))
         else:
             q, a_next = q_old, a

@@ -13,12 +13,15 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
+
 from .._atomic import write_text
+from ..posterior import MECHANISM_SLOTS
 from .infer_measured import parse_priors, run_joint_infer
 
-__all__ = ["COMPARE_KEYS", "parse_compare", "run_comparison", "COMPARISON_SCHEMA_VERSION"]
+__all__ = ["COMPARE_KEYS", "parse_compare", "run_comparison", "model_probabilities", "COMPARISON_SCHEMA_VERSION"]
 
-COMPARISON_SCHEMA_VERSION = 1
+COMPARISON_SCHEMA_VERSION = 2  # 2: posterior model probabilities with their Monte Carlo errors
 #: what --compare can vary -> (the run_joint_infer argument it sets, how a value is read)
 COMPARE_KEYS = {
     "background": "polynomial degree of the background per trace: 0, 1, 2, 3",
@@ -28,6 +31,7 @@ COMPARE_KEYS = {
     "ru": "free, or a value in ohm that fixes it (e.g. 0.1 for negligible)",
     "d_red": "tied (= D_ox) or free",
     "alpha": "prior ranges LOW:HIGH, e.g. 0.3:0.7,0.1:0.9",
+    "mechanism": "the couple's mechanism: E, EC, ECcat, CE (ecsfm.sim; their rate constants are fitted)",
 }
 #: within this many nats the simpler (earlier) variant is kept
 EVIDENCE_TIE_NATS = 1.0
@@ -61,6 +65,10 @@ def _setting(key: str, value: str) -> dict:
         if value not in ("tied", "free"):
             raise ValueError(f"compare: d_red takes 'tied' or 'free', got {value!r}")
         return {"tie_d_red": value == "tied"}
+    if key == "mechanism":
+        if value not in MECHANISM_SLOTS:
+            raise ValueError(f"compare: mechanism takes {', '.join(MECHANISM_SLOTS)}, got {value!r}")
+        return {"mechanism": value}
     parse_priors([f"alpha={value}"])  # raises on a bad range
     return {"priors": [f"alpha={value}"]}
 
@@ -89,9 +97,22 @@ def parse_compare(items) -> list[tuple[str, dict]]:
     return variants
 
 
+def model_probabilities(log_evidence, log_evidence_se) -> tuple[list[float], list[float]]:
+    """Posterior probabilities of the variants under equal prior odds, ``exp(ln Z_m) / sum exp(ln Z)``,
+    with their Monte Carlo standard errors propagated from those of ``ln Z`` (independent runs;
+    first order: ``d p_m / d ln Z_i = p_m (delta_mi - p_i)``)."""
+    z = np.asarray(log_evidence, np.float64)
+    se = np.asarray(log_evidence_se, np.float64)
+    p = np.exp(z - z.max())
+    p = p / p.sum()
+    jac = p[:, None] * (np.eye(p.size) - p[None, :])
+    return p.tolist(), np.sqrt((jac**2) @ se**2).tolist()
+
+
 def run_comparison(variants, *, out_dir, known=(), priors=(), **fit) -> dict:
     """Fit every variant (``parse_compare``) with ``run_joint_infer(**fit)`` into
-    ``out_dir/<variant>/`` and write ``out_dir/comparison.json``: per variant its log evidence,
+    ``out_dir/<variant>/`` and write ``out_dir/comparison.json``: per variant its log evidence with
+    its Monte Carlo error, its posterior probability among the variants (``model_probabilities``),
     model check and headline parameters; the chosen variant and why. Returns that record."""
     out = Path(out_dir)
     rows = []
@@ -100,11 +121,14 @@ def run_comparison(variants, *, out_dir, known=(), priors=(), **fit) -> dict:
         kw.update({k: v for k, v in setting.items() if k not in ("known", "priors")})
         folder = out / name.replace("=", "-").replace(",", "_").replace(":", "-")
         summary = run_joint_infer(out_dir=folder, **kw)
-        rows.append({"variant": name, "folder": str(folder),
-                     "log_evidence": summary["log_evidence"], "adequate": summary["model_check"]["adequate"],
+        rows.append({"variant": name, "folder": str(folder), "log_evidence": summary["log_evidence"],
+                     "log_evidence_se": summary["log_evidence_se"], "adequate": summary["model_check"]["adequate"],
                      "check_p_value": summary["model_check"]["p_value"],
                      "parameters": {n: summary["parameters"][n]["q50"] for n in summary["parameters"] if "[" not in n},
                      "seconds": summary["seconds"]})
+    prob, prob_se = model_probabilities([r["log_evidence"] for r in rows], [r["log_evidence_se"] for r in rows])
+    for r, p, e in zip(rows, prob, prob_se):
+        r["probability"], r["probability_se"] = p, e
     pool = [r for r in rows if r["adequate"]] or rows
     best = max(r["log_evidence"] for r in pool)
     chosen = next(r for r in pool if r["log_evidence"] >= best - EVIDENCE_TIE_NATS)

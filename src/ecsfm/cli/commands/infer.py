@@ -97,6 +97,11 @@ def _add_measured_args(pn) -> None:
     pn.add_argument("--compare", action="append", default=[], metavar="KEY=V1,V2",
                     help="measured traces: fit each variant and choose by log evidence; KEY: background (0-3), cdl "
                          "(0-3), geometry (planar, disc, sphere, hemisphere), ru (free or ohm), d_red (tied, free), alpha (LOW:HIGH ranges); repeat for combinations")
+    pn.add_argument("--mechanism", default="E", choices=("E", "EC", "ECcat", "CE", "auto"),
+                    help="measured traces: the couple's mechanism (ecsfm.sim): E alone (default); EC an irreversible "
+                         "follow-up R -> Z; ECcat catalysis R -> O; CE a preceding Y <=> O (--known c_ox is Y + O); "
+                         "their rate constants (1/s) are fitted. auto: fit every one that applies and report each "
+                         "one's posterior probability from the evidence")
     pn.add_argument("--leave-one-out", action="store_true",
                     help="measured series of >= 3 traces: also fit all but each trace and check its prediction "
                          "(one more fit per trace)")
@@ -152,9 +157,9 @@ def run(args) -> int:
         tie_d_red=not args.free_d_red, discrepancy_length=_discrepancy_length(args.discrepancy_length),
         area_rsd=args.area_rsd, conc_rsd=args.conc_rsd, priors=args.prior, window=_window(args.window),
         sweeps=None if args.sweeps == "all" else _sweeps(args.sweeps), background_degree=args.background,
-        cdl_degree=args.cdl_degree, geometry=args.geometry, electrode=electrode_quantities(args), blank=args.blank, compare=args.compare, leave_one_out=args.leave_one_out,
+        cdl_degree=args.cdl_degree, geometry=args.geometry, electrode=electrode_quantities(args), blank=args.blank, compare=args.compare, leave_one_out=args.leave_one_out, mechanism=args.mechanism,
         **given(engine=args.engine, method=args.method))
-    if args.compare:
+    if args.compare or args.mechanism == "auto":
         _print_comparison(args, summary)
     elif route is Route.MEASURED:
         _print_measured(args, summary)
@@ -214,13 +219,16 @@ def _print_measured(args, summary: dict) -> None:
 
 
 def _print_comparison(args, record: dict) -> None:
-    print(f"{'variant':32s} {'log evidence':>13s}  model check  " + "  ".join(f"{n:>9s}" for n in ("e0", "k0", "d_ox")))
+    names = ("e0", "k0", "d_ox", "k_f", "k_b", "k_cat")
+    print(f"{'variant':24s} {'log evidence':>15s} {'probability':>14s}  model check  "
+          + "  ".join(f"{n:>8s}" for n in names))
     for r in record["variants"]:
         p = r["parameters"]
         check = "adequate" if r["adequate"] else f"MISFIT p={r['check_p_value']:.1g}"
         mark = "*" if r["variant"] == record["chosen"] else " "
-        print(f"{mark}{r['variant']:31s} {r['log_evidence']:13.1f}  {check:11s}  "
-              + "  ".join(f"{p[n]:9.4g}" if n in p else f"{'-':>9s}" for n in ("e0", "k0", "d_ox")))
+        print(f"{mark}{r['variant']:23s} {r['log_evidence']:8.1f} +- {r['log_evidence_se']:4.2f} "
+              f"{r['probability']:6.3f} +- {r['probability_se']:5.3f}  {check:11s}  "
+              + "  ".join(f"{p[n]:8.3g}" if n in p else f"{'-':>8s}" for n in names))
     print(f"chosen: {record['chosen']} ({record['reason']}); each variant's fit is in its folder under {args.out}")
     if record["none_adequate"]:
         print("  warning: no variant describes the data (every model check failed): the chosen one is the least bad")
