@@ -20,7 +20,10 @@ from .prior_weight import (BAND_KEEP, FORM_VERSION, central_interval_coverage, c
 from .regimes import build_mask
 from .space import ParameterSpace
 
-__all__ = ["calibrate_parameter_error"]
+__all__ = ["calibrate_parameter_error", "pack_band_cases", "unpack_band_cases", "BAND_CASES_SCHEMA"]
+
+#: Schema version of the packed band cases (``pack_band_cases``).
+BAND_CASES_SCHEMA = 1
 
 
 def _band_calibration_error(case: dict, lam: float) -> tuple[float, float, float]:
@@ -108,7 +111,7 @@ def _band_two_fold_check(cases: list[dict]) -> dict:
 
 def calibrate_parameter_error(model, normalizers, meta: dict, geometry: dict, *, n_per_task: int = 32,
                               noise_std: float = 0.02, config=None, seed: int = 0, tasks=None,
-                              progress: bool = False) -> dict:
+                              progress: bool = False, with_cases: bool = False):
     """Fit the prior weight on fresh prior draws: per task ``n_per_task`` parameter vectors from
     the task's priors (its stages in turn), simulated now with the dataset's simulator, observed
     densely with Gaussian noise ``noise_std`` (the seed's dense_clean regime), inferred with
@@ -119,7 +122,9 @@ def calibrate_parameter_error(model, normalizers, meta: dict, geometry: dict, *,
     cases, a two-fold check (weights fitted on one half of each task's cases, coverage and
     contraction of the other half's mixtures), the per-slot rows, and ``band_scale``: the
     predictive's per-task band scale (``fit_band_scale``) with its own two-fold check. Each task draws from its own
-    stream (``seed``, task index), so a subset of tasks reproduces those tasks of a full run."""
+    stream (``seed``, task index), so a subset of tasks reproduces those tasks of a full run.
+    ``with_cases=True`` returns ``(block, pack_band_cases(cases))``: the per-case residuals and
+    variance parts the band scales were fitted on, so that they can be shipped and refitted."""
     if not (isinstance(n_per_task, int) and n_per_task >= 4):
         raise ValueError(f"n_per_task: must be an integer >= 4, got {n_per_task}")
     cfg = config if config is not None else PosteriorInferenceConfig(obs_noise_std=noise_std)
@@ -146,7 +151,7 @@ def calibrate_parameter_error(model, normalizers, meta: dict, geometry: dict, *,
                                              seed, bar.update)
     bar.close()
     per_task = {t: fit_prior_weight([x for x in rows if x["task"] == t]) for t in dict.fromkeys(x["task"] for x in rows)}
-    return {
+    block = {
         "form_version": FORM_VERSION,
         "form": "posterior = (1 - w_task) x the sampler's posterior + w_task x the prior; w_task minimises the mean "
                 "CRPS (prior-sd units, per free slot) of the mixture at the truths of fresh prior draws",
@@ -169,6 +174,36 @@ def calibrate_parameter_error(model, normalizers, meta: dict, geometry: dict, *,
             "check": _band_two_fold_check(band_cases)},
         "rows": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
     }
+    return (block, pack_band_cases(band_cases)) if with_cases else block
+
+
+def pack_band_cases(cases: list[dict]) -> dict[str, np.ndarray]:
+    """The band-scale cases (``_band_case`` dicts) as flat arrays for an ``.npz`` without pickles:
+    ``residual``, ``var_parameters``, ``var_discrepancy`` (mA, mA^2; every case's observed points
+    concatenated, float64), ``offsets`` (n_cases + 1; case k's points are
+    ``offsets[k]:offsets[k + 1]``), per case ``task`` (str), ``case`` (index within its task),
+    ``keep`` (observed fraction), ``noise_var`` (mA^2), and ``schema_version``."""
+    sizes = [np.size(c["residual"]) for c in cases]
+    cat = lambda key: np.concatenate([np.asarray(c[key], np.float64).ravel() for c in cases]) if cases else np.zeros(0)  # noqa: E731
+    return {"schema_version": np.asarray(BAND_CASES_SCHEMA), "offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+            "task": np.asarray([c["task"] for c in cases], dtype=str), "case": np.asarray([c["case"] for c in cases], np.int64),
+            "keep": np.asarray([c["keep"] for c in cases], np.float64),
+            "noise_var": np.asarray([c["noise_var"] for c in cases], np.float64),
+            **{k: cat(k) for k in ("residual", "var_parameters", "var_discrepancy")}}
+
+
+def unpack_band_cases(z) -> list[dict]:
+    """The inverse of ``pack_band_cases`` (``z``: its arrays, e.g. an open ``np.load``); raises
+    ValueError on another schema version or inconsistent offsets."""
+    if int(z["schema_version"]) != BAND_CASES_SCHEMA:
+        raise ValueError(f"band cases: schema_version {int(z['schema_version'])}, this version reads {BAND_CASES_SCHEMA}")
+    off = np.asarray(z["offsets"])
+    if off.size != len(z["task"]) + 1 or off[0] != 0 or off[-1] != np.size(z["residual"]) or np.any(np.diff(off) < 0):
+        raise ValueError("band cases: offsets do not match the arrays")
+    return [{"task": str(z["task"][k]), "case": int(z["case"][k]), "keep": float(z["keep"][k]),
+             "noise_var": float(z["noise_var"][k]),
+             **{key: np.asarray(z[key][off[k]:off[k + 1]]) for key in ("residual", "var_parameters", "var_discrepancy")}}
+            for k in range(off.size - 1)]
 
 
 def _two_fold_check(rows: list[dict]) -> dict:

@@ -199,6 +199,18 @@ def _transfer_rates(net: dict, f, ref, e, a, gb):
     return _solve(mat, net["k0"] * (xa * red_a - xc * ox_a))
 
 
+def _advance(tab: dict, modes, q_old, q, row, row_next):
+    """The channels' modes after a step with fluxes ``q_old`` -> ``q`` (C, B), and what they leave
+    at the surface for the next step, ``a`` (C, B). The sum over modes is unrolled: XLA:CPU then
+    emits one vectorised loop over the batch (as in ``_solver``)."""
+    modes = modes * tab["decay"][row] + q_old[:, None] * tab["phi0_v"][row] + q[:, None] * tab["phi1_v"][row]
+    w = tab["w_next"][row_next]
+    a_next = tab["beta0"][row_next] * q
+    for k in range(modes.shape[1]):
+        a_next = a_next + modes[:, k] * w[:, k]
+    return modes, a_next
+
+
 def _surface_step(surf: dict, f_s, e, gam_red, h):
     """New reduced coverage (Ss, B), mol/cm^2, after a step of ``h`` s at interface potential ``e``:
     exponential relaxation towards Nernst's coverage at Laviron's rate ``k_s (e_a + e_c)``."""
@@ -265,11 +277,7 @@ def simulate_network(waveform, net: dict, surf: dict, cell, *, grid, config: Sol
             q = g * _mix(net["flux"], r)
             u = a + tab["beta1"][row] * q
             surface += [full(net["ox0"] + _mix(net["ox"], u)), full(net["red0"] + _mix(net["red"], u))]
-            modes = modes * tab["decay"][row] + q_old[:, None] * tab["phi0_v"][row] + q[:, None] * tab["phi1_v"][row]
-            w = tab["w_next"][row_next]
-            a_next = tab["beta0"][row_next] * q
-            for k in range(m):  # unrolled: one vectorised loop over the batch (as in _solver)
-                a_next = a_next + modes[:, k] * w[:, k]
+            modes, a_next = _advance(tab, modes, q_old, q, row, row_next)
             i_parts.append(full(amp * r))
         else:
             q, a_next = q_old, a

@@ -10,6 +10,8 @@
   settings (it depends on the discrepancy; see ``ecsfm.posterior.prior_weight``), the simulator settings
   and a ``provenance`` block (dataset manifest hash, recipe, plan, which split the chunk came
   from, the commands that rebuild it);
+* ``parameter_error_cases.npz`` -- the per-case residuals and variance parts the predictive's band
+  scales were fitted on (``ecsfm.posterior.pack_band_cases``), so they can be refitted and checked;
 * ``chunk_0.npz`` -- up to ``n_rows`` rows of the dataset's **test** split (never trained on),
   with the dataset's keys, stratified over tasks.
 
@@ -32,7 +34,10 @@ from ..fm import (CHECKPOINT_FILENAME, HELD_OUT_CHUNK_FILENAME, MODEL_META_FILEN
 from ..posterior import calibrate_parameter_error
 
 __all__ = ["export_assets", "recalibrate_discrepancy", "REBUILD_COMMANDS", "DISCREPANCY_ROWS_PER_TASK",
-           "PARAMETER_ERROR_CASES_PER_TASK"]
+           "PARAMETER_ERROR_CASES_PER_TASK", "BAND_CASES_FILENAME"]
+
+#: The band-scale cases a model's parameter error was calibrated on (beside its model_meta.json).
+BAND_CASES_FILENAME = "parameter_error_cases.npz"
 
 #: Fresh simulated rows per task the exported discrepancy is fitted on (half fit, half check).
 DISCREPANCY_ROWS_PER_TASK = 128
@@ -69,11 +74,12 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
                                                       n_per_task=DISCREPANCY_ROWS_PER_TASK, seed=seed + 17,
                                                       progress=progress)
     meta.pop("parameter_error", None)  # calibrated under the previous discrepancy
+    cases = None
     if parameter_error_cases:
         # The metadata is passed to each inference explicitly: the new discrepancy is the one used.
-        meta["parameter_error"] = calibrate_parameter_error(model, normalizers, meta, geometry,
-                                                            n_per_task=parameter_error_cases, seed=seed,
-                                                            config=parameter_error_config, progress=progress)
+        meta["parameter_error"], cases = calibrate_parameter_error(
+            model, normalizers, meta, geometry, n_per_task=parameter_error_cases, seed=seed,
+            config=parameter_error_config, progress=progress, with_cases=True)
     meta["provenance"] = {
         "dataset_manifest_sha256": meta.get("dataset_manifest_sha256"),
         "recipe": manifest["recipe"]["name"],
@@ -104,6 +110,7 @@ def export_assets(model_dir, data_dir, out_dir, *, n_rows: int = 384, seed: int 
     with atomic_path(out / HELD_OUT_CHUNK_FILENAME) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **chunk)
+    _save_band_cases(out, cases)
     save_model_metadata(out / MODEL_META_FILENAME, {k: v for k, v in meta.items()
                                                    if k not in ("schema_version", "package_version")})
     os.utime(out)
@@ -127,10 +134,12 @@ def recalibrate_discrepancy(model_dir, *, n_per_task: int = DISCREPANCY_ROWS_PER
         meta["discrepancy"] = calibrate_discrepancy_fresh(model, normalizers, meta, geometry, n_per_task=n_per_task,
                                                           seed=seed, progress=progress)
         meta.pop("parameter_error", None)
+        _save_band_cases(model_dir, None)
     if parameter_error_cases:
-        meta["parameter_error"] = calibrate_parameter_error(model, normalizers, meta, geometry,
-                                                            n_per_task=parameter_error_cases, seed=parameter_error_seed,
-                                                            progress=progress)
+        meta["parameter_error"], cases = calibrate_parameter_error(
+            model, normalizers, meta, geometry, n_per_task=parameter_error_cases, seed=parameter_error_seed,
+            progress=progress, with_cases=True)
+        _save_band_cases(model_dir, cases)
     save_model_metadata(Path(model_dir) / MODEL_META_FILENAME, meta)
     return meta
 
@@ -140,3 +149,15 @@ def _check_cases(parameter_error_cases) -> None:
     at least 4 per task (``calibrate_parameter_error``)."""
     if not (isinstance(parameter_error_cases, int) and (parameter_error_cases == 0 or parameter_error_cases >= 4)):
         raise ValueError(f"parameter-error-cases: must be 0 (none) or an integer >= 4, got {parameter_error_cases!r}")
+
+
+def _save_band_cases(folder, cases) -> None:
+    """Write the packed band cases beside the metadata (atomically), or remove a stale file when
+    there are none (a parameter error calibrated under a replaced discrepancy is dropped)."""
+    path = Path(folder) / BAND_CASES_FILENAME
+    if cases is None:
+        path.unlink(missing_ok=True)
+        return
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **cases)

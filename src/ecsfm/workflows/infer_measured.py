@@ -67,8 +67,8 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
     ``viscosity`` cm^2/s); ``blank`` a blank scan's file, its current subtracted from every trace
     (``subtract_blank``); ``leave_one_out`` also fits every trace's companions and checks the
     prediction of it (``ecsfm.posterior.leave_one_out``: one more fit per trace). Returns the
-    summary. ``mechanism``: the couple's (``JointConfig.mechanism``: E, EC, ECcat, CE). Raises
-    ValueError naming the argument on bad input."""
+    summary. ``mechanism``: the couple's (``JointConfig.mechanism``). Raises ValueError naming the
+    argument on bad input."""
     measurements = [Path(m) for m in measurements]
     if not measurements:
         raise ValueError("measurement: give at least one file")
@@ -98,9 +98,7 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
                     seed=seed)
     cell_kw = dict(area=area, c_ox=cell["c_ox"], c_red=cell["c_red"], temperature=temp, config=config)
     per_rate = _separate_fits(traces, seed, **cell_kw) if separate and len(traces) > 1 else None
-    loo = None
-    if leave_one_out:
-        loo = loo_check(traces, seed=seed + 1000, **cell_kw)
+    loo = loo_check(traces, seed=seed + 1000, **cell_kw) if leave_one_out else None
     elapsed = time.perf_counter() - t0
     out = Path(out_dir)
     summary = {
@@ -115,8 +113,7 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
         "model_check": res["model_check"], "leave_one_out": loo, "residual_rms_A": res["residual_rms_A"],
         "known": res["known"], "fixed": res["fixed"],
         "separate_fits": per_rate, "seconds": elapsed, "n_likelihood_evaluations": res["n_likelihood_evaluations"],
-        "mechanism": res["mechanism"], "log_evidence": res["log_evidence"], "log_evidence_se": res["log_evidence_se"],
-        "sampler": res["sampler"], "config": res["config"],
+        "mechanism": res["mechanism"], "log_evidence": res["log_evidence"], "log_evidence_se": res["log_evidence_se"], "sampler": res["sampler"], "config": res["config"],
         "warnings": list(warnings) + res["warnings"],
     }
     _write(out, summary, res, per_rate, reference)
