@@ -3,11 +3,14 @@
 * ``infer_files``: measured files -> posterior summary, artifacts and plots, on the route the
   library picks (``choose_route``): the model's protocol grid (``run_infer``) or the measured
   potential programs with the simulator (``run_joint_infer``);
+* ``model_probabilities`` / ``mechanism_candidates``: the posterior probabilities of fitted
+  variants from their log evidences, and the mechanisms ``--mechanism auto`` compares;
 * ``run_demo``: the simulator demo's CSV files and figure;
 * ``export_assets`` / ``recalibrate_discrepancy``: a trained surrogate with its calibrations and a
   held-out chunk, as the package ships them.
 """
 
+from .compare import model_probabilities
 from .demo import run_demo
 from .export import (
     DISCREPANCY_ROWS_PER_TASK,
@@ -29,7 +32,7 @@ from .measurement import (
     read_measurement,
     waveform_gap,
 )
-from .route import infer_files
+from .route import infer_files, mechanism_candidates
 
 __all__ = [
     "DISCREPANCY_ROWS_PER_TASK",
@@ -44,6 +47,8 @@ __all__ = [
     "estimate_noise",
     "export_assets",
     "infer_files",
+    "mechanism_candidates",
+    "model_probabilities",
     "noise_to_amperes",
     "parse_known",
     "read_measurement",

@@ -80,10 +80,22 @@ def _add_sweep(ssub) -> None:
     pw.add_argument("--no-progress", action="store_true")
 
 
+def _add_mechanisms(ssub) -> None:
+    pm = ssub.add_parser("mechanisms", help="which mechanism the evidence names, on cases simulated from each")
+    pm.add_argument("--cases", type=int, default=100, help="cases per mechanism (default 100)")
+    pm.add_argument("--mechanisms", default="E,EC,ECcat,CE", help="comma list of candidates (default E,EC,ECcat,CE)")
+    pm.add_argument("--noise", default="0.005,0.02", help="comma list of noise sd, fractions of each trace's peak")
+    pm.add_argument("--particles", type=int, default=256, help="SMC particles per fit (default 256)")
+    pm.add_argument("--seed", type=int, default=0)
+    pm.add_argument("--fresh", action="store_true", help="discard a study of other settings in --out")
+    pm.add_argument("--out", type=Path, default=Path("ecsfm_mechanisms"))
+    pm.add_argument("--no-progress", action="store_true")
+
+
 def add_parser(subparsers) -> None:
     ps = subparsers.add_parser("study", help="reviewer-facing studies")
     ssub = ps.add_subparsers(dest="study", required=True)
-    for add in (_add_calibration, _add_sbc, _add_engines, _add_sweep):
+    for add in (_add_calibration, _add_sbc, _add_engines, _add_sweep, _add_mechanisms):
         add(ssub)
 
 
@@ -175,7 +187,25 @@ def _sweep(args) -> int:
     return 0
 
 
-_STUDIES = {"calibration": _calibration, "sbc": _sbc, "engines": _engines, "sweep": _sweep}
+def _mechanisms(args) -> int:
+    from ...studies.mechanisms import run_mechanism_study
+
+    res = run_mechanism_study(args.out, n_per_mechanism=args.cases, candidates=tuple(comma_list(args.mechanisms)),
+                              noise_levels=floats("noise", args.noise), n_particles=args.particles, seed=args.seed,
+                              fresh=args.fresh, progress=not args.no_progress)
+    s = res["summary"]
+    print("  simulated \\ most probable: " + "  ".join(f"{m:>6s}" for m in s["candidates"]))
+    for m, row in zip(s["candidates"], s["confusion"]):
+        print(f"  {m:>26s}  " + "  ".join(f"{v:6d}" for v in row))
+    acc = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.3f}"
+    print(f"  accuracy on the {s['n_distinguishable']} distinguishable cases {acc} "
+          f"({s['n_indistinguishable']} cannot be told apart in principle); expected calibration error of the "
+          f"probabilities {s['expected_calibration_error']:.3f}")
+    print(f"wrote {args.out}/mechanisms.json, mechanisms.png")
+    return 0
+
+
+_STUDIES = {"calibration": _calibration, "sbc": _sbc, "engines": _engines, "sweep": _sweep, "mechanisms": _mechanisms}
 
 
 def run(args) -> int:
