@@ -44,8 +44,9 @@ class SimulationResult(eqx.Module):
             ``|g / g'|`` with ``g = E - E_app + Ru i``, V, ().
         reaction_layer: mechanisms only (else None): the first grid spacing over the thinnest
             reaction layer ``sqrt(D / k)``, (); above ``REACTION_LAYER_WARN`` it is not resolved.
-        For a mechanism the "couples" are its electron transfers in order, then any surface
-        couples, whose two concentrations are their coverages, mol/cm^2.
+
+    For a mechanism the "couples" are its electron transfers in order, then any surface couples,
+    whose two concentrations are their coverages, mol/cm^2.
     """
 
     time: Float[Array, " n"]
