@@ -205,3 +205,29 @@ def test_band_scale_applies_only_to_the_method_it_was_fitted_for_and_follows_the
     assert predictive_band_scale(meta, "cv", "smc") is None and predictive_band_scale(meta, "swv", "cem") is None
     older = {"parameter_error": {k: v for k, v in meta["parameter_error"].items() if k != "band_scale"}}
     assert predictive_band_scale(older, "cv", "cem") is None
+
+
+def test_band_cases_pack_to_flat_arrays_and_back_and_refuse_a_mismatch(tmp_path):
+    import pytest
+
+    from ecsfm.posterior import pack_band_cases, unpack_band_cases
+
+    rng = np.random.default_rng(0)
+    cases = [{"task": t, "case": k, "keep": keep, "noise_var": 4e-4, "residual": rng.normal(size=n),
+              "var_parameters": rng.random(n), "var_discrepancy": rng.random(n)}
+             for k, (t, keep, n) in enumerate([("cv", 1.0, 7), ("swv", 0.35, 3), ("cv", 0.35, 0)])]
+    np.savez(tmp_path / "c.npz", **pack_band_cases(cases))
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as z:
+        back = unpack_band_cases(z)
+        bad = dict(z)
+    assert [(c["task"], c["case"], c["keep"], c["noise_var"]) for c in back] == \
+           [(c["task"], c["case"], c["keep"], c["noise_var"]) for c in cases]
+    for a, b in zip(back, cases):
+        for key in ("residual", "var_parameters", "var_discrepancy"):
+            np.testing.assert_array_equal(a[key], b[key])
+    bad["offsets"] = bad["offsets"][:-1]
+    with pytest.raises(ValueError, match="offsets"):
+        unpack_band_cases(bad)
+    bad["schema_version"] = np.asarray(99)
+    with pytest.raises(ValueError, match="schema_version"):
+        unpack_band_cases(bad)

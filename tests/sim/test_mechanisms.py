@@ -94,6 +94,18 @@ def test_ce_current_at_a_limiting_step_is_kouteckys_kinetic_current():
     assert not res.problems()
 
 
+def test_convection_levels_off_at_the_nernst_layers_current_and_starts_as_cottrell():
+    # Renewal from the bulk at D / delta^2: steady current n F A D C / delta (within 1 % at t = 10
+    # delta^2 / D); at t << delta^2 / D the planar Cottrell current (within 1 %).
+    delta = 0.01  # cm: delta^2 / D = 10 s
+    wf = sim.potential_step(0.4, -0.6, duration=100.0, n_steps=300, growth=1.03)
+    i = -np.asarray(sim.simulate(wf, [sim.Convection(_couple(), delta=delta)]).current)
+    t = np.asarray(wf.time)
+    assert abs(i[-1] / (F * 1e-6 * D / delta) - 1) < 0.01
+    early = (t > 1e-3) & (t < 2e-2)
+    np.testing.assert_allclose(i[early], F * 1e-6 * np.sqrt(D / (math.pi * t[early])), rtol=0.01)
+
+
 def test_surface_wave_peak_charge_and_laviron_irreversible_limit():
     # Reversible surface couple: ip = n^2 F^2 v A G / 4RT (within 1 %), both peaks at E0 (dEp = 0 to
     # the step), the charge under the cathodic sweep n F A G. Slow (Laviron's irreversible limit):

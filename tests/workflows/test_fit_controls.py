@@ -170,6 +170,6 @@ def test_the_evidence_names_the_mechanism_the_data_have(tmp_path, stat_seed, cap
     assert k_f["q025"] < 3.0 < k_f["q975"] and k_f["q975"] / k_f["q025"] < 3, k_f
     assert "mechanism=EC" in capsys.readouterr().out
     # what --mechanism auto compares: every mechanism the stated cell allows
-    assert mechanism_candidates(["c_ox=1"]) == ["E", "EC", "ECcat", "CE"]
-    assert mechanism_candidates(["c_ox=1", "c_red=0.5"]) == ["E", "CE"]
-    assert mechanism_candidates(["c_ox=1"], tie_d_red=False) == ["E", "EC", "CE"]
+    assert mechanism_candidates(["c_ox=1"]) == ["E", "EC", "ECcat", "CE", "convection"]
+    assert mechanism_candidates(["c_ox=1", "c_red=0.5"]) == ["E", "CE", "convection"]
+    assert mechanism_candidates(["c_ox=1"], tie_d_red=False) == ["E", "EC", "CE", "convection"]

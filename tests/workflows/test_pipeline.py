@@ -328,8 +328,8 @@ def test_calibration_study_runs_smc_with_the_asked_particles_and_records_them(as
 def _cv_csv(path, meta, geometry, e0=0.05, time_scale=4.0, header="time/s,potential/V,current/uA"):
     """A CV on the cv task's potential program, simulated by ecsfm.sim directly, written as a CSV
     in uA. Simulated finer than any fit of it (no inverse crime): a 0.5 mV potential step against
-    the task template's 2 mV, and a spatial grid of first spacing 1e-3 growing by 1.1 against the
-    simulator engine's 4e-3 and 1.25 (``sim.SolverConfig()``, recorded in the model's metadata)."""
+    the task template's 2 mV, and a spatial grid of first spacing 2.5e-4 growing by 1.1 against the
+    simulator engine's 1e-3 and 1.25 (``sim.SolverConfig()``, recorded in the model's metadata)."""
     import math
 
     from ecsfm import sim
@@ -339,7 +339,7 @@ def _cv_csv(path, meta, geometry, e0=0.05, time_scale=4.0, header="time/s,potent
     wf = sim.cyclic_voltammetry(E_HIGH, E_LOW, scan_rate=2 * (E_HIGH - E_LOW) / time_scale, step=5e-4)
     assert sim.SolverConfig(**meta["simulator"]["solver_config"]) == sim.SolverConfig()
     couple = sim.Couple(e0=e0, k0=0.1, alpha=0.5, d_ox=1e-5, d_red=1e-5, c_ox=1.0, c_red=0.0)
-    res = sim.simulate(wf, [couple], sim.Cell(area=1.0, ru=1.0, cdl=2e-6), config=sim.SolverConfig(h0=1e-3, growth=1.1))
+    res = sim.simulate(wf, [couple], sim.Cell(area=1.0, ru=1.0, cdl=2e-6), config=sim.SolverConfig(h0=2.5e-4, growth=1.1))
     t, e, i = (np.asarray(v, np.float64) for v in (res.time, res.potential, res.current))
     lines = [header] + [f"{a:.6e},{b:.6e},{c * 1e6:.6e}" for a, b, c in zip(t, e, i)]
     path.write_text("\n".join(lines) + "\n")
@@ -486,6 +486,9 @@ def test_engine_comparison_runs_both_engines_on_the_same_observation(assets, tmp
     res = json.loads((tmp_path / "engines.json").read_text())
     (case,) = res["cases"]
     assert case["surrogate_record"] and case["simulator_record"]
+    # Both engines fitted the same observation (the same noisy current at the same mask).
+    digests = case["observation_sha256"]
+    assert digests["surrogate"] == digests["simulator"] and len(digests["simulator"]) == 64
     for engine in ("surrogate", "simulator"):
         v = case[engine]
         assert len(v["z"]) == len(case["parameters"]) > 0

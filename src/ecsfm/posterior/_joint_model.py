@@ -17,8 +17,10 @@ from ..data import PHYSICAL_PARAMETERS
 PER_TRACE_CHOICES = ("offset", "cdl", "ru")
 #: the mechanisms a joint fit knows (``ecsfm.sim``) and the rate constants each adds as shared slots:
 #: EC an irreversible follow-up R -> Z; ECcat R -> O (D_red = D_ox); CE Y <=> O before the transfer
-#: (the stated c_ox is Y + O)
-MECHANISM_SLOTS = {"E": (), "EC": ("k_f",), "ECcat": ("k_cat",), "CE": ("k_f", "k_b")}
+#: (the stated c_ox is Y + O); convection: the solution renewed from the bulk across a layer delta (cm)
+MECHANISM_SLOTS = {"E": (), "EC": ("k_f",), "ECcat": ("k_cat",), "CE": ("k_f", "k_b"), "convection": ("delta",)}
+#: the convective diffusion layer's box, cm (10 um to 1 cm), sampled in ln
+DELTA_BOX = (1e-3, 1.0)
 #: the rate constants' box, 1/s, sampled in ln: the default grid resolves reaction layers to
 #: k T ~ 1e6 with the fit's finer first spacing (``MECHANISM_SOLVER``), a 100 s sweep at 1e4 1/s
 RATE_BOX = (1e-4, 1e4)
@@ -28,7 +30,8 @@ MECHANISM_SOLVER = sim.SolverConfig(h0=2e-4)
 #: read from the one table of physical parameters
 _PARAMS = {name: (p.unit, p.log, p.box_in_fit_units()) for name, p in PHYSICAL_PARAMETERS.items()
            if name != "c_red"} | {k: ("1/s", True, (math.log(RATE_BOX[0]), math.log(RATE_BOX[1])))
-                                   for k in ("k_f", "k_b", "k_cat")}
+                                   for k in ("k_f", "k_b", "k_cat")} | {
+    "delta": ("cm", True, (math.log(DELTA_BOX[0]), math.log(DELTA_BOX[1])))}
 #: the coefficients of a potential-dependent Cdl: Cdl(E) = Cdl (1 + sum_d c_d P_d(x)), x the potential
 #: scaled to [-1, 1] over all traces' window, each c_d within +/- this
 CDL_SHAPE_SPAN = 1.0
@@ -171,6 +174,8 @@ class _JointForward(eqx.Module):
             return sim.ECcat(couple, k_cat=jnp.exp(flat("k_cat")))
         if self.mechanism == "CE":
             return sim.CE(couple, k_f=jnp.exp(flat("k_f")), k_b=jnp.exp(flat("k_b")))
+        if self.mechanism == "convection":
+            return sim.Convection(couple, delta=jnp.exp(flat("delta")))
         return couple
 
     def __call__(self, slots):

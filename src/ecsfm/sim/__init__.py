@@ -20,7 +20,7 @@ from ._grid import SolverConfig
 from ._impedance import impedance
 from ._physics import (GEOMETRIES, Cell, Couple, Disc, Geometry, Hemisphere, Planar, RotatingDisc, Sphere, ThinLayer,
                        stack_couples)
-from ._mechanisms import CE, EC, ECE, MECHANISMS, ECcat, Mechanism, Surface
+from ._mechanisms import CE, EC, ECE, MECHANISMS, Convection, ECcat, Mechanism, Surface
 from ._result import SimulationResult
 from ._solver import simulate
 from ._units import DEFAULT_TEMPERATURE, FARADAY, GAS_CONSTANT, thermal_voltage
@@ -41,6 +41,7 @@ from ._waveforms import (
 
 __all__ = [
     "CE",
+    "Convection",
     "EC",
     "ECE",
     "ECcat",

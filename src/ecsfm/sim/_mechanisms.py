@@ -22,6 +22,8 @@ kinetic boundary is again a small linear solve per step (1x1 or 2x2). Channels h
   *total* Y + O, of which the fraction ``k_f / (k_f + k_b)`` is O at equilibrium.
 * ``ECE`` (R1 -> O2 at ``k_f``; needs ``first.d_red == second.d_ox``): R1 decays at ``k_f``;
   ``R1 + O2`` is free.
+* ``Convection`` (not chemistry: transport): every species relaxes to its bulk value at
+  ``D / delta^2``, a diffusion layer renewed by convection (the Nernst layer's steady flux ``DC/delta``).
 * ``Surface``: a couple confined to the electrode (coverage ``gamma``, mol/cm^2, Langmuir: no
   interactions), with Laviron's kinetics ``dG_R/dt = -k_s (exp((1-a) f eta) G_R - exp(-a f eta) G_O)``;
   over a step at one interface potential this relaxes exponentially, solved exactly.
@@ -38,7 +40,7 @@ from jaxtyping import Array, Float
 
 from ._physics import Couple, _as_array, _check, _concrete
 
-__all__ = ["EC", "ECcat", "CE", "ECE", "Surface", "MECHANISMS", "Mechanism"]
+__all__ = ["EC", "ECcat", "CE", "ECE", "Surface", "Convection", "MECHANISMS", "Mechanism"]
 
 #: largest homogeneous rate constant accepted, 1/s
 MAX_RATE = 1e10
@@ -137,6 +139,21 @@ class ECE(Mechanism):
         _zero("ECE", "first.c_red", self.first.c_red, "R1 in the bulk would react away")
 
 
+class Convection(Mechanism):
+    """A couple in a cell stirred by (natural) convection: the solution near the electrode is
+    renewed from the bulk, modelled as every species relaxing to its bulk concentration at
+    ``D / delta^2`` (1/s), ``delta`` the diffusion layer's thickness (cm). Early in a sweep the
+    current is planar diffusion's; at long times it levels off at the Nernst layer's ``n F A D C /
+    delta`` (the steady flux of ``dc/dt = D d2c/dx2 - (D / delta^2)(c - c_bulk)`` is ``D C / delta``)."""
+
+    couple: Couple
+    delta: Float[Array, "..."] = eqx.field(converter=_as_array)
+
+    def __check_init__(self):
+        _require_couple("Convection", "couple", self.couple)
+        _check("Convection delta (cm)", self.delta, 0.0, 10.0, lo_open=True, hi_open=False)
+
+
 class Surface(Mechanism):
     """A surface-confined couple ``O(ads) + n e- <=> R(ads)`` (Langmuir: no interactions).
 
@@ -166,7 +183,8 @@ class Surface(Mechanism):
 
 
 #: the named mechanisms, by the name the CLI uses
-MECHANISMS = {"E": Couple, "EC": EC, "ECcat": ECcat, "CE": CE, "ECE": ECE, "surface": Surface}
+MECHANISMS = {"E": Couple, "EC": EC, "ECcat": ECcat, "CE": CE, "ECE": ECE, "surface": Surface,
+              "convection": Convection}
 
 
 # -------------------------------------------------------------------------------------------------
@@ -206,6 +224,10 @@ def channels(item) -> dict:
         return dict(kappa=[0.0, total, 0.0], d=[c.d_ox, c.d_ox, c.d_red], couples=[c],
                     flux=[[1.0], [1.0 - theta], [-1.0]], red=[[0.0, 0.0, 1.0]], ox=[[theta, 1.0, 0.0]],
                     red0=[c.c_red], ox0=[theta * c.c_ox])
+    if isinstance(item, Convection):
+        c = item.couple
+        return dict(kappa=[c.d_ox / item.delta**2, c.d_red / item.delta**2], d=[c.d_ox, c.d_red], couples=[c],
+                    flux=[[1.0], [-1.0]], red=[[0.0, 1.0]], ox=[[1.0, 0.0]], red0=[c.c_red], ox0=[c.c_ox])
     if isinstance(item, ECE):
         a, b = item.first, item.second
         # channels: O1, R1 (decays at k_f), sigma = R1 + O2 (free), R2

@@ -93,11 +93,13 @@ def _add_couple_args(p: argparse.ArgumentParser) -> None:
     mech.add_argument("--mechanism", choices=tuple(sim.MECHANISMS), default="E",
                       help="E: the couples alone (default); EC: R <=> Z follows; ECcat: R -> O (catalysis); CE: Y <=> O "
                            "precedes (--c-ox is then Y + O); ECE: R1 -> O2, O2 the first --couple; surface: the first "
-                           "couple confined to the electrode (--k0 in 1/s, --gamma)")
+                           "couple confined to the electrode (--k0 in 1/s, --gamma); convection: the solution renewed "
+                           "from the bulk across a layer --delta")
     mech.add_argument("--k-f", type=float, default=None, help="EC, CE, ECE: forward rate constant, 1/s")
     mech.add_argument("--k-b", type=float, default=None, help="EC (default 0), CE: backward rate constant, 1/s")
     mech.add_argument("--k-cat", type=float, default=None, help="ECcat: pseudo-first-order rate constant, 1/s")
     mech.add_argument("--gamma", type=float, default=None, help="surface: coverage, mol/cm2")
+    mech.add_argument("--delta", type=float, default=None, help="convection: the diffusion layer's thickness, cm")
     mech.add_argument("--theta-ox", type=float, default=1.0, help="surface: oxidised fraction at the start (default 1)")
     c = p.add_argument_group("cell")
     c.add_argument("--area", type=float, default=None,
@@ -191,6 +193,8 @@ def _mechanism(args, couples: list) -> list:
         if not rest:
             raise ValueError("--couple: --mechanism ECE needs the second couple (O2 + e- <=> R2) as --couple K=V,...")
         return [sim.ECE(first, rest[0], k_f=_need(args, "--k-f", "the rate constant of R1 -> O2 (1/s)"))] + rest[1:]
+    if kind == "convection":
+        return [sim.Convection(first, delta=_need(args, "--delta", "the diffusion layer's thickness (cm)"))] + rest
     return [sim.Surface(e0=args.e0, k0=args.k0, alpha=args.alpha, n=args.n, theta_ox=args.theta_ox,
                         gamma=_need(args, "--gamma", "the coverage (mol/cm2)"))] + rest
 
@@ -268,7 +272,7 @@ def run(args) -> int:
         return _impedance(args, couples, cell, meta)
     couples = _mechanism(args, couples)
     meta["mechanism"] = args.mechanism
-    meta.update({k: getattr(args, k) for k in ("k_f", "k_b", "k_cat", "gamma", "reorganization")
+    meta.update({k: getattr(args, k) for k in ("k_f", "k_b", "k_cat", "gamma", "delta", "reorganization")
                  if getattr(args, k) is not None})
     helptext, options, builder = _WAVEFORMS[args.technique]
     kwargs = {}
