@@ -130,3 +130,14 @@ def test_evaluate_scorecard_against_baselines_recomputed_from_the_chunks(trained
         assert math.isfinite(s["median"]) and s["median"] > 0
     for name in ("scorecard_tasks.png", "scorecard_canonical.png", "scorecard_errors.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_recalibrate_prints_each_tasks_weight_and_band_scales(capsys):
+    # The band scales are stored per observed fraction; the summary line names each (a format of
+    # the whole dict once crashed the command after it had written the model).
+    from ecsfm.cli.commands.recalibrate import _print
+
+    meta = {"parameter_error": {"per_task": {"cv": 0.35}, "band_scale": {"per_task": {"cv": {"1.0": 1.52, "0.35": 1.7}}}}}
+    _print(meta, keep_discrepancy=True)
+    out = capsys.readouterr().out
+    assert "cv" in out and "0.35" in out and "100% observed 1.52" in out and "35% observed 1.70" in out

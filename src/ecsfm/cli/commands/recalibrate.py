@@ -25,7 +25,10 @@ def _print(meta: dict, keep_discrepancy: bool) -> None:
     block = meta.get("parameter_error") or {}
     scales = (block.get("band_scale") or {}).get("per_task", {})
     for task, weight in block.get("per_task", {}).items():
-        band = f"  predictive band scale (discrepancy variance x) {scales[task]:.2f}" if task in scales else ""
+        band = ""
+        if task in scales:  # per observed fraction: {"1.0": lambda, "0.35": lambda}
+            band = "  predictive band scale (discrepancy variance x) " + ", ".join(
+                f"{float(keep):.0%} observed {lam:.2f}" for keep, lam in sorted(scales[task].items(), key=lambda kv: -float(kv[0])))
         print(f"{task:16s} prior weight in the posterior (how often the inference misses): {weight:.2f}{band}")
     if keep_discrepancy:
         return
