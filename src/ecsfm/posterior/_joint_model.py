@@ -22,10 +22,11 @@ MECHANISM_SLOTS = {"E": (), "EC": ("k_f",), "ECcat": ("k_cat",), "CE": ("k_f", "
 #: the convective diffusion layer's box, cm (10 um to 1 cm), sampled in ln
 DELTA_BOX = (1e-3, 1.0)
 #: the rate constants' box, 1/s, sampled in ln: the default grid resolves reaction layers to
-#: k T ~ 1e6 with the fit's finer first spacing (``MECHANISM_SOLVER``), a 100 s sweep at 1e4 1/s
+#: k T ~ 1e6 with the fit's finer first spacing (``MECHANISM_H0``), a 100 s sweep at 1e4 1/s
 RATE_BOX = (1e-4, 1e4)
-#: the solver settings of a fit with coupled chemistry: a first spacing 5x finer than the default
-MECHANISM_SOLVER = sim.SolverConfig(h0=2e-4)
+#: the first grid spacing of a fit with coupled chemistry (5x finer than the default), and of every
+#: candidate when mechanisms are compared (one discretisation for all, so none is favoured by it)
+MECHANISM_H0 = 2e-4
 #: name -> (unit, sampled in ln?, default box in sampled units or None for a data-dependent box),
 #: read from the one table of physical parameters
 _PARAMS = {name: (p.unit, p.log, p.box_in_fit_units()) for name, p in PHYSICAL_PARAMETERS.items()
@@ -165,6 +166,7 @@ class _JointForward(eqx.Module):
     temperature: float = eqx.field(static=True)
     tie_d_red: bool = eqx.field(static=True)
     mechanism: str = eqx.field(static=True, default="E")  # a key of MECHANISM_SLOTS
+    solver_h0: float = eqx.field(static=True, default=sim.SolverConfig().h0)  # the grid's first spacing
 
     def _item(self, couple, flat):
         """The couple in this fit's mechanism (``sim.EC`` ...), its rate constants from the slots."""
@@ -199,7 +201,7 @@ class _JointForward(eqx.Module):
                             geometry=_geometry(self.geometry, area, *self.electrode))
             dur = jnp.broadcast_to(self.durations[cols][None, :], (n, len(members))).reshape(-1)
             wf = eqx.tree_at(lambda w: w.duration, template, dur)
-            solver = MECHANISM_SOLVER if self.mechanism != "E" else sim.SolverConfig()
+            solver = sim.SolverConfig(h0=self.solver_h0)
             cur = sim.simulate(wf, [self._item(couple, flat)], cell, config=solver).current.reshape(n, len(members), -1)
             idx, w = self.index[cols], self.weight[cols]  # (Tg, n_obs)
             at = jnp.take_along_axis(cur, jnp.broadcast_to(idx[None], (n, *idx.shape)), axis=2)
@@ -311,7 +313,8 @@ def _build(traces, config, area: float, c_ox: float, c_red: float, temperature: 
                             jnp.asarray(np.stack(charging, axis=1), jnp.float32),
                             float(c_red) / float(c_ox), config.geometry,
                             (config.thickness, config.omega, float(config.viscosity)),
-                            float(temperature), bool(config.tie_d_red), config.mechanism)
+                            float(temperature), bool(config.tie_d_red), config.mechanism,
+                            config.solver_h0 or (MECHANISM_H0 if config.mechanism != "E" else sim.SolverConfig().h0))
     return (layout, forward, jnp.asarray(np.asarray(obs), jnp.float32),
             (jnp.asarray(np.asarray(basis), jnp.float32), jnp.asarray(np.asarray(eig), jnp.float32)) if with_basis
             else None)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import sim
-from ._joint_model import (_PARAMS, MECHANISM_SLOTS, PER_TRACE_CHOICES, _apply, _build, _joint_loglik, _Layout,
+from ._joint_model import (_PARAMS, MECHANISM_H0, MECHANISM_SLOTS, PER_TRACE_CHOICES, _apply, _build, _joint_loglik, _Layout,
                            points_of)
 from .config import SMCPosteriorConfig
 from .model_check import model_check
@@ -37,7 +37,7 @@ from .smc import run_smc_posterior
 from .traces import Trace, trace_from_measurement
 
 __all__ = ["JointConfig", "Trace", "trace_from_measurement", "fit_joint", "JOINT_SCHEMA_VERSION", "PER_TRACE_CHOICES",
-           "MECHANISM_SLOTS"]
+           "MECHANISM_SLOTS", "MECHANISM_H0"]
 
 JOINT_SCHEMA_VERSION = 1
 #: the geometries a joint fit knows (a radius follows from the area; a thin layer's thickness and a
@@ -67,7 +67,9 @@ class JointConfig:
     disc's radius follows from the area, so the area's uncertainty carries into it), with a thin
     layer's ``thickness`` (cm) and a rotating disc's ``omega`` (rad/s) and ``viscosity`` (cm^2/s)
     as stated; ``mechanism`` one of ``MECHANISM_SLOTS`` (E: the couple alone; EC, ECcat, CE add
-    their rate constants, 1/s, ln-uniform over ``RATE_BOX``); ``smc`` the
+    their rate constants, 1/s, ln-uniform over ``RATE_BOX``); ``solver_h0`` the simulator grid's first
+    spacing (None: the default for E, ``MECHANISM_H0`` with chemistry; give one value to compare
+    mechanisms on one discretisation); ``smc`` the
     sampler (its particle count is ``n_particles``); its tempering keeps 80 % ESS per stage (the
     Ru-k0 trade-off makes separated local modes; ``docs/posterior.md``)."""
 
@@ -89,6 +91,7 @@ class JointConfig:
     omega: float | None = None
     viscosity: float = 0.00893
     mechanism: str = "E"
+    solver_h0: float | None = None
     smc: SMCPosteriorConfig = SMCPosteriorConfig(n_particles=1024, target_ess_fraction=0.8)
 
     def __post_init__(self):
@@ -119,6 +122,8 @@ class JointConfig:
             raise ValueError(f"viscosity: must be > 0 cm^2/s, got {self.viscosity}")
         if self.mechanism not in MECHANISM_SLOTS:
             raise ValueError(f"mechanism: must be one of {', '.join(MECHANISM_SLOTS)}, got {self.mechanism!r}")
+        if self.solver_h0 is not None and not (math.isfinite(self.solver_h0) and 1e-5 <= self.solver_h0 <= 1e-2):
+            raise ValueError(f"solver_h0: must be in [1e-5, 1e-2] diffusion lengths, got {self.solver_h0}")
         if self.mechanism == "ECcat" and not self.tie_d_red:
             raise ValueError("mechanism: ECcat needs D_red = D_ox (tie_d_red)")
         if self.cdl_degree not in (0, 1, 2, 3):

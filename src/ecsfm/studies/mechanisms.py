@@ -4,7 +4,8 @@ Cases are simulated from each mechanism (``ecsfm.sim``: E, EC, ECcat, CE) with p
 from the priors below, finer than any fit (0.5 mV steps, first grid spacing 1e-4 against the fits'
 2 mV and 2e-4), with Gaussian noise of a fraction of each trace's peak, as single CVs or as
 scan-rate series. Every candidate mechanism is fitted to every case (``ecsfm.posterior.fit_joint``,
-SMC), and the posterior model probabilities follow from the log evidences under equal prior odds
+SMC, all on one grid, ``MECHANISM_H0``: a plain couple on the default grid carries a discretisation
+error the finer-gridded mechanisms do not: 2.4 nats of log evidence on a 3-rate series at 2 % noise), and the posterior model probabilities follow from the log evidences under equal prior odds
 (``ecsfm.workflows.model_probabilities``). The study reports the confusion matrix (true against
 most probable), the accuracy, and the reliability of the probabilities (each case x candidate
 probability against whether that candidate is the truth; expected calibration error over 10 bins).
@@ -27,13 +28,13 @@ from tqdm.auto import tqdm
 
 from .. import io, sim
 from .._atomic import save_png, write_text
-from ..posterior import JointConfig, fit_joint, trace_from_measurement
+from ..posterior import MECHANISM_H0, JointConfig, fit_joint, trace_from_measurement
 from ..workflows import model_probabilities
 from ._journal import Journal
 
 __all__ = ["run_mechanism_study", "draw_truth", "distinguishable", "MECHANISM_STUDY_SCHEMA", "CANDIDATES"]
 
-MECHANISM_STUDY_SCHEMA = 1
+MECHANISM_STUDY_SCHEMA = 2  # 2: every candidate on one grid (MECHANISM_H0)
 CANDIDATES = ("E", "EC", "ECcat", "CE")
 AREA, C_OX = 0.0707, 1.0
 #: the fitted window and the series' scan rates (V/s)
@@ -107,7 +108,8 @@ def _run_case(job: dict, n_particles: int, points: int) -> dict:
     t0 = time.perf_counter()
     for m in job["candidates"]:
         res = fit_joint(traces, area=AREA, c_ox=C_OX, seed=job["seed"] + 1,
-                        config=JointConfig(n_particles=n_particles, points_per_trace=points, mechanism=m))
+                        config=JointConfig(n_particles=n_particles, points_per_trace=points, mechanism=m,
+                                           solver_h0=MECHANISM_H0))
         fits[m] = {"log_evidence": res["log_evidence"], "log_evidence_se": res["log_evidence_se"],
                    "adequate": bool(res["model_check"]["adequate"])}
     prob, prob_se = model_probabilities([fits[m]["log_evidence"] for m in job["candidates"]],

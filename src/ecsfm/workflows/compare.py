@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import write_text
-from ..posterior import MECHANISM_SLOTS
+from ..posterior import MECHANISM_H0, MECHANISM_SLOTS
 from .infer_measured import parse_priors, run_joint_infer
 
 __all__ = ["COMPARE_KEYS", "parse_compare", "run_comparison", "model_probabilities", "COMPARISON_SCHEMA_VERSION"]
@@ -68,7 +68,7 @@ def _setting(key: str, value: str) -> dict:
     if key == "mechanism":
         if value not in MECHANISM_SLOTS:
             raise ValueError(f"compare: mechanism takes {', '.join(MECHANISM_SLOTS)}, got {value!r}")
-        return {"mechanism": value}
+        return {"mechanism": value, "solver_h0": MECHANISM_H0}  # one discretisation for every candidate
     parse_priors([f"alpha={value}"])  # raises on a bad range
     return {"priors": [f"alpha={value}"]}
 

@@ -46,7 +46,7 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
                     conc_rsd: float = 0.0, fmt: str = "auto", force: bool = False, priors=(),
                     window: tuple[float, float] | None = None, sweeps=None, background_degree: int = 0,
                     cdl_degree: int = 0, blank=None, leave_one_out: bool = False, geometry: str = "planar",
-                    electrode: dict | None = None, mechanism: str = "E") -> dict:
+                    electrode: dict | None = None, mechanism: str = "E", solver_h0: float | None = None) -> dict:
     """Fit one couple to several measured traces on their own potential programs
     (``ecsfm.posterior.fit_joint``, the simulator), check the fit (``model_check`` in the summary,
     also per trace fitted alone with ``separate``) and write ``posterior_summary.json``,
@@ -67,7 +67,7 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
     ``viscosity`` cm^2/s); ``blank`` a blank scan's file, its current subtracted from every trace
     (``subtract_blank``); ``leave_one_out`` also fits every trace's companions and checks the
     prediction of it (``ecsfm.posterior.leave_one_out``: one more fit per trace). Returns the
-    summary. ``mechanism``: the couple's (``JointConfig.mechanism``). Raises ValueError naming the
+    summary. ``mechanism``, ``solver_h0``: as ``JointConfig``'s. Raises ValueError naming the
     argument on bad input."""
     measurements = [Path(m) for m in measurements]
     if not measurements:
@@ -89,7 +89,8 @@ def run_joint_infer(*, measurements, out_dir, area: float | None = None, radius:
     cfg_kw = dict(per_trace=tuple(per_trace), tie_d_red=tie_d_red, noise=noise_to_amperes(noise, area), known=fixed,
                   bounds=bounds, background_degree=int(background_degree), cdl_degree=int(cdl_degree), geometry=geometry,
                   **{k: float(v) for k, v in electrode.items() if v is not None},
-                  discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd, mechanism=mechanism)
+                  discrepancy_length=discrepancy_length, area_rsd=area_rsd, conc_rsd=conc_rsd, mechanism=mechanism,
+                  solver_h0=solver_h0)
     if n_particles is not None:
         cfg_kw["n_particles"] = int(n_particles)
     config = JointConfig(**cfg_kw)
