@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from ecsfm.studies.mechanisms import CANDIDATES, distinguishable, draw_truth, summarize
+from ecsfm.studies.mechanisms import CANDIDATES, distinguishable, draw_truth, prior_bounds, summarize
 from ecsfm.workflows import model_probabilities
 
 F_RT = 96485.33212 / (8.314462618 * 298.15)
@@ -26,15 +26,23 @@ def test_chemistry_too_slow_or_too_fast_to_show_is_not_counted():
     assert distinguishable("E", base, v)[0]
 
 
-def test_drawn_cases_lie_in_the_stated_priors():
+def test_drawn_cases_lie_in_the_boxes_the_fits_use():
+    """The study's model probabilities can only be calibrated if every case is drawn from the
+    prior its own mechanism's fit uses: each drawn value lies in that fit's box, and over many
+    draws the ln rates fill it uniformly (mean of the box's centre, sd of width / sqrt(12))."""
     rng = np.random.default_rng(0)
     for m in CANDIDATES:
-        for _ in range(50):
-            t = draw_truth(m, rng)
-            assert -0.1 <= t["e0"] <= 0.1 and 1e-3 <= t["k0"] <= 1 and 5e-6 <= t["d"] <= 1.5e-5
-            if m == "CE":
-                k_eq, k_sum = t["k_f"] / t["k_b"], t["k_f"] + t["k_b"]
-                assert 1e-2 <= k_eq <= 10 + 1e-9 and 1 <= k_sum <= 1e4 + 1e-6
+        bounds = prior_bounds(m)
+        draws = [draw_truth(m, rng) for _ in range(400)]
+        assert set(draws[0]) == {"e0", "k0", "alpha", "d"} | set(bounds) - {"e0", "k0", "alpha", "d_ox"}
+        for name in bounds:
+            lo, hi = bounds[name]
+            x = np.asarray([t["d" if name == "d_ox" else name] for t in draws])
+            assert np.all((x >= lo) & (x <= hi)), (m, name)
+            if name in ("k_f", "k_b", "k_cat"):
+                u = (np.log(x) - math.log(lo)) / math.log(hi / lo)
+                assert abs(u.mean() - 0.5) < 4 * 0.2887 / 20 and abs(u.std() - 0.2887) < 0.03, (m, name)
+    assert prior_bounds("E").keys() == {"e0", "k0", "alpha", "d_ox"}
 
 
 def _record(true, probs, ok=True):

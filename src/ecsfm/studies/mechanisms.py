@@ -33,9 +33,9 @@ from ..posterior import MECHANISM_H0, JointConfig, fit_joint, trace_from_measure
 from ..workflows import model_probabilities
 from ._journal import Journal
 
-__all__ = ["run_mechanism_study", "draw_truth", "distinguishable", "MECHANISM_STUDY_SCHEMA", "CANDIDATES"]
+__all__ = ["run_mechanism_study", "draw_truth", "prior_bounds", "distinguishable", "MECHANISM_STUDY_SCHEMA", "CANDIDATES"]
 
-MECHANISM_STUDY_SCHEMA = 2  # 2: every candidate on one grid (MECHANISM_H0)
+MECHANISM_STUDY_SCHEMA = 3  # 2: every candidate on one grid (MECHANISM_H0); 3: the fits use the draws' priors
 CANDIDATES = ("E", "EC", "ECcat", "CE")
 AREA, C_OX = 0.0707, 1.0
 #: the fitted window and the series' scan rates (V/s)
@@ -44,20 +44,37 @@ SERIES = ((0.1,), (0.02, 0.1, 0.5))
 F_RT = sim.FARADAY / (sim.GAS_CONSTANT * sim.DEFAULT_TEMPERATURE)
 
 
+#: the study's priors, physical units, sampled uniformly (``(lo, hi)``) or ln-uniformly (``("ln", lo,
+#: hi)``): each case is drawn from them and every fit uses the same boxes (``JointConfig.bounds``),
+#: so a candidate's evidence is that of the very prior its cases come from and the posterior model
+#: probabilities can be calibrated (with the fit's wider default boxes an EC prior reaching 1e-4 /s
+#: spends mass on rates no data here can tell from zero: an Occam penalty the truth never paid)
+SHARED_PRIOR = {"e0": (-0.1, 0.1), "k0": ("ln", 1e-3, 1.0), "alpha": (0.4, 0.6), "d_ox": ("ln", 5e-6, 1.5e-5)}
+RATE_PRIORS = {"E": {}, "EC": {"k_f": ("ln", 1e-2, 1e3)}, "ECcat": {"k_cat": ("ln", 1e-2, 1e2)},
+               "CE": {"k_f": ("ln", 1e-1, 1e3), "k_b": ("ln", 1e-1, 1e3)}}
+
+
+def _box(spec) -> tuple[float, float]:
+    return (spec[1], spec[2]) if spec[0] == "ln" else spec
+
+
+def prior_bounds(mechanism: str) -> dict:
+    """The ``JointConfig.bounds`` a fit of ``mechanism`` uses in this study (physical units)."""
+    return {k: _box(v) for k, v in (SHARED_PRIOR | RATE_PRIORS[mechanism]).items()}
+
+
 def draw_truth(mechanism: str, rng: np.random.Generator) -> dict:
-    """One case's parameters from the study's priors: E0 uniform in +/- 0.1 V, k0 log-uniform in
-    1e-3..1 cm/s, alpha in 0.4..0.6, D log-uniform in 5e-6..1.5e-5 cm^2/s; EC's k_f in 1e-2..1e3
-    /s, EC''s k_cat in 1e-2..1e2 /s, CE's K = k_f / k_b in 1e-2..10 and k_f + k_b in 1..1e4 /s."""
-    logu = lambda lo, hi: float(math.exp(rng.uniform(math.log(lo), math.log(hi))))  # noqa: E731
-    truth = {"e0": float(rng.uniform(-0.1, 0.1)), "k0": logu(1e-3, 1.0), "alpha": float(rng.uniform(0.4, 0.6)),
-             "d": logu(5e-6, 1.5e-5)}
-    if mechanism == "EC":
-        truth["k_f"] = logu(1e-2, 1e3)
-    elif mechanism == "ECcat":
-        truth["k_cat"] = logu(1e-2, 1e2)
-    elif mechanism == "CE":
-        k_eq, k_sum = logu(1e-2, 10.0), logu(1.0, 1e4)
-        truth["k_f"], truth["k_b"] = k_eq * k_sum / (1 + k_eq), k_sum / (1 + k_eq)
+    """One case's parameters from the study's priors (``SHARED_PRIOR``, ``RATE_PRIORS``): E0 in
+    +/- 0.1 V, k0 ln-uniform in 1e-3..1 cm/s, alpha in 0.4..0.6, D ln-uniform in 5e-6..1.5e-5
+    cm^2/s; EC's k_f in 1e-2..1e3 /s, EC''s k_cat in 1e-2..1e2 /s, CE's k_f and k_b each in
+    1e-1..1e3 /s (so K = k_f / k_b spans 1e-4..1e4), rates ln-uniform."""
+    truth = {}
+    for name, spec in (SHARED_PRIOR | RATE_PRIORS[mechanism]).items():
+        if spec[0] == "ln":
+            truth[name] = float(math.exp(rng.uniform(math.log(spec[1]), math.log(spec[2]))))
+        else:
+            truth[name] = float(rng.uniform(*spec))
+    truth["d"] = truth.pop("d_ox")
     return truth
 
 
@@ -110,7 +127,7 @@ def _run_case(job: dict, n_particles: int, points: int) -> dict:
     for m in job["candidates"]:
         res = fit_joint(traces, area=AREA, c_ox=C_OX, seed=job["seed"] + 1,
                         config=JointConfig(n_particles=n_particles, points_per_trace=points, mechanism=m,
-                                           solver_h0=MECHANISM_H0))
+                                           solver_h0=MECHANISM_H0, bounds=prior_bounds(m)))
         fits[m] = {"log_evidence": res["log_evidence"], "log_evidence_se": res["log_evidence_se"],
                    "adequate": bool(res["model_check"]["adequate"])}
     prob, prob_se = model_probabilities([fits[m]["log_evidence"] for m in job["candidates"]],
@@ -197,7 +214,8 @@ def run_mechanism_study(out_dir, *, n_per_mechanism: int = 100, noise_levels=(0.
     """Simulate ``n_per_mechanism`` cases of each of ``candidates``, fit every candidate to each,
     and write ``out_dir/mechanisms.json`` (records and ``summarize``), ``mechanisms.png``
     (confusion matrix, reliability diagram) and the journal ``cases.jsonl`` (an interrupted study
-    resumes; other settings are refused unless ``fresh``). Returns the payload."""
+    resumes, and a larger ``n_per_mechanism`` extends a finished study with the same settings; other
+    settings are refused unless ``fresh``). Returns the payload."""
     bad = [m for m in candidates if m not in CANDIDATES]
     if bad or len(candidates) < 2:
         raise ValueError(f"candidates: need two or more of {', '.join(CANDIDATES)}, got {list(candidates)}")
@@ -207,7 +225,9 @@ def run_mechanism_study(out_dir, *, n_per_mechanism: int = 100, noise_levels=(0.
         raise ValueError(f"noise: each level a fraction of the peak in (0, 0.5), got {list(noise_levels)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = {"schema_version": MECHANISM_STUDY_SCHEMA, "n_per_mechanism": n_per_mechanism,
+    # The case count is not a setting of the journal: cases are drawn in order, so the first n of a
+    # larger study are those of a smaller one, and ``--cases`` can grow a finished study.
+    config = {"schema_version": MECHANISM_STUDY_SCHEMA,
               "noise_levels": list(noise_levels), "series": [list(s) for s in series], "candidates": list(candidates),
               "n_particles": n_particles, "points_per_trace": points_per_trace, "seed": seed}
     journal = Journal(out / "cases.jsonl", config, key=lambda r: (r["mechanism"], r["case"]), fresh=fresh)
@@ -221,7 +241,8 @@ def run_mechanism_study(out_dir, *, n_per_mechanism: int = 100, noise_levels=(0.
         # every compiled program: without this a study of ~40 cases ran out of memory.
         jax.clear_caches()
     records = [journal.done[(j["mechanism"], j["case"])] for j in jobs]
-    payload = {"schema_version": MECHANISM_STUDY_SCHEMA, "config": config, "resumed_cases": journal.n_reused,
+    payload = {"schema_version": MECHANISM_STUDY_SCHEMA, "config": config | {"n_per_mechanism": n_per_mechanism},
+               "resumed_cases": journal.n_reused,
                "summary": summarize(records, candidates), "records": records}
     write_text(out / "mechanisms.json", json.dumps(payload, indent=1, default=float))
     _plots(out, payload["summary"])
