@@ -5,7 +5,9 @@ finite diffusion in a thin layer or to a rotating disc (``Cell(geometry=)``),
 of independent redox couples with Butler-Volmer kinetics, uncompensated resistance and
 double-layer charging, under any applied-potential waveform. Coupled first-order chemistry
 (``EC``, ``ECcat``, ``CE``, ``ECE``) and surface-confined couples (``Surface``) go in the same list
-as couples (planar diffusion).
+as couples (planar diffusion). Any other mechanism is data: a ``Scheme`` of ``Species``, electron
+``Transfer`` s and first- or second-order ``Reaction`` s (``EC2`` and ``DISP1`` are schemes), solved
+by a general implicit solver.
 
 >>> from ecsfm import sim
 >>> wf = sim.cyclic_voltammetry(e_start=0.3, e_vertex=-0.3, scan_rate=0.1)
@@ -22,6 +24,7 @@ from ._physics import (GEOMETRIES, Cell, Couple, Disc, Geometry, Hemisphere, Pla
                        stack_couples)
 from ._mechanisms import CE, EC, ECE, MECHANISMS, Convection, ECcat, Mechanism, Surface
 from ._result import SimulationResult
+from ._scheme import DISP1, EC2, Reaction, Scheme, Species, Transfer
 from ._solver import simulate
 from ._units import DEFAULT_TEMPERATURE, FARADAY, GAS_CONSTANT, thermal_voltage
 from ._pulse import differential_pulse_voltammetry, sampled_currents, square_wave_voltammetry
@@ -42,6 +45,12 @@ from ._waveforms import (
 __all__ = [
     "CE",
     "Convection",
+    "DISP1",
+    "EC2",
+    "Reaction",
+    "Scheme",
+    "Species",
+    "Transfer",
     "EC",
     "ECE",
     "ECcat",
