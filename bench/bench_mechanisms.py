@@ -5,6 +5,8 @@ The reference CV of ``bench_sim_throughput.py``: 0.3 -> -0.3 -> 0.3 V at 0.1 V/s
 with ``pmap``. The plain couple's batch spreads k0 over 1e-4 ... 10 cm/s; the mechanisms' spread
 their rate constant over 1e-2 ... 1e3 1/s (k0 = 1 cm/s); the Marcus-Hush-Chidsey couple spreads
 lambda over 0.2 ... 2 eV (k0 = 1e-3 cm/s). The issue's target: EC and EC' >= 20,000 CVs/s.
+Schemes (``sim.Scheme``, the implicit solver: EC2, and EC written as a scheme) run a smaller batch
+(``--scheme-batch``, default 64): they are ~100x slower, and the rate is per CV all the same.
 
 Run: ``python bench/bench_mechanisms.py [--batch 1024] [--repeats 5]``
 """
@@ -40,6 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--scheme-batch", type=int, default=64)
     args = ap.parse_args()
     wf = sim.cyclic_voltammetry(e_start=0.3, e_vertex=-0.3, scan_rate=0.1, step=1e-3)
     n_dev = jax.local_device_count()
@@ -55,11 +58,16 @@ def main() -> None:
         "CE (k_f spread, K = 0.1)": (np.logspace(-2, 3, batch), lambda k: [sim.CE(couple(), k_f=k, k_b=10 * k)]),
         "MHC couple (lambda spread)": (np.linspace(0.2, 2.0, batch), lambda lam: [couple(k0=1e-3, reorganization=lam)]),
     }
+    small = args.scheme_batch - args.scheme_batch % n_dev
+    ec_scheme = lambda k: [sim.Scheme([sim.Species("O", 1e-5, 1.0), sim.Species("R", 1e-5), sim.Species("Z", 1e-5)],  # noqa: E731
+                                      [sim.Transfer("O", "R", 0.0, 1.0)], [sim.Reaction("R", "Z", k_f=k)])]
+    cases |= {"EC as a Scheme (implicit)": (np.logspace(-2, 3, small), ec_scheme),
+              "EC2 (k_dim 1e2..1e7 /M/s)": (np.logspace(2, 7, small), lambda k: [sim.EC2(couple(), k_dim=k)])}
     rates = {}
     for name, (values, build) in cases.items():
         fn = jax.pmap(lambda v, build=build: sim.simulate(wf, build(v), sim.Cell(area=0.0707)).current)
-        t = timed(fn, jnp.asarray(values, jnp.float32).reshape(n_dev, -1), args.repeats)
-        rates[name] = batch / t
+        t = timed(fn, jnp.asarray(values, jnp.float32).reshape(n_dev, -1), args.repeats if values.size == batch else 1)
+        rates[name] = values.size / t
     base = rates["plain couple (k0 spread)"]
     print(f"{batch} CVs of {wf.potential.shape[-1]} points on {n_dev} CPU devices")
     for name, rate in rates.items():

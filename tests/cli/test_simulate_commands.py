@@ -240,3 +240,7 @@ def test_simulate_mechanisms_from_the_command_line(tmp_path, capsys):
     capsys.readouterr()
     assert main(["simulate", "cv", *sweep, "--mechanism", "CE", "--k-f", "1", "--out", str(tmp_path / "x.csv")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+    for bad in (["EC2"], ["DISP1", "--k-f", "1"], ["EC2", "--k-dim", "1e5", "--couple", "e0=0.3"]):
+        assert main(["simulate", "cv", *sweep, "--mechanism", *bad, "--out", str(tmp_path / "x.csv")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and ("--k-" in err or "on its own" in err), err

@@ -22,7 +22,7 @@ from ._grid import SolverConfig
 from ._impedance import impedance
 from ._physics import (GEOMETRIES, Cell, Couple, Disc, Geometry, Hemisphere, Planar, RotatingDisc, Sphere, ThinLayer,
                        stack_couples)
-from ._mechanisms import CE, EC, ECE, MECHANISMS, Convection, ECcat, Mechanism, Surface
+from ._mechanisms import CE, CHANNEL_MECHANISMS, EC, ECE, Convection, ECcat, Mechanism, Surface
 from ._result import SimulationResult
 from ._scheme import DISP1, EC2, Reaction, Scheme, Species, Transfer
 from ._solver import simulate
@@ -42,6 +42,9 @@ from ._waveforms import (
     staircase_voltammetry,
 )
 
+#: every named mechanism, by the name the command line uses
+MECHANISMS = CHANNEL_MECHANISMS | {"EC2": EC2, "DISP1": DISP1}
+
 __all__ = [
     "CE",
     "Convection",
@@ -54,6 +57,7 @@ __all__ = [
     "EC",
     "ECE",
     "ECcat",
+    "CHANNEL_MECHANISMS",
     "MECHANISMS",
     "Mechanism",
     "Surface",

@@ -40,7 +40,7 @@ from jaxtyping import Array, Float
 
 from ._physics import Couple, _as_array, _check, _concrete
 
-__all__ = ["EC", "ECcat", "CE", "ECE", "Surface", "Convection", "MECHANISMS", "Mechanism"]
+__all__ = ["EC", "ECcat", "CE", "ECE", "Surface", "Convection", "CHANNEL_MECHANISMS", "Mechanism"]
 
 #: largest homogeneous rate constant accepted, 1/s
 MAX_RATE = 1e10
@@ -182,8 +182,9 @@ class Surface(Mechanism):
         _check("Surface n", self.n, 0.0, 10.0, lo_open=True, hi_open=False)
 
 
-#: the named mechanisms, by the name the CLI uses
-MECHANISMS = {"E": Couple, "EC": EC, "ECcat": ECcat, "CE": CE, "ECE": ECE, "surface": Surface,
+#: the named mechanisms solved by channels, by the name the CLI uses (``sim.MECHANISMS`` adds the
+#: schemes, ``EC2`` and ``DISP1``)
+CHANNEL_MECHANISMS = {"E": Couple, "EC": EC, "ECcat": ECcat, "CE": CE, "ECE": ECE, "surface": Surface,
               "convection": Convection}
 
 

@@ -89,15 +89,18 @@ def _add_couple_args(p: argparse.ArgumentParser) -> None:
                    help="an extra couple, e.g. 'e0=0.3,k0=0.1,c_ox=0.5' (unset fields as above); repeatable")
     g.add_argument("--reorganization", type=float, default=None,
                    help="Marcus reorganisation energy, eV, for every couple (default: Butler-Volmer)")
-    mech = p.add_argument_group("mechanism (the first couple's; ecsfm.sim.EC, ECcat, CE, ECE, Surface)")
+    mech = p.add_argument_group("mechanism (the first couple's; ecsfm.sim.EC, ECcat, CE, ECE, Surface, EC2, DISP1)")
     mech.add_argument("--mechanism", choices=tuple(sim.MECHANISMS), default="E",
                       help="E: the couples alone (default); EC: R <=> Z follows; ECcat: R -> O (catalysis); CE: Y <=> O "
                            "precedes (--c-ox is then Y + O); ECE: R1 -> O2, O2 the first --couple; surface: the first "
                            "couple confined to the electrode (--k0 in 1/s, --gamma); convection: the solution renewed "
-                           "from the bulk across a layer --delta")
+                           "from the bulk across a layer --delta; EC2: 2R -> R2 (--k-dim); DISP1: R -> I (--k-f), "
+                           "R + I -> O (--k-d); EC2 and DISP1 run the general implicit solver (slower)")
     mech.add_argument("--k-f", type=float, default=None, help="EC, CE, ECE: forward rate constant, 1/s")
     mech.add_argument("--k-b", type=float, default=None, help="EC (default 0), CE: backward rate constant, 1/s")
     mech.add_argument("--k-cat", type=float, default=None, help="ECcat: pseudo-first-order rate constant, 1/s")
+    mech.add_argument("--k-dim", type=float, default=None, help="EC2: dimerisation rate constant, 1/(M s)")
+    mech.add_argument("--k-d", type=float, default=None, help="DISP1: disproportionation R + I -> O, 1/(M s)")
     mech.add_argument("--gamma", type=float, default=None, help="surface: coverage, mol/cm2")
     mech.add_argument("--delta", type=float, default=None, help="convection: the diffusion layer's thickness, cm")
     mech.add_argument("--theta-ox", type=float, default=1.0, help="surface: oxidised fraction at the start (default 1)")
@@ -193,6 +196,13 @@ def _mechanism(args, couples: list) -> list:
         if not rest:
             raise ValueError("--couple: --mechanism ECE needs the second couple (O2 + e- <=> R2) as --couple K=V,...")
         return [sim.ECE(first, rest[0], k_f=_need(args, "--k-f", "the rate constant of R1 -> O2 (1/s)"))] + rest[1:]
+    if kind in ("EC2", "DISP1"):
+        if rest:
+            raise ValueError(f"--couple: --mechanism {kind} is simulated on its own, without extra couples")
+        if kind == "EC2":
+            return [sim.EC2(first, k_dim=_need(args, "--k-dim", "the dimerisation rate constant (1/(M s))"))]
+        return [sim.DISP1(first, k_f=_need(args, "--k-f", "the rate constant of R -> I (1/s)"),
+                          k_d=_need(args, "--k-d", "the rate constant of R + I -> O (1/(M s))"))]
     if kind == "convection":
         return [sim.Convection(first, delta=_need(args, "--delta", "the diffusion layer's thickness (cm)"))] + rest
     return [sim.Surface(e0=args.e0, k0=args.k0, alpha=args.alpha, n=args.n, theta_ox=args.theta_ox,
@@ -272,7 +282,7 @@ def run(args) -> int:
         return _impedance(args, couples, cell, meta)
     couples = _mechanism(args, couples)
     meta["mechanism"] = args.mechanism
-    meta.update({k: getattr(args, k) for k in ("k_f", "k_b", "k_cat", "gamma", "delta", "reorganization")
+    meta.update({k: getattr(args, k) for k in ("k_f", "k_b", "k_cat", "k_dim", "k_d", "gamma", "delta", "reorganization")
                  if getattr(args, k) is not None})
     helptext, options, builder = _WAVEFORMS[args.technique]
     kwargs = {}
