@@ -232,7 +232,9 @@ def run_mechanism_study(out_dir, *, n_per_mechanism: int = 100, noise_levels=(0.
               "n_particles": n_particles, "points_per_trace": points_per_trace, "seed": seed}
     journal = Journal(out / "cases.jsonl", config, key=lambda r: (r["mechanism"], r["case"]), fresh=fresh)
     jobs = _jobs(n_per_mechanism, candidates, noise_levels, series, seed)
-    todo = [j for j in jobs if (j["mechanism"], j["case"]) not in journal.done]
+    # Case-major order: a study stopped part-way holds about as many cases of every mechanism.
+    todo = sorted((j for j in jobs if (j["mechanism"], j["case"]) not in journal.done),
+                  key=lambda j: (j["case"], candidates.index(j["mechanism"])))
     if journal.n_reused:
         print(f"resuming: {journal.n_reused} of {len(jobs)} cases already done")
     for job in tqdm(todo, desc="mechanisms", unit="case", disable=not progress):
