@@ -155,7 +155,8 @@ class Convection(Mechanism):
 
 
 class Surface(Mechanism):
-    """A surface-confined couple ``O(ads) + n e- <=> R(ads)`` (Langmuir: no interactions).
+    """A surface-confined couple ``O(ads) + n e- <=> R(ads)``: a Langmuir isotherm, or Frumkin's
+    with ``interaction`` G != 0.
 
     Attributes:
         e0: formal potential, V.
@@ -164,6 +165,11 @@ class Surface(Mechanism):
         gamma: total coverage, mol/cm^2 (a monolayer is ~1e-10).
         theta_ox: the fraction of it oxidised at the start, in [0, 1].
         n: electrons transferred.
+        interaction: Frumkin's G (dimensionless, < 2): at equilibrium
+            ``nf(E - e0) = ln(theta_ox / theta_red) + G (theta_red - theta_ox)``; G > 0 (attraction)
+            sharpens the wave, G < 0 (repulsion) broadens it; the reversible peak is
+            ``n^2 F^2 v A gamma / (RT (4 - 2G))``. At G >= 2 the isotherm splits into two phases
+            (not modelled). 0: Langmuir.
     """
 
     e0: Float[Array, "..."] = eqx.field(converter=_as_array)
@@ -172,8 +178,10 @@ class Surface(Mechanism):
     gamma: Float[Array, "..."] = eqx.field(converter=_as_array)
     theta_ox: Float[Array, "..."] = eqx.field(converter=_as_array, default=1.0)
     n: Float[Array, "..."] = eqx.field(converter=_as_array, default=1.0)
+    interaction: Float[Array, "..."] = eqx.field(converter=_as_array, default=0.0)
 
     def __check_init__(self):
+        _check("Surface interaction (Frumkin G)", self.interaction, -20.0, 2.0, lo_open=False)
         _check("Surface e0", self.e0, -10.0, 10.0, lo_open=False, hi_open=False)
         _check("Surface k0 (1/s)", self.k0, 0.0, 1e12, lo_open=True, hi_open=False)
         _check("Surface alpha", self.alpha, 0.0, 1.0, lo_open=True)

@@ -55,7 +55,7 @@ def assemble(items) -> tuple[dict, dict]:
     """The items (couples, diffusing mechanisms, ``Surface`` s) as one network: ``net`` with
     ``kappa``, ``d`` (C, ...), the transfers' ``e0 k0 alpha n d_ox d_red red0 ox0`` and ``scale`` (their
     couples' largest bulk concentration) (J, ...), ``flux`` (C, J, ...),
-    ``red``, ``ox`` (J, C, ...); ``surf`` with ``e0 k0 alpha gamma theta_ox n`` (Ss, ...) (empty
+    ``red``, ``ox`` (J, C, ...); ``surf`` with ``e0 k0 alpha gamma theta_ox n interaction`` (Ss, ...) (empty
     dicts when there is none of a kind). Leading axis first, batch dimensions after."""
     diffusing = [channels(x) for x in items if not isinstance(x, Surface)]
     surfaces = [x for x in items if isinstance(x, Surface)]
@@ -72,7 +72,8 @@ def assemble(items) -> tuple[dict, dict]:
                    **{k: [getattr(c, k) for c in couples] for k in ("e0", "k0", "alpha", "n", "d_ox", "d_red",
                                                                      "reorganization")})
     if surfaces:
-        surf = {k: [getattr(s, k) for s in surfaces] for k in ("e0", "k0", "alpha", "gamma", "theta_ox", "n")}
+        surf = {k: [getattr(s, k) for s in surfaces] for k in ("e0", "k0", "alpha", "gamma", "theta_ox", "n",
+                                                                "interaction")}
     return net, surf
 
 
@@ -221,13 +222,47 @@ def _surface_step(surf: dict, f_s, e, gam_red, h):
     return eq + (gam_red - eq) * relax
 
 
-@functools.partial(jax.jit, static_argnames=("grid", "config", "ohmic", "mhc"))
+#: bisection halvings, then Newton steps, of the Frumkin step's reduced fraction in [0, 1]
+FRUMKIN_BISECTIONS, FRUMKIN_NEWTON = 30, 2
+
+
+def _frumkin_step(surf: dict, f_s, e, gam_red, h):
+    """``_surface_step`` with Frumkin's interaction G: Laviron's law at the effective overpotential
+    ``nf eta - G (2 x - 1)`` (``x`` the reduced fraction), which makes Frumkin's isotherm its
+    equilibrium. Nonlinear in ``x``, so one backward-Euler step, solved by bisection on [0, 1]
+    (the residual is negative at 0 and positive at 1) and finished by Newton steps, through which
+    the gradient flows."""
+    x_old = gam_red / surf["gamma"]
+    eta = f_s * (e - surf["e0"])
+    a, kh = surf["alpha"], surf["k0"] * h
+
+    def resid(x):
+        eta_e = eta - surf["interaction"] * (2.0 * x - 1.0)
+        rate = (1.0 - x) * jnp.exp(jnp.clip(-a * eta_e, -60.0, 60.0)) - x * jnp.exp(jnp.clip((1.0 - a) * eta_e, -60.0, 60.0))
+        return x - x_old - kh * rate
+
+    def halve(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        up = resid(mid) > 0
+        return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
+
+    lo, hi = jax.lax.fori_loop(0, FRUMKIN_BISECTIONS, halve, (jnp.zeros_like(x_old), jnp.ones_like(x_old)))
+    x = jax.lax.stop_gradient(0.5 * (lo + hi))
+    for _ in range(FRUMKIN_NEWTON):
+        g, dg = jax.jvp(resid, (x,), (jnp.ones_like(x),))
+        x = jnp.clip(x - g / dg, 0.0, 1.0)
+    return surf["gamma"] * x
+
+
+@functools.partial(jax.jit, static_argnames=("grid", "config", "ohmic", "mhc", "frumkin"))
 def simulate_network(waveform, net: dict, surf: dict, cell, *, grid, config: SolverConfig, ohmic: bool,
-                     mhc: bool = False) -> dict:
+                     mhc: bool = False, frumkin: bool = False) -> dict:
     """Run the loop on ``assemble``'s arrays, each flattened to a trailing batch axis of size B (1
     where shared; ``cell``: a dict of ``area temperature ru cdl`` (B,), ``potential`` (N+1, B),
     ``duration`` (B,) inside ``waveform``, a dict; ``grid`` its ``TimeGrid``; ``mhc``: whether any
-    transfer may have Marcus-Hush-Chidsey kinetics). Returns the result's fields with a trailing B."""
+    transfer may have Marcus-Hush-Chidsey kinetics; ``frumkin``: whether any surface couple may
+    have Frumkin interactions). Returns the result's fields with a trailing B."""
     potential, duration = waveform["potential"], waveform["duration"]
     dtype, n_b = potential.dtype, max([potential.shape[-1], duration.shape[-1]] + [v.shape[-1] for v in cell.values()]
                                       + [v.shape[-1] for d in (net, surf) for v in d.values()])
@@ -250,7 +285,7 @@ def simulate_network(waveform, net: dict, surf: dict, cell, *, grid, config: Sol
 
     ref = _mhc_reference(net, f) if has_net and mhc else None
     transfer_rates = functools.partial(_transfer_rates, net, f, ref) if has_net else None
-    surface_step = functools.partial(_surface_step, surf, f_s) if has_surf else None
+    surface_step = functools.partial(_frumkin_step if frumkin else _surface_step, surf, f_s) if has_surf else None
 
     def step(carry, xs):
         modes, q_old, a, e_prev, i_prev, gam_red = carry
@@ -376,7 +411,10 @@ def simulate_mechanisms(waveform, items, cell, config: SolverConfig, ohmic: bool
     cl = {k: flat(jnp.asarray(getattr(cell, k), dtype)) for k in ("area", "temperature", "ru", "cdl")}
     reorg = [_concrete(v) for v in net.get("reorganization", [])]
     mhc = any(v is None or bool(np.any(np.isfinite(v))) for v in reorg)
-    out = simulate_network(wf, nets, surfs, cl, grid=waveform.grid, config=config, ohmic=ohmic, mhc=mhc)
+    inter = [_concrete(v) for v in surf.get("interaction", [])]
+    frumkin = any(v is None or bool(np.any(v != 0)) for v in inter)
+    out = simulate_network(wf, nets, surfs, cl, grid=waveform.grid, config=config, ohmic=ohmic, mhc=mhc,
+                           frumkin=frumkin)
     out = {k: (v if k == "grid_x" else jnp.moveaxis(v, -1, 0).reshape(batch + v.shape[:-1])) for k, v in out.items()}
     time = jnp.broadcast_to(waveform.time.astype(dtype), batch + waveform.potential.shape[-1:])
     return SimulationResult(time=time, potential=pot, **out)

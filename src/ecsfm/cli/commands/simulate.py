@@ -104,6 +104,8 @@ def _add_couple_args(p: argparse.ArgumentParser) -> None:
     mech.add_argument("--gamma", type=float, default=None, help="surface: coverage, mol/cm2")
     mech.add_argument("--delta", type=float, default=None, help="convection: the diffusion layer's thickness, cm")
     mech.add_argument("--theta-ox", type=float, default=1.0, help="surface: oxidised fraction at the start (default 1)")
+    mech.add_argument("--interaction", type=float, default=0.0,
+                      help="surface: Frumkin's interaction G (< 2; > 0 attraction, < 0 repulsion; default 0: Langmuir)")
     c = p.add_argument_group("cell")
     c.add_argument("--area", type=float, default=None,
                    help="electrode area, cm2 (default: 0.0707, a 3 mm disc, for a planar electrode; the geometry's own "
@@ -206,6 +208,7 @@ def _mechanism(args, couples: list) -> list:
     if kind == "convection":
         return [sim.Convection(first, delta=_need(args, "--delta", "the diffusion layer's thickness (cm)"))] + rest
     return [sim.Surface(e0=args.e0, k0=args.k0, alpha=args.alpha, n=args.n, theta_ox=args.theta_ox,
+                        interaction=args.interaction,
                         gamma=_need(args, "--gamma", "the coverage (mol/cm2)"))] + rest
 
 
@@ -282,7 +285,8 @@ def run(args) -> int:
         return _impedance(args, couples, cell, meta)
     couples = _mechanism(args, couples)
     meta["mechanism"] = args.mechanism
-    meta.update({k: getattr(args, k) for k in ("k_f", "k_b", "k_cat", "k_dim", "k_d", "gamma", "delta", "reorganization")
+    meta.update({k: getattr(args, k) for k in ("k_f", "k_b", "k_cat", "k_dim", "k_d", "gamma", "interaction", "delta",
+                                                 "reorganization")
                  if getattr(args, k) is not None})
     helptext, options, builder = _WAVEFORMS[args.technique]
     kwargs = {}
