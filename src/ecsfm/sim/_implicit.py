@@ -16,11 +16,15 @@ w_k R(c_k)`` and, at node 0, the transfers' fluxes in place of the missing left 
 backward Euler on the waveform's own steps (first order; L-stable, so stiff chemistry neither
 oscillates nor goes negative). Each step solves the nonlinear system for every concentration and
 the interface potential together (``E = E_app - Ru i``) by Newton's method with the exact
-Jacobian (``jax.jacfwd``, a dense solve: the system is ~100 unknowns), from the previous step's
-state; ``NEWTON_STEPS`` iterations, the last update of E reported as ``newton_residual``.
+Jacobian, from the previous step's
+state; ``NEWTON_STEPS`` iterations, the last update of E reported as ``newton_residual``. The
+Jacobian is block tridiagonal (one (S+1) x (S+1) block per node: the species there, and E in node
+0's), built from its parts (diffusion, ``jax.jacfwd`` of the local reaction source and of the
+electrode boundary) and solved by the block Thomas algorithm with unrolled elimination per block.
 
-Cost: ~10^2-10^3 CVs/s batched, against ~10^4-10^5 for the channel solver: use the named
-first-order mechanisms (``sim.EC`` ...) where they apply; the two agree (``tests/sim/test_scheme.py``).
+Cost (``bench/bench_mechanisms.py``): ~10^2 CVs/s batched, ~200x below the channel solver: use
+the named first-order mechanisms (``sim.EC`` ...) where they apply; the two agree
+(``tests/sim/test_scheme.py``).
 """
 
 from __future__ import annotations
@@ -77,6 +81,29 @@ def _reaction_source(st: dict, kf, kb, c):
     return jnp.asarray(st["net"], c.dtype).T @ jnp.stack(rates)
 
 
+def _gauss(a, b):
+    """``a^-1 b`` for a small (B, B) ``a`` by Gaussian elimination unrolled over B, without pivoting:
+    the blocks here are diagonally dominant (w/dt and diffusion on the diagonal, the iR equation's
+    1 + Ru di/dE). Elementwise operations only: a batched LAPACK call per 4x4 block cost ~10x more."""
+    n = a.shape[0]
+    a = [[a[i, j] for j in range(n)] for i in range(n)]
+    b = [b[i] for i in range(n)]
+    for k in range(n):
+        inv = 1.0 / a[k][k]
+        for i in range(k + 1, n):
+            f = a[i][k] * inv
+            for j in range(k + 1, n):
+                a[i][j] = a[i][j] - f * a[k][j]
+            b[i] = b[i] - f * b[k]
+    x = [None] * n
+    for i in reversed(range(n)):
+        acc = b[i]
+        for j in range(i + 1, n):
+            acc = acc - a[i][j] * x[j]
+        x[i] = acc / a[i][i]
+    return jnp.stack(x)
+
+
 def _member(st: dict, x: np.ndarray, ohmic: bool, p: dict, potential, steps):
     """One simulation: ``p`` the member's numbers (d, c0 (S,); e0, k0, alpha (J,); kf, kb (Rn,);
     area, temperature, ru, cdl, duration), ``potential`` (N+1,) V, ``steps`` (N,) relative."""
@@ -100,33 +127,70 @@ def _member(st: dict, x: np.ndarray, ohmic: bool, p: dict, potential, steps):
         down = jnp.exp(jnp.clip(-p["alpha"] * f * eta, -EXP_CLIP, EXP_CLIP))
         return p["k0"] * (up * c0[red] - down * c0[ox])
 
-    def residual(y, c_old, e_old, e_app, dt):
-        c, e = y[:-1].reshape(m, n_s), y[-1]
-        right = d * (jnp.concatenate([c[1:], bulk[None]]) - c) / h[:, None]  # (m, S) flux into k from k+1
-        left = jnp.concatenate([jnp.zeros((1, n_s), dtype), right[:-1]])
-        r = rates(c[0], e)
-        res = w[:, None] * (c - c_old) / dt - (right - left) - w[:, None] * react(c)
-        res = res.at[0].add(-into @ r)
+    def boundary(c0, e, e_old, e_app, dt):  # node 0's transfer source (S,) and the iR equation
+        r = rates(c0, e)
         i_total = jnp.sum(amp * r) + cap * (e - e_old) / dt
         g = e - e_app + (p["ru"] * i_total if ohmic else 0.0)
-        return jnp.concatenate([res.reshape(-1), g[None]]), (r, i_total)
+        return jnp.concatenate([-into @ r, g[None]]), (r, i_total)
 
-    jac = jax.jacfwd(lambda *a: residual(*a)[0])
+    def residual(c, e, c_old, e_old, e_app, dt):  # (m, S+1): node k's species, then (node 0 only) E
+        right = d * (jnp.concatenate([c[1:], bulk[None]]) - c) / h[:, None]  # (m, S) flux into k from k+1
+        left = jnp.concatenate([jnp.zeros((1, n_s), dtype), right[:-1]])
+        res = w[:, None] * (c - c_old) / dt - (right - left) - w[:, None] * react(c)
+        bnd, _ = boundary(c[0], e, e_old, e_app, dt)
+        res = jnp.concatenate([res, jnp.zeros((m, 1), dtype)], 1)
+        return res.at[0].add(bnd)
+
+    eye = jnp.eye(n_s + 1, dtype=dtype)
+    couple_d = jnp.concatenate([d, jnp.zeros(1, dtype)])  # diffusion couples the species, not E
+    lower = -jnp.concatenate([jnp.zeros((1, n_s + 1), dtype), couple_d[None] / h[:-1, None]])  # (m, S+1)
+    upper = -jnp.concatenate([couple_d[None] / h[:-1, None], jnp.zeros((1, n_s + 1), dtype)])
+
+    def blocks(c, e, e_old, e_app, dt):
+        """The Jacobian's diagonal blocks (m, S+1, S+1); the off-diagonal ones are ``lower``/``upper``
+        (diagonal: diffusion between neighbours). E sits in node 0's block (an identity elsewhere)."""
+        jr = jax.vmap(jax.jacfwd(lambda ck: _reaction_source(st, p["kf"], p["kb"], ck)))(c)  # (m, S, S)
+        diff = couple_d[None] * (1.0 / h[:, None] + jnp.concatenate([jnp.zeros((1, 1), dtype), 1.0 / h[:-1, None]]))
+        diag = eye[None] * (jnp.concatenate([jnp.broadcast_to(w[:, None] / dt, (m, n_s)), jnp.ones((m, 1), dtype)], 1)
+                            + diff * jnp.concatenate([jnp.ones((m, n_s)), jnp.zeros((m, 1))], 1))[:, :, None]
+        diag = diag.at[:, :n_s, :n_s].add(-w[:, None, None] * jr)
+        jc, je = jax.jacfwd(lambda c0, ee: boundary(c0, ee, e_old, e_app, dt)[0], argnums=(0, 1))(c[0], e)
+        first = jnp.concatenate([jc, je[:, None]], 1).at[n_s, n_s].add(-1.0)  # E's identity is replaced
+        return diag.at[0].add(first)
+
+    def solve(diag, rhs):
+        """Block-tridiagonal (Thomas) solve, ``lower``/``upper`` diagonal (S+1,) per node."""
+
+        def forward(carry, inp):
+            cp, dp = carry
+            dk, lk, uk, rk = inp
+            a = dk - lk[:, None] * cp
+            out = _gauss(a, jnp.concatenate([jnp.diag(uk), (rk - lk * dp)[:, None]], 1))
+            return (out[:, :-1], out[:, -1]), (out[:, :-1], out[:, -1])
+
+        zero = (jnp.zeros((n_s + 1, n_s + 1), dtype), jnp.zeros(n_s + 1, dtype))
+        _, (cps, dps) = jax.lax.scan(forward, zero, (diag, lower, upper, rhs))
+
+        def backward(nxt, inp):
+            cp, dp = inp
+            x = dp - cp @ nxt
+            return x, x
+
+        _, xs = jax.lax.scan(backward, jnp.zeros(n_s + 1, dtype), (cps, dps), reverse=True)
+        return xs
 
     def step(carry, inp):
         c_old, e_old = carry
         e_app, dt = inp
-        y = jnp.concatenate([c_old.reshape(-1), (e_app if not ohmic else e_old)[None]])
 
         def newton(_, state):
-            y, _ = state
-            dy = jnp.linalg.solve(jac(y, c_old, e_old, e_app, dt), residual(y, c_old, e_old, e_app, dt)[0])
-            y = y - dy
-            return jnp.concatenate([jnp.maximum(y[:-1], 0.0), y[-1:]]), dy[-1]  # concentrations stay >= 0
+            c, e, _ = state
+            dy = solve(blocks(c, e, e_old, e_app, dt), residual(c, e, c_old, e_old, e_app, dt))
+            return jnp.maximum(c - dy[:, :n_s], 0.0), e - dy[0, n_s], dy[0, n_s]  # concentrations stay >= 0
 
-        y, de = jax.lax.fori_loop(0, NEWTON_STEPS, newton, (y, jnp.zeros((), dtype)))
-        c, e = y[:-1].reshape(m, n_s), y[-1]
-        _, (r, i_total) = residual(y, c_old, e_old, e_app, dt)
+        c, e, de = jax.lax.fori_loop(0, NEWTON_STEPS, newton, (c_old, e_app if not ohmic else e_old,
+                                                              jnp.zeros((), dtype)))
+        r, i_total = boundary(c[0], e, e_old, e_app, dt)[1]
         i_far = amp * r
         out = dict(current=i_total, faradaic_current=jnp.sum(i_far), charging_current=i_total - jnp.sum(i_far),
                    interface_potential=e, couple_current=i_far,
