@@ -44,7 +44,7 @@ from .infer import infer_joint_posterior, infer_parameter_posterior
 from .inference_data import INFERENCE_DATA_SCHEMA_VERSION, write_inference_data
 from .model_check import ALARM_LEVEL, model_check, noise_from_second_differences
 from .loo import leave_one_out
-from .joint import JOINT_SCHEMA_VERSION, MECHANISM_H0, MECHANISM_SLOTS, JointConfig, Trace, fit_joint, trace_from_measurement
+from .joint import JOINT_SCHEMA_VERSION, MECHANISM_H0, MECHANISM_SLOTS, SLOW_MECHANISMS, JointConfig, Trace, fit_joint, trace_from_measurement
 from .prior_weight import BAND_KEEP, contaminate, predictive_band_scale, prior_weight
 from .regimes import SEED_REGIMES, build_mask, validate_regimes
 from .result import PER_TRACE_FIELDS, PosteriorResult
@@ -85,6 +85,7 @@ __all__ = [
     "default_inference",
     "fit_joint",
     "MECHANISM_SLOTS",
+    "SLOW_MECHANISMS",
     "MECHANISM_H0",
     "infer_joint_posterior",
     "infer_parameter_posterior",

@@ -18,7 +18,13 @@ PER_TRACE_CHOICES = ("offset", "cdl", "ru")
 #: the mechanisms a joint fit knows (``ecsfm.sim``) and the rate constants each adds as shared slots:
 #: EC an irreversible follow-up R -> Z; ECcat R -> O (D_red = D_ox); CE Y <=> O before the transfer
 #: (the stated c_ox is Y + O); convection: the solution renewed from the bulk across a layer delta (cm)
-MECHANISM_SLOTS = {"E": (), "EC": ("k_f",), "ECcat": ("k_cat",), "CE": ("k_f", "k_b"), "convection": ("delta",)}
+MECHANISM_SLOTS = {"E": (), "EC": ("k_f",), "ECcat": ("k_cat",), "CE": ("k_f", "k_b"), "convection": ("delta",),
+                   "EC2": ("k_dim",)}
+#: mechanisms solved by the general implicit solver (``sim.Scheme``): ~200x slower per simulation,
+#: so fitted only when asked for by name, never by ``--mechanism auto``
+SLOW_MECHANISMS = ("EC2",)
+#: EC2's dimerisation rate constant's box, 1/(M s), sampled in ln
+DIMERISATION_BOX = (1.0, 1e10)
 #: the convective diffusion layer's box, cm (10 um to 1 cm), sampled in ln
 DELTA_BOX = (1e-3, 1.0)
 #: the rate constants' box, 1/s, sampled in ln: the default grid resolves reaction layers to
@@ -32,7 +38,8 @@ MECHANISM_H0 = 2e-4
 _PARAMS = {name: (p.unit, p.log, p.box_in_fit_units()) for name, p in PHYSICAL_PARAMETERS.items()
            if name != "c_red"} | {k: ("1/s", True, (math.log(RATE_BOX[0]), math.log(RATE_BOX[1])))
                                    for k in ("k_f", "k_b", "k_cat")} | {
-    "delta": ("cm", True, (math.log(DELTA_BOX[0]), math.log(DELTA_BOX[1])))}
+    "delta": ("cm", True, (math.log(DELTA_BOX[0]), math.log(DELTA_BOX[1]))),
+    "k_dim": ("1/(M s)", True, (math.log(DIMERISATION_BOX[0]), math.log(DIMERISATION_BOX[1])))}
 #: the coefficients of a potential-dependent Cdl: Cdl(E) = Cdl (1 + sum_d c_d P_d(x)), x the potential
 #: scaled to [-1, 1] over all traces' window, each c_d within +/- this
 CDL_SHAPE_SPAN = 1.0
@@ -178,6 +185,8 @@ class _JointForward(eqx.Module):
             return sim.CE(couple, k_f=jnp.exp(flat("k_f")), k_b=jnp.exp(flat("k_b")))
         if self.mechanism == "convection":
             return sim.Convection(couple, delta=jnp.exp(flat("delta")))
+        if self.mechanism == "EC2":
+            return sim.EC2(couple, k_dim=jnp.exp(flat("k_dim")))
         return couple
 
     def __call__(self, slots):

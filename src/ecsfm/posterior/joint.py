@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import sim
-from ._joint_model import (_PARAMS, MECHANISM_H0, MECHANISM_SLOTS, PER_TRACE_CHOICES, _apply, _build, _joint_loglik, _Layout,
+from ._joint_model import (_PARAMS, MECHANISM_H0, MECHANISM_SLOTS, PER_TRACE_CHOICES, SLOW_MECHANISMS, _apply, _build, _joint_loglik, _Layout,
                            points_of)
 from .config import SMCPosteriorConfig
 from .model_check import model_check
@@ -37,7 +37,7 @@ from .smc import run_smc_posterior
 from .traces import Trace, trace_from_measurement
 
 __all__ = ["JointConfig", "Trace", "trace_from_measurement", "fit_joint", "JOINT_SCHEMA_VERSION", "PER_TRACE_CHOICES",
-           "MECHANISM_SLOTS", "MECHANISM_H0"]
+           "MECHANISM_SLOTS", "MECHANISM_H0", "SLOW_MECHANISMS"]
 
 JOINT_SCHEMA_VERSION = 1
 #: the geometries a joint fit knows (a radius follows from the area; a thin layer's thickness and a
@@ -67,7 +67,8 @@ class JointConfig:
     disc's radius follows from the area, so the area's uncertainty carries into it), with a thin
     layer's ``thickness`` (cm) and a rotating disc's ``omega`` (rad/s) and ``viscosity`` (cm^2/s)
     as stated; ``mechanism`` one of ``MECHANISM_SLOTS`` (E: the couple alone; EC, ECcat, CE add
-    their rate constants, 1/s, ln-uniform over ``RATE_BOX``); ``solver_h0`` the simulator grid's first
+    their rate constants, 1/s, ln-uniform over ``RATE_BOX``; EC2 its dimerisation constant, 1/(M s),
+    over ``DIMERISATION_BOX``, on the general implicit solver: ~200x slower); ``solver_h0`` the simulator grid's first
     spacing (None: the default for E, ``MECHANISM_H0`` with chemistry; give one value to compare
     mechanisms on one discretisation); ``smc`` the
     sampler (its particle count is ``n_particles``); its tempering keeps 80 % ESS per stage (the
@@ -176,7 +177,7 @@ def fit_joint(traces, *, area: float, c_ox: float, c_red: float = 0.0, temperatu
             raise ValueError(f"{name}: must be > 0, got {value}")
     if not (math.isfinite(c_red) and c_red >= 0):
         raise ValueError(f"c_red: must be >= 0 mM, got {c_red}")
-    if c_red > 0 and config.mechanism in ("EC", "ECcat"):
+    if c_red > 0 and config.mechanism in ("EC", "ECcat", "EC2"):
         raise ValueError(f"c_red: an {config.mechanism} fit needs none in the bulk (its R would react away), got {c_red}")
     layout, forward, obs, (basis, eig) = _build(traces, config, area, c_ox, c_red, temperature)
     noise = jnp.float32(config.noise or 0.0)

@@ -31,7 +31,7 @@ COMPARE_KEYS = {
     "ru": "free, or a value in ohm that fixes it (e.g. 0.1 for negligible)",
     "d_red": "tied (= D_ox) or free",
     "alpha": "prior ranges LOW:HIGH, e.g. 0.3:0.7,0.1:0.9",
-    "mechanism": "the couple's mechanism: E, EC, ECcat, CE (ecsfm.sim; their rate constants are fitted)",
+    "mechanism": "the couple's mechanism: E, EC, ECcat, CE, convection, EC2 (ecsfm.sim; their rate constants are fitted)",
 }
 #: within this many nats the simpler (earlier) variant is kept
 EVIDENCE_TIE_NATS = 1.0

@@ -10,7 +10,7 @@ from ..fm import DEFAULT_MODEL_DIR
 from ..posterior import DEFAULT_ENGINE, DEFAULT_METHOD
 from .infer import run_infer
 from .compare import parse_compare, run_comparison
-from ..posterior import MECHANISM_SLOTS
+from ..posterior import MECHANISM_SLOTS, SLOW_MECHANISMS
 from .infer_measured import run_joint_infer
 from .measurement import Route, choose_route, is_model_grid_npz
 
@@ -19,13 +19,15 @@ __all__ = ["infer_files"]
 
 def mechanism_candidates(known=(), tie_d_red: bool = True) -> list[str]:
     """The mechanisms ``--mechanism auto`` compares: every one of ``MECHANISM_SLOTS`` that the stated
-    cell allows (EC and ECcat need no R in the bulk; ECcat needs D_red = D_ox)."""
+    cell allows (EC and ECcat need no R in the bulk; ECcat needs D_red = D_ox), but not the
+    ``SLOW_MECHANISMS`` (EC2: fitted when named)."""
     c_red = 0.0
     for item in known:
         name, _, value = str(item).partition("=")
         if name.strip() == "c_red":
             c_red = float(value)
-    return [m for m in MECHANISM_SLOTS if not ((m in ("EC", "ECcat") and c_red > 0) or (m == "ECcat" and not tie_d_red))]
+    return [m for m in MECHANISM_SLOTS if m not in SLOW_MECHANISMS
+            and not ((m in ("EC", "ECcat") and c_red > 0) or (m == "ECcat" and not tie_d_red))]
 
 
 def infer_files(*, model_dir=None, measurements, out_dir, waveform: str = "auto", engine=DEFAULT_ENGINE,

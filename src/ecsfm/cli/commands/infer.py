@@ -97,11 +97,12 @@ def _add_measured_args(pn) -> None:
     pn.add_argument("--compare", action="append", default=[], metavar="KEY=V1,V2",
                     help="measured traces: fit each variant and choose by log evidence; KEY: background (0-3), cdl "
                          "(0-3), geometry (planar, disc, sphere, hemisphere), ru (free or ohm), d_red (tied, free), alpha (LOW:HIGH ranges); repeat for combinations")
-    pn.add_argument("--mechanism", default="E", choices=("E", "EC", "ECcat", "CE", "convection", "auto"),
+    pn.add_argument("--mechanism", default="E", choices=("E", "EC", "ECcat", "CE", "convection", "EC2", "auto"),
                     help="measured traces: the couple's mechanism (ecsfm.sim): E alone (default); EC an irreversible "
                          "follow-up R -> Z; ECcat catalysis R -> O; CE a preceding Y <=> O (--known c_ox is Y + O); "
                          "their rate constants (1/s) are fitted; convection: the solution renewed from the bulk across "
-                         "a fitted diffusion layer delta (cm). auto: fit every one that applies and report each "
+                         "a fitted diffusion layer delta (cm); EC2 a dimerisation 2R -> R2 (1/(M s); the general solver, "
+                         "~200x slower). auto: fit every one that applies (EC2 only when named) and report each "
                          "one's posterior probability from the evidence")
     pn.add_argument("--leave-one-out", action="store_true",
                     help="measured series of >= 3 traces: also fit all but each trace and check its prediction "
@@ -220,7 +221,7 @@ def _print_measured(args, summary: dict) -> None:
 
 
 def _print_comparison(args, record: dict) -> None:
-    names = ("e0", "k0", "d_ox", "k_f", "k_b", "k_cat", "delta")
+    names = ("e0", "k0", "d_ox", "k_f", "k_b", "k_cat", "delta", "k_dim")
     print(f"{'variant':24s} {'log evidence':>15s} {'probability':>14s}  model check  "
           + "  ".join(f"{n:>8s}" for n in names))
     for r in record["variants"]:
