@@ -104,80 +104,91 @@ def _gauss(a, b):
     return jnp.stack(x)
 
 
+def _thomas(diag, lower, upper, rhs):
+    """Block-tridiagonal (Thomas) solve: ``diag`` (m, B, B), ``lower``/``upper`` (m, B) the diagonal
+    off-diagonal blocks (``lower[0]``, ``upper[-1]`` unused), ``rhs`` (m, B); returns (m, B)."""
+    b = diag.shape[-1]
+
+    def forward(carry, inp):
+        cp, dp = carry
+        dk, lk, uk, rk = inp
+        out = _gauss(dk - lk[:, None] * cp, jnp.concatenate([jnp.diag(uk), (rk - lk * dp)[:, None]], 1))
+        return (out[:, :-1], out[:, -1]), (out[:, :-1], out[:, -1])
+
+    zero = (jnp.zeros((b, b), diag.dtype), jnp.zeros(b, diag.dtype))
+    _, (cps, dps) = jax.lax.scan(forward, zero, (diag, lower, upper, rhs))
+
+    def backward(nxt, inp):
+        x = inp[1] - inp[0] @ nxt
+        return x, x
+
+    return jax.lax.scan(backward, jnp.zeros(b, diag.dtype), (cps, dps), reverse=True)[1]
+
+
+class _Discretised:
+    """One member's finite-volume system: unknowns ``c`` (m, S) mM at nodes 0..m-1 (node m is the
+    bulk) and the interface potential ``e``; residuals and the Jacobian's blocks (B = S + 1)."""
+
+    def __init__(self, st: dict, x: np.ndarray, ohmic: bool, p: dict, dtype):
+        self.st, self.p, self.ohmic, self.dtype = st, p, ohmic, dtype
+        self.n_s, self.m = p["d"].shape[0], x.size - 1
+        self.length = jnp.sqrt(jnp.max(p["d"]) * p["duration"])
+        h = jnp.diff(jnp.asarray(x, dtype) * self.length)  # (m,) cm
+        self.h, self.w = h, jnp.concatenate([h[:1] / 2, (h[:-1] + h[1:]) / 2])  # spacings, control widths
+        n = jnp.asarray(st["n"], dtype)
+        self.f = n * FARADAY / (GAS_CONSTANT * p["temperature"])
+        self.amp = n * FARADAY * p["area"] * MOL_PER_CM3_PER_MM  # A per mM cm/s
+        ox, red, cols = st["ox"], st["red"], jnp.arange(st["ox"].size)
+        self.into = jnp.zeros((self.n_s, ox.size), dtype).at[ox, cols].add(1.0).at[red, cols].add(-1.0)
+        self.couple_d = jnp.concatenate([p["d"], jnp.zeros(1, dtype)])  # diffusion couples species, not E
+        inner = self.couple_d[None] / h[:-1, None]
+        self.lower = -jnp.concatenate([jnp.zeros((1, self.n_s + 1), dtype), inner])  # (m, B)
+        self.upper = -jnp.concatenate([inner, jnp.zeros((1, self.n_s + 1), dtype)])
+
+    def source(self, c):  # homogeneous reactions at one node, mM/s
+        return _reaction_source(self.st, self.p["kf"], self.p["kb"], c)
+
+    def rates(self, c0, e):
+        """Each transfer's net oxidation rate, mM cm/s (Butler-Volmer)."""
+        p, eta = self.p, e - self.p["e0"]
+        up = jnp.exp(jnp.clip((1 - p["alpha"]) * self.f * eta, -EXP_CLIP, EXP_CLIP))
+        down = jnp.exp(jnp.clip(-p["alpha"] * self.f * eta, -EXP_CLIP, EXP_CLIP))
+        return p["k0"] * (up * c0[self.st["red"]] - down * c0[self.st["ox"]])
+
+    def boundary(self, c0, e, e_old, e_app, dt):
+        """Node 0's transfer source (S,) and the iR equation's residual, as (S+1,); (rates, current)."""
+        r = self.rates(c0, e)
+        i_total = jnp.sum(self.amp * r) + self.p["cdl"] * self.p["area"] * (e - e_old) / dt
+        g = e - e_app + (self.p["ru"] * i_total if self.ohmic else 0.0)
+        return jnp.concatenate([-self.into @ r, g[None]]), (r, i_total)
+
+    def residual(self, c, e, c_old, e_old, e_app, dt):
+        """(m, B): each node's species balance (backward Euler); E's equation in node 0's last slot."""
+        right = self.p["d"] * (jnp.concatenate([c[1:], self.p["c0"][None]]) - c) / self.h[:, None]  # into k from k+1
+        left = jnp.concatenate([jnp.zeros((1, self.n_s), self.dtype), right[:-1]])
+        res = self.w[:, None] * (c - c_old) / dt - (right - left) - self.w[:, None] * jax.vmap(self.source)(c)
+        res = jnp.concatenate([res, jnp.zeros((self.m, 1), self.dtype)], 1)
+        return res.at[0].add(self.boundary(c[0], e, e_old, e_app, dt)[0])
+
+    def blocks(self, c, e, e_old, e_app, dt):
+        """The Jacobian's diagonal blocks (m, B, B): accumulation and diffusion on the diagonal, the
+        reactions' local Jacobian, and in node 0 the electrode's (E's slot an identity elsewhere)."""
+        m, n_s, dtype = self.m, self.n_s, self.dtype
+        jr = jax.vmap(jax.jacfwd(self.source))(c)  # (m, S, S)
+        faces = 1.0 / self.h[:, None] + jnp.concatenate([jnp.zeros((1, 1), dtype), 1.0 / self.h[:-1, None]])
+        on_diag = jnp.concatenate([self.w[:, None] / dt + self.p["d"][None] * faces, jnp.ones((m, 1), dtype)], 1)
+        diag = jnp.eye(n_s + 1, dtype=dtype)[None] * on_diag[:, :, None]
+        diag = diag.at[:, :n_s, :n_s].add(-self.w[:, None, None] * jr)
+        jc, je = jax.jacfwd(lambda c0, ee: self.boundary(c0, ee, e_old, e_app, dt)[0], argnums=(0, 1))(c[0], e)
+        return diag.at[0].add(jnp.concatenate([jc, je[:, None]], 1).at[n_s, n_s].add(-1.0))
+
+
 def _member(st: dict, x: np.ndarray, ohmic: bool, p: dict, potential, steps):
     """One simulation: ``p`` the member's numbers (d, c0 (S,); e0, k0, alpha (J,); kf, kb (Rn,);
     area, temperature, ru, cdl, duration), ``potential`` (N+1,) V, ``steps`` (N,) relative."""
     dtype = potential.dtype
-    n_s, m = p["d"].shape[0], x.size - 1  # unknown nodes 0..m-1; node m is the bulk
-    length = jnp.sqrt(jnp.max(p["d"]) * p["duration"])
-    xs = jnp.asarray(x, dtype) * length
-    h = jnp.diff(xs)  # (m,) cm
-    w = jnp.concatenate([h[:1] / 2, (h[:-1] + h[1:]) / 2])  # (m,) control widths
-    f = jnp.asarray(st["n"], dtype) * FARADAY / (GAS_CONSTANT * p["temperature"])
-    amp = jnp.asarray(st["n"], dtype) * FARADAY * p["area"] * MOL_PER_CM3_PER_MM  # A per mM cm/s
-    ox, red = st["ox"], st["red"]
-    into = jnp.zeros((n_s, ox.size), dtype).at[ox, jnp.arange(ox.size)].add(1.0).at[red, jnp.arange(red.size)].add(-1.0)
-    bulk, d = p["c0"], p["d"]
-    cap = p["cdl"] * p["area"]
-    react = jax.vmap(lambda c: _reaction_source(st, p["kf"], p["kb"], c))
-
-    def rates(c0, e):  # each transfer's net oxidation rate, mM cm/s
-        eta = e - p["e0"]
-        up = jnp.exp(jnp.clip((1 - p["alpha"]) * f * eta, -EXP_CLIP, EXP_CLIP))
-        down = jnp.exp(jnp.clip(-p["alpha"] * f * eta, -EXP_CLIP, EXP_CLIP))
-        return p["k0"] * (up * c0[red] - down * c0[ox])
-
-    def boundary(c0, e, e_old, e_app, dt):  # node 0's transfer source (S,) and the iR equation
-        r = rates(c0, e)
-        i_total = jnp.sum(amp * r) + cap * (e - e_old) / dt
-        g = e - e_app + (p["ru"] * i_total if ohmic else 0.0)
-        return jnp.concatenate([-into @ r, g[None]]), (r, i_total)
-
-    def residual(c, e, c_old, e_old, e_app, dt):  # (m, S+1): node k's species, then (node 0 only) E
-        right = d * (jnp.concatenate([c[1:], bulk[None]]) - c) / h[:, None]  # (m, S) flux into k from k+1
-        left = jnp.concatenate([jnp.zeros((1, n_s), dtype), right[:-1]])
-        res = w[:, None] * (c - c_old) / dt - (right - left) - w[:, None] * react(c)
-        bnd, _ = boundary(c[0], e, e_old, e_app, dt)
-        res = jnp.concatenate([res, jnp.zeros((m, 1), dtype)], 1)
-        return res.at[0].add(bnd)
-
-    eye = jnp.eye(n_s + 1, dtype=dtype)
-    couple_d = jnp.concatenate([d, jnp.zeros(1, dtype)])  # diffusion couples the species, not E
-    lower = -jnp.concatenate([jnp.zeros((1, n_s + 1), dtype), couple_d[None] / h[:-1, None]])  # (m, S+1)
-    upper = -jnp.concatenate([couple_d[None] / h[:-1, None], jnp.zeros((1, n_s + 1), dtype)])
-
-    def blocks(c, e, e_old, e_app, dt):
-        """The Jacobian's diagonal blocks (m, S+1, S+1); the off-diagonal ones are ``lower``/``upper``
-        (diagonal: diffusion between neighbours). E sits in node 0's block (an identity elsewhere)."""
-        jr = jax.vmap(jax.jacfwd(lambda ck: _reaction_source(st, p["kf"], p["kb"], ck)))(c)  # (m, S, S)
-        diff = couple_d[None] * (1.0 / h[:, None] + jnp.concatenate([jnp.zeros((1, 1), dtype), 1.0 / h[:-1, None]]))
-        diag = eye[None] * (jnp.concatenate([jnp.broadcast_to(w[:, None] / dt, (m, n_s)), jnp.ones((m, 1), dtype)], 1)
-                            + diff * jnp.concatenate([jnp.ones((m, n_s)), jnp.zeros((m, 1))], 1))[:, :, None]
-        diag = diag.at[:, :n_s, :n_s].add(-w[:, None, None] * jr)
-        jc, je = jax.jacfwd(lambda c0, ee: boundary(c0, ee, e_old, e_app, dt)[0], argnums=(0, 1))(c[0], e)
-        first = jnp.concatenate([jc, je[:, None]], 1).at[n_s, n_s].add(-1.0)  # E's identity is replaced
-        return diag.at[0].add(first)
-
-    def solve(diag, rhs):
-        """Block-tridiagonal (Thomas) solve, ``lower``/``upper`` diagonal (S+1,) per node."""
-
-        def forward(carry, inp):
-            cp, dp = carry
-            dk, lk, uk, rk = inp
-            a = dk - lk[:, None] * cp
-            out = _gauss(a, jnp.concatenate([jnp.diag(uk), (rk - lk * dp)[:, None]], 1))
-            return (out[:, :-1], out[:, -1]), (out[:, :-1], out[:, -1])
-
-        zero = (jnp.zeros((n_s + 1, n_s + 1), dtype), jnp.zeros(n_s + 1, dtype))
-        _, (cps, dps) = jax.lax.scan(forward, zero, (diag, lower, upper, rhs))
-
-        def backward(nxt, inp):
-            cp, dp = inp
-            x = dp - cp @ nxt
-            return x, x
-
-        _, xs = jax.lax.scan(backward, jnp.zeros(n_s + 1, dtype), (cps, dps), reverse=True)
-        return xs
+    sys = _Discretised(st, x, ohmic, p, dtype)
+    n_s, ox, red, bulk = sys.n_s, st["ox"], st["red"], p["c0"]
 
     def step(carry, inp):
         c_old, e_old = carry
@@ -185,19 +196,20 @@ def _member(st: dict, x: np.ndarray, ohmic: bool, p: dict, potential, steps):
 
         def newton(_, state):
             c, e, _ = state
-            dy = solve(blocks(c, e, e_old, e_app, dt), residual(c, e, c_old, e_old, e_app, dt))
+            dy = _thomas(sys.blocks(c, e, e_old, e_app, dt), sys.lower, sys.upper,
+                         sys.residual(c, e, c_old, e_old, e_app, dt))
             return jnp.maximum(c - dy[:, :n_s], 0.0), e - dy[0, n_s], dy[0, n_s]  # concentrations stay >= 0
 
-        c, e, de = jax.lax.fori_loop(0, NEWTON_STEPS, newton, (c_old, e_app if not ohmic else e_old,
-                                                              jnp.zeros((), dtype)))
-        r, i_total = boundary(c[0], e, e_old, e_app, dt)[1]
-        i_far = amp * r
+        start = (c_old, e_old if ohmic else e_app, jnp.zeros((), dtype))
+        c, e, de = jax.lax.fori_loop(0, NEWTON_STEPS, newton, start)
+        r, i_total = sys.boundary(c[0], e, e_old, e_app, dt)[1]
+        i_far = sys.amp * r
         out = dict(current=i_total, faradaic_current=jnp.sum(i_far), charging_current=i_total - jnp.sum(i_far),
                    interface_potential=e, couple_current=i_far,
                    surface_concentration=jnp.stack([c[0, ox], c[0, red]], 1), resid=jnp.abs(de))
         return (c, e), out
 
-    c_init = jnp.broadcast_to(bulk, (m, n_s)).astype(dtype)
+    c_init = jnp.broadcast_to(bulk, (sys.m, n_s)).astype(dtype)
     dt = jnp.asarray(steps, dtype) * p["duration"]
     (c_end, _), outs = jax.lax.scan(step, (c_init, potential[0]), (potential[1:], dt))
     prof = jnp.concatenate([c_end, bulk[None]])  # (m+1, S)
@@ -206,9 +218,10 @@ def _member(st: dict, x: np.ndarray, ohmic: bool, p: dict, potential, steps):
     out["surface_concentration"] = out["surface_concentration"].at[0].set(jnp.stack([bulk[ox], bulk[red]], 1))
     out["newton_residual"] = jnp.max(outs["resid"])
     out["final_concentration"] = jnp.stack([prof[:, ox].T, prof[:, red].T], 1)  # (J, 2, m+1)
-    out["diffusion_length"] = jnp.full((ox.size, 2), length, dtype)
+    out["diffusion_length"] = jnp.full((ox.size, 2), sys.length, dtype)
     scale = jnp.maximum(jnp.max(bulk), 1e-30)
     out["far_field"] = jnp.max(jnp.abs(c_end[-1] - bulk)) / scale
+    # the fastest pseudo-first-order rate, k c^(order - 1), at the largest bulk concentration
     kappa = jnp.max(jnp.concatenate([jnp.zeros(1, dtype), p["kf"] * jnp.asarray(
         [s[2] for s in st["sides"]], dtype) * scale ** jnp.asarray([order(s[0]) - 1 for s in st["sides"]], dtype)]))
     out["reaction_layer"] = x[1] * jnp.sqrt(kappa * p["duration"])
