@@ -24,7 +24,7 @@ from ._physics import (GEOMETRIES, Cell, Couple, Disc, Geometry, Hemisphere, Pla
                        stack_couples)
 from ._mechanisms import CE, CHANNEL_MECHANISMS, EC, ECE, Convection, ECcat, Mechanism, Surface
 from ._result import SimulationResult
-from ._scheme import DISP1, EC2, Reaction, Scheme, Species, Transfer
+from ._scheme import DISP1, EC2, Reaction, Scheme, Species, Transfer, as_scheme
 from ._solver import simulate
 from ._units import DEFAULT_TEMPERATURE, FARADAY, GAS_CONSTANT, thermal_voltage
 from ._pulse import differential_pulse_voltammetry, sampled_currents, square_wave_voltammetry
@@ -79,6 +79,7 @@ __all__ = [
     "TimeGrid",
     "Waveform",
     "analytic",
+    "as_scheme",
     "cyclic_voltammetry",
     "differential_pulse_voltammetry",
     "double_potential_step",

@@ -60,7 +60,8 @@ def _same(owner: str, a_name: str, a, b_name: str, b) -> None:
     va, vb = _concrete(a), _concrete(b)
     if va is not None and vb is not None and np.any(np.abs(va - vb) > 1e-9 * np.maximum(np.abs(va), np.abs(vb))):
         raise ValueError(f"{owner}: {a_name} ({np.ravel(va)[0]:.4g}) must equal {b_name} ({np.ravel(vb)[0]:.4g}): the "
-                         "species the chemistry links are solved as one diffusing combination")
+                         "species the chemistry links are solved as one diffusing combination; sim.as_scheme(...) "
+                         "solves it with each species' own D")
 
 
 def _zero(owner: str, name: str, x, why: str) -> None:

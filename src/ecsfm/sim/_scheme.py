@@ -26,10 +26,10 @@ import equinox as eqx
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._mechanisms import MAX_RATE, Mechanism
+from ._mechanisms import CE, EC, ECE, MAX_RATE, ECcat, Mechanism
 from ._physics import Couple, _as_array, _check, _concrete
 
-__all__ = ["Species", "Transfer", "Reaction", "Scheme", "EC2", "DISP1", "order", "mass_action"]
+__all__ = ["Species", "Transfer", "Reaction", "Scheme", "EC2", "DISP1", "as_scheme", "order", "mass_action"]
 
 #: the bulk counts as at rest when each reaction's net rate there is below this fraction of its
 #: forward rate (or below ``BULK_RATE_FLOOR`` mM/s)
@@ -231,3 +231,30 @@ def DISP1(couple: Couple, k_f, k_d) -> Scheme:
     o, r, t = _couple_species(couple, "O", "R")
     return Scheme([o, r, Species("I", couple.d_red)], [t],
                   [Reaction("R", "I", k_f=k_f), Reaction(("R", "I"), "O", k_f=k_d)])
+
+
+def as_scheme(item) -> Scheme:
+    """A couple or a named first-order mechanism (``EC``, ``ECcat``, ``CE``, ``ECE``) written as a
+    ``Scheme``: the same physics for the general solver, where each species may have its own D (the
+    channel solver needs the linked species' D equal). Raises ValueError for anything else."""
+    if isinstance(item, Couple):
+        return Scheme(list(_couple_species(item, "O", "R")[:2]), [_couple_species(item, "O", "R")[2]])
+    if isinstance(item, EC):
+        o, r, t = _couple_species(item.couple, "O", "R")
+        kb = _concrete(item.k_b)
+        c_z = 0.0 if kb is not None and np.all(kb == 0) else item.k_f / item.k_b * item.couple.c_red
+        return Scheme([o, r, Species("Z", item.couple.d_red, c_z)], [t], [Reaction("R", "Z", k_f=item.k_f, k_b=item.k_b)])
+    if isinstance(item, ECcat):
+        o, r, t = _couple_species(item.couple, "O", "R")
+        return Scheme([o, r], [t], [Reaction("R", "O", k_f=item.k_cat)])
+    if isinstance(item, CE):
+        c = item.couple
+        o, r, t = _couple_species(c, "O", "R")
+        theta = item.k_f / (item.k_f + item.k_b)  # the equilibrium fraction of O in Y + O
+        return Scheme([Species("Y", c.d_ox, (1.0 - theta) * c.c_ox), Species("O", c.d_ox, theta * c.c_ox), r], [t],
+                      [Reaction("Y", "O", k_f=item.k_f, k_b=item.k_b)])
+    if isinstance(item, ECE):
+        o1, r1, t1 = _couple_species(item.first, "O1", "R1")
+        o2, r2, t2 = _couple_species(item.second, "O2", "R2")
+        return Scheme([o1, r1, o2, r2], [t1, t2], [Reaction("R1", "O2", k_f=item.k_f)])
+    raise ValueError(f"as_scheme: expected a Couple, EC, ECcat, CE or ECE, got {type(item).__name__}")
