@@ -76,6 +76,22 @@ def test_ece_apparent_electrons_go_from_one_to_two_with_k():
     assert n_app[0] < n_app[1] < n_app[2]
 
 
+def test_ece_conserves_matter_and_its_charge_counts_both_electrons(cv):
+    """O1 -> R1 -> O2 -> R2 destroys nothing: the amount O1 + R1 + O2 + R2 in the solution stays the
+    bulk's, and the charge passed is F A (R1 + O2 + 2 R2) (one electron for each O1 that reacted,
+    a second for each R2), both from the final profiles."""
+    res = sim.simulate(cv, [sim.ECE(_couple(), _couple(e0=0.2, c_ox=0.0), k_f=3.0)])
+    x = np.asarray(res.grid_x, float) * float(res.diffusion_length[0, 0])
+    w = np.concatenate([[x[1] / 2], (x[2:] - x[:-2]) / 2, [0.0]])  # control widths; the bulk node has none
+    prof = np.asarray(res.final_concentration, float)  # (2 transfers, [ox, red], nodes)
+    o1, r1, o2, r2 = prof[0, 0], prof[0, 1], prof[1, 0], prof[1, 1]
+    assert float(np.sum(w * r2)) > 1e-4  # the second transfer really ran
+    assert float(np.sum(w * (o1 + r1 + o2 + r2))) == pytest.approx(float(np.sum(w)), rel=1e-3)
+    t, i = np.asarray(res.time, float), np.asarray(res.current, float)
+    charge = -float(np.trapezoid(i, t))
+    assert charge / F * 1e6 == pytest.approx(float(np.sum(w * (r1 + o2 + 2 * r2))), rel=5e-3)
+
+
 def test_ce_current_at_a_limiting_step_is_kouteckys_kinetic_current():
     # CE with K = k_f / k_b << 1 and a fast equilibrium, stepped to where O is diffusion-limited:
     # the current is limited by Y -> O in a reaction layer, i = n F A C K sqrt(D k) exp(g^2) erfc(g)
