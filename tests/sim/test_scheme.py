@@ -64,6 +64,16 @@ def test_named_mechanisms_as_schemes_agree_and_unequal_d_meets_the_catalytic_pla
     assert np.all(np.diff(ratio[20:]) > 0)  # approaching from below
 
 
+def test_marcus_hush_chidsey_transfer_in_a_scheme_is_the_couples():
+    wf = sim.cyclic_voltammetry(0.4, -0.4, 0.1, step=2e-3)
+    couple = _couple(k0=1e-3, reorganization=0.5)
+    ref = sim.simulate(wf, [couple]).current
+    got = sim.simulate(wf, [sim.as_scheme(couple)]).current
+    assert float(jnp.max(jnp.abs(got - ref))) < 0.01 * float(jnp.max(jnp.abs(ref)))
+    with pytest.raises(ValueError, match="reorganization"):
+        sim.Transfer("O", "R", 0.0, 1e-3, reorganization=-1.0)
+
+
 def test_ec2_peak_moves_rt_ln10_over_3f_per_decade_in_the_pure_kinetic_zone():
     """Dimerisation 2R -> R2 after a reversible transfer: in the pure kinetic zone the reduction
     peak shifts by RT ln10 / 3F = 19.72 mV per decade of lambda = k c RT / F v (Nicholson-Shain /

@@ -1,5 +1,6 @@
 """A general implicit reaction-diffusion solver for ``sim.Scheme``: any species, first- and
-second-order homogeneous reactions, Butler-Volmer transfers, Ru and Cdl (planar).
+second-order homogeneous reactions, Butler-Volmer or Marcus-Hush-Chidsey transfers, Ru and Cdl
+(planar).
 
 Why a second solver. The channel solver (``_network``) is exact in time and fast, but only for
 first-order chemistry among species of equal D: then the chemistry separates into channels that
@@ -34,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._grid import SolverConfig
+from ._network import _log_rates, _mhc_log_k
+from ._physics import _concrete
 from ._scheme import PER_MM, Scheme, order
 from ._units import FARADAY, GAS_CONSTANT, MOL_PER_CM3_PER_MM
 
@@ -62,7 +65,9 @@ def _static(scheme: Scheme) -> dict:
                       PER_MM ** (order(r.reactants) - 1), PER_MM ** (max(order(r.products), 1) - 1)))
     return dict(sides=sides, net=net, ox=np.asarray([idx(t.ox) for t in scheme.transfers]),
                 red=np.asarray([idx(t.red) for t in scheme.transfers]),
-                n=np.asarray([t.n for t in scheme.transfers], float))
+                n=np.asarray([t.n for t in scheme.transfers], float),
+                mhc=any(v is None or bool(np.any(np.isfinite(v))) for v in (_concrete(t.reorganization)
+                                                                            for t in scheme.transfers)))
 
 
 def _reaction_source(st: dict, kf, kb, c):
@@ -149,10 +154,17 @@ class _Discretised:
         return _reaction_source(self.st, self.p["kf"], self.p["kb"], c)
 
     def rates(self, c0, e):
-        """Each transfer's net oxidation rate, mM cm/s (Butler-Volmer)."""
-        p, eta = self.p, e - self.p["e0"]
-        up = jnp.exp(jnp.clip((1 - p["alpha"]) * self.f * eta, -EXP_CLIP, EXP_CLIP))
-        down = jnp.exp(jnp.clip(-p["alpha"] * self.f * eta, -EXP_CLIP, EXP_CLIP))
+        """Each transfer's net oxidation rate, mM cm/s: Butler-Volmer, or Marcus-Hush-Chidsey where a
+        transfer's reorganisation energy is finite (``_network``'s rates)."""
+        p = self.p
+        big_l = p["reorganization"] * self.f / jnp.asarray(self.st["n"], self.dtype)  # lambda F / RT
+        ref = None
+        if self.st["mhc"]:
+            lam = jnp.where(jnp.isfinite(big_l), big_l, 1.0)
+            ref = _mhc_log_k(lam, lam)
+        log_ox, log_red = _log_rates(self.f * (e - p["e0"]), p["alpha"], big_l, ref)
+        up = jnp.exp(jnp.clip(log_ox, -EXP_CLIP, EXP_CLIP))
+        down = jnp.exp(jnp.clip(log_red, -EXP_CLIP, EXP_CLIP))
         return p["k0"] * (up * c0[self.st["red"]] - down * c0[self.st["ox"]])
 
     def boundary(self, c0, e, e_old, e_app, dt):
@@ -184,7 +196,7 @@ class _Discretised:
 
 
 def _member(st: dict, x: np.ndarray, ohmic: bool, p: dict, potential, steps):
-    """One simulation: ``p`` the member's numbers (d, c0 (S,); e0, k0, alpha (J,); kf, kb (Rn,);
+    """One simulation: ``p`` the member's numbers (d, c0 (S,); e0, k0, alpha, reorganization (J,); kf, kb (Rn,);
     area, temperature, ru, cdl, duration), ``potential`` (N+1,) V, ``steps`` (N,) relative."""
     dtype = potential.dtype
     sys = _Discretised(st, x, ohmic, p, dtype)
@@ -245,13 +257,14 @@ def simulate_scheme(waveform, items, cell, config: SolverConfig, ohmic: bool):
     p = dict(d=stack([s.d for s in scheme.species]), c0=stack([s.c for s in scheme.species]),
              e0=stack([t.e0 for t in scheme.transfers]), k0=stack([t.k0 for t in scheme.transfers]),
              alpha=stack([t.alpha for t in scheme.transfers]),
+             reorganization=stack([t.reorganization for t in scheme.transfers]),
              kf=stack([r.k_f for r in scheme.reactions]), kb=stack([r.k_b for r in scheme.reactions]),
              area=jnp.asarray(cell.area, dtype), temperature=jnp.asarray(cell.temperature, dtype),
              ru=jnp.asarray(cell.ru, dtype), cdl=jnp.asarray(cell.cdl, dtype),
              duration=jnp.asarray(waveform.duration, dtype))
     if p["kf"] is None:
         p["kf"] = p["kb"] = jnp.zeros((0,), dtype)
-    vector = {"d", "c0", "e0", "k0", "alpha", "kf", "kb"}
+    vector = {"d", "c0", "e0", "k0", "alpha", "reorganization", "kf", "kb"}
     batch = jnp.broadcast_shapes(*[v.shape[:-1] if k in vector else v.shape for k, v in p.items()],
                                  waveform.potential.shape[:-1])
     n_b = int(np.prod(batch, dtype=np.int64))

@@ -63,7 +63,8 @@ class Species(eqx.Module):
 
 class Transfer(eqx.Module):
     """An electron transfer ``ox + n e- <=> red`` at the electrode: ``e0`` V, ``k0`` cm/s, ``alpha``
-    the cathodic transfer coefficient in (0, 1), ``n`` electrons."""
+    the cathodic transfer coefficient in (0, 1) (Butler-Volmer), ``n`` electrons; or, with a finite
+    ``reorganization`` energy lambda (eV), Marcus-Hush-Chidsey kinetics (as ``sim.Couple``'s)."""
 
     ox: str = eqx.field(static=True)
     red: str = eqx.field(static=True)
@@ -71,6 +72,7 @@ class Transfer(eqx.Module):
     k0: Float[Array, "..."] = eqx.field(converter=_as_array)
     alpha: Float[Array, "..."] = eqx.field(converter=_as_array, default=0.5)
     n: int = eqx.field(static=True, default=1)
+    reorganization: Float[Array, "..."] = eqx.field(converter=_as_array, default=float("inf"))
 
     def __check_init__(self):
         name = f"Transfer {self.ox}/{self.red}"
@@ -81,6 +83,9 @@ class Transfer(eqx.Module):
         _check(f"{name} e0 (V)", self.e0, -10.0, 10.0, lo_open=False, hi_open=False)
         _check(f"{name} k0 (cm/s)", self.k0, 0.0, 1e6, lo_open=True, hi_open=False)
         _check(f"{name} alpha", self.alpha, 0.0, 1.0, lo_open=True)
+        lam = _concrete(self.reorganization)
+        if lam is not None and np.any(np.isnan(lam) | (lam <= 0)):
+            raise ValueError(f"{name} reorganization (eV): must be > 0 (inf: Butler-Volmer), got {lam}")
 
 
 def _side(owner: str, side) -> tuple[tuple[str, int], ...]:
@@ -213,7 +218,7 @@ def _couple_species(couple: Couple, ox: str, red: str) -> tuple[Species, Species
     if n is None or n.size != 1 or float(n) != int(n):
         raise ValueError(f"couple: n must be a concrete integer for a scheme, got {couple.n}")
     return (Species(ox, couple.d_ox, couple.c_ox), Species(red, couple.d_red, couple.c_red),
-            Transfer(ox, red, couple.e0, couple.k0, couple.alpha, n=int(n)))
+            Transfer(ox, red, couple.e0, couple.k0, couple.alpha, n=int(n), reorganization=couple.reorganization))
 
 
 def EC2(couple: Couple, k_dim) -> Scheme:
