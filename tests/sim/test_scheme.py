@@ -155,10 +155,24 @@ def test_bad_schemes_get_one_line_naming_the_problem(build, message):
     assert "\n" not in str(err.value)
 
 
-def test_a_scheme_is_simulated_alone_and_planar():
+def test_radial_scheme_meets_the_microsphere_currents_with_and_without_catalysis():
+    """A 5 um sphere after a step to the limiting current: n F A C D (1/r0 + 1/sqrt(pi D t))
+    without chemistry (exact for a sphere); with catalysis R -> O at k (k t >> 1) the reaction layer
+    replaces the transient, n F A C D (1/r0 + sqrt(k / D))."""
+    r0, k, t = 5e-4, jnp.asarray([0.0, 100.0]), 1.0
+    scheme = sim.Scheme([sim.Species("O", 1e-5, 1.0), sim.Species("R", 1e-5)], [sim.Transfer("O", "R", 0.0, 10.0)],
+                        [sim.Reaction("R", "O", k_f=k)])
+    cell = sim.Cell(geometry=sim.Sphere(radius=r0))
+    res = sim.simulate(sim.potential_step(0.3, -0.4, t, n_steps=120, growth=1.06), [scheme], cell)
+    scale = sim.FARADAY * float(cell.area) * 1e-6 * 1e-5
+    want = scale * np.asarray([1 / r0 + 1 / math.sqrt(math.pi * 1e-5 * t), 1 / r0 + math.sqrt(100.0 / 1e-5)])
+    np.testing.assert_allclose(-np.asarray(res.current[:, -1], float), want, rtol=0.01)
+
+
+def test_a_scheme_is_simulated_alone_and_planar_or_radial():
     wf = sim.linear_sweep(0.3, -0.3, 0.1, step=1e-2)
     scheme = sim.EC2(_couple(), k_dim=1e3)
     with pytest.raises(ValueError, match="on its own"):
         sim.simulate(wf, [scheme, _couple(e0=0.2)])
-    with pytest.raises(ValueError, match="planar"):
+    with pytest.raises(ValueError, match="planar or radial"):
         sim.simulate(wf, [scheme], sim.Cell(geometry=sim.Disc(radius=0.15)))

@@ -138,15 +138,23 @@ class _Discretised:
         self.st, self.p, self.ohmic, self.dtype = st, p, ohmic, dtype
         self.n_s, self.m = p["d"].shape[0], x.size - 1
         self.length = jnp.sqrt(jnp.max(p["d"]) * p["duration"])
-        h = jnp.diff(jnp.asarray(x, dtype) * self.length)  # (m,) cm
-        self.h, self.w = h, jnp.concatenate([h[:1] / 2, (h[:-1] + h[1:]) / 2])  # spacings, control widths
+        xs = jnp.asarray(x, dtype) * self.length  # cm from the electrode's surface
+        h = jnp.diff(xs)  # (m,) spacings
+        faces = jnp.concatenate([jnp.zeros(1, dtype), (xs[:-1] + xs[1:]) / 2])  # (m+1,) control-volume faces
+        if "radius" in p:  # radial: volumes and face areas per unit electrode area grow as (r / r0)^2
+            r0 = p["radius"]
+            self.face = ((r0 + faces[1:]) / r0) ** 2  # (m,) the face between node k and k+1
+            self.w = ((r0 + faces[1:]) ** 3 - (r0 + faces[:-1]) ** 3) / (3 * r0**2)
+        else:
+            self.face, self.w = jnp.ones_like(h), jnp.diff(faces)
+        self.h = h
         n = jnp.asarray(st["n"], dtype)
         self.f = n * FARADAY / (GAS_CONSTANT * p["temperature"])
         self.amp = n * FARADAY * p["area"] * MOL_PER_CM3_PER_MM  # A per mM cm/s
         ox, red, cols = st["ox"], st["red"], jnp.arange(st["ox"].size)
         self.into = jnp.zeros((self.n_s, ox.size), dtype).at[ox, cols].add(1.0).at[red, cols].add(-1.0)
         self.couple_d = jnp.concatenate([p["d"], jnp.zeros(1, dtype)])  # diffusion couples species, not E
-        inner = self.couple_d[None] / h[:-1, None]
+        inner = self.couple_d[None] * (self.face / h)[:-1, None]
         self.lower = -jnp.concatenate([jnp.zeros((1, self.n_s + 1), dtype), inner])  # (m, B)
         self.upper = -jnp.concatenate([inner, jnp.zeros((1, self.n_s + 1), dtype)])
 
@@ -176,7 +184,7 @@ class _Discretised:
 
     def residual(self, c, e, c_old, e_old, e_app, dt):
         """(m, B): each node's species balance (backward Euler); E's equation in node 0's last slot."""
-        right = self.p["d"] * (jnp.concatenate([c[1:], self.p["c0"][None]]) - c) / self.h[:, None]  # into k from k+1
+        right = self.p["d"] * (jnp.concatenate([c[1:], self.p["c0"][None]]) - c) * (self.face / self.h)[:, None]
         left = jnp.concatenate([jnp.zeros((1, self.n_s), self.dtype), right[:-1]])
         res = self.w[:, None] * (c - c_old) / dt - (right - left) - self.w[:, None] * jax.vmap(self.source)(c)
         res = jnp.concatenate([res, jnp.zeros((self.m, 1), self.dtype)], 1)
@@ -187,7 +195,8 @@ class _Discretised:
         reactions' local Jacobian, and in node 0 the electrode's (E's slot an identity elsewhere)."""
         m, n_s, dtype = self.m, self.n_s, self.dtype
         jr = jax.vmap(jax.jacfwd(self.source))(c)  # (m, S, S)
-        faces = 1.0 / self.h[:, None] + jnp.concatenate([jnp.zeros((1, 1), dtype), 1.0 / self.h[:-1, None]])
+        g = (self.face / self.h)[:, None]  # face area over spacing, (m, 1)
+        faces = g + jnp.concatenate([jnp.zeros((1, 1), dtype), g[:-1]])
         on_diag = jnp.concatenate([self.w[:, None] / dt + self.p["d"][None] * faces, jnp.ones((m, 1), dtype)], 1)
         diag = jnp.eye(n_s + 1, dtype=dtype)[None] * on_diag[:, :, None]
         diag = diag.at[:, :n_s, :n_s].add(-self.w[:, None, None] * jr)
@@ -243,13 +252,15 @@ def _member(st: dict, x: np.ndarray, ohmic: bool, p: dict, potential, steps):
 def simulate_scheme(waveform, items, cell, config: SolverConfig, ohmic: bool):
     """``simulate`` for a list holding one ``Scheme``: batched over leading dimensions of any
     field (broadcast like numpy) by ``jax.vmap``; returns a ``SimulationResult`` whose "couples"
-    are the scheme's transfers. Raises ValueError for another geometry or other items beside it."""
+    are the scheme's transfers. Planar, or radial to a sphere or hemisphere (``sim.Sphere``,
+    ``sim.Hemisphere``). Raises ValueError for another geometry or other items beside it."""
     from ._result import SimulationResult
 
     if len(items) != 1:
         raise ValueError(f"couples: a Scheme is simulated on its own (put every species in it), got {len(items)} items")
-    if cell.geometry.solver is not None:
-        raise ValueError(f"Scheme: only planar diffusion is solved so far, got {type(cell.geometry).__name__}")
+    if cell.geometry.solver not in (None, "sphere"):
+        raise ValueError(f"Scheme: planar or radial (sphere, hemisphere) diffusion is solved so far, got "
+                         f"{type(cell.geometry).__name__}")
     scheme = items[0]
     st = _static(scheme)
     dtype = jnp.result_type(float)
@@ -262,6 +273,8 @@ def simulate_scheme(waveform, items, cell, config: SolverConfig, ohmic: bool):
              area=jnp.asarray(cell.area, dtype), temperature=jnp.asarray(cell.temperature, dtype),
              ru=jnp.asarray(cell.ru, dtype), cdl=jnp.asarray(cell.cdl, dtype),
              duration=jnp.asarray(waveform.duration, dtype))
+    if cell.geometry.solver == "sphere":
+        p["radius"] = jnp.asarray(cell.geometry.radius, dtype)
     if p["kf"] is None:
         p["kf"] = p["kb"] = jnp.zeros((0,), dtype)
     vector = {"d", "c0", "e0", "k0", "alpha", "reorganization", "kf", "kb"}
