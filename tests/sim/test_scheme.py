@@ -167,6 +167,10 @@ def test_radial_scheme_meets_the_microsphere_currents_with_and_without_catalysis
     scale = sim.FARADAY * float(cell.area) * 1e-6 * 1e-5
     want = scale * np.asarray([1 / r0 + 1 / math.sqrt(math.pi * 1e-5 * t), 1 / r0 + math.sqrt(100.0 / 1e-5)])
     np.testing.assert_allclose(-np.asarray(res.current[:, -1], float), want, rtol=0.01)
+    # a named first-order mechanism on a sphere goes to the same solver on its own
+    cat = sim.simulate(sim.potential_step(0.3, -0.4, t, n_steps=120, growth=1.06),
+                       [sim.ECcat(_couple(), k_cat=100.0)], cell)
+    assert -float(cat.current[-1]) == pytest.approx(want[1], rel=0.01)
 
 
 def test_a_scheme_is_simulated_alone_and_planar_or_radial():

@@ -37,10 +37,10 @@ from ._grid import SolverConfig, propagator
 from ._ohmic import solve_ir
 from ._disc import EDGE_POLES, EDGE_WEIGHTS, edge_coefficients, edge_step
 from ._physics import Cell, Couple, _concrete, stack_couples
-from ._mechanisms import Mechanism
+from ._mechanisms import CE, EC, ECE, ECcat, Mechanism
 from ._implicit import simulate_scheme
 from ._network import simulate_mechanisms
-from ._scheme import Scheme
+from ._scheme import Scheme, as_scheme
 from ._result import SimulationResult
 from ._units import FARADAY, GAS_CONSTANT, MOL_PER_CM3_PER_MM
 from ._waveforms import Waveform
@@ -95,6 +95,8 @@ def simulate(
     if not isinstance(cell, Cell):
         raise ValueError(f"cell: expected a Cell, got {type(cell).__name__}")
     items = list(couples) if isinstance(couples, Sequence) else [couples]
+    if (cell.geometry.solver == "sphere" and len(items) == 1 and isinstance(items[0], (EC, ECcat, CE, ECE))):
+        items = [as_scheme(items[0])]  # the channel solver is planar; the general one is also radial
     if any(isinstance(c, Scheme) for c in items):
         return simulate_scheme(waveform, items, cell, config, not _maybe_zero(cell.ru))
     if any(isinstance(c, Mechanism) or _marcus(c) for c in items):
