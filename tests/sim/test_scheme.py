@@ -173,10 +173,22 @@ def test_radial_scheme_meets_the_microsphere_currents_with_and_without_catalysis
     assert -float(cat.current[-1]) == pytest.approx(want[1], rel=0.01)
 
 
+def test_thin_layer_scheme_is_exhaustive_electrolysis():
+    """A 10 um layer at 1 mV/s (D T / L^2 = 12,000): i_p = n^2 F^2 v V C / 4RT and the charge n F V C."""
+    area, thickness, v = 0.1, 1e-3, 1e-3
+    res = sim.simulate(sim.linear_sweep(0.3, -0.3, v, step=1e-3), [sim.as_scheme(_couple(k0=1.0))],
+                       sim.Cell(area=area, geometry=sim.ThinLayer(thickness=thickness)))
+    amount = area * thickness * 1e-6  # mol in the layer
+    peak = sim.FARADAY**2 * v * amount / (4 * sim.GAS_CONSTANT * sim.DEFAULT_TEMPERATURE)
+    assert -float(res.current.min()) == pytest.approx(peak, rel=0.01)
+    t, i = np.asarray(res.time, float), np.asarray(res.current, float)
+    assert -float(np.sum(i[1:] * np.diff(t))) == pytest.approx(sim.FARADAY * amount, rel=1e-3)
+
+
 def test_a_scheme_is_simulated_alone_and_planar_or_radial():
     wf = sim.linear_sweep(0.3, -0.3, 0.1, step=1e-2)
     scheme = sim.EC2(_couple(), k_dim=1e3)
     with pytest.raises(ValueError, match="on its own"):
         sim.simulate(wf, [scheme, _couple(e0=0.2)])
-    with pytest.raises(ValueError, match="planar or radial"):
+    with pytest.raises(ValueError, match="planar, radial"):
         sim.simulate(wf, [scheme], sim.Cell(geometry=sim.Disc(radius=0.15)))

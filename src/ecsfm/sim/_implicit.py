@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._finite import _nodes as finite_nodes
 from ._grid import SolverConfig
 from ._network import _log_rates, _mhc_log_k
 from ._physics import _concrete
@@ -136,17 +137,22 @@ class _Discretised:
 
     def __init__(self, st: dict, x: np.ndarray, ohmic: bool, p: dict, dtype):
         self.st, self.p, self.ohmic, self.dtype = st, p, ohmic, dtype
-        self.n_s, self.m = p["d"].shape[0], x.size - 1
-        self.length = jnp.sqrt(jnp.max(p["d"]) * p["duration"])
+        wall = "thickness" in p  # a thin layer: every node unknown, no flux through the last face
+        self.n_s, self.m = p["d"].shape[0], x.size - (0 if wall else 1)
+        self.length = p["thickness"] if wall else jnp.sqrt(jnp.max(p["d"]) * p["duration"])
         xs = jnp.asarray(x, dtype) * self.length  # cm from the electrode's surface
-        h = jnp.diff(xs)  # (m,) spacings
-        faces = jnp.concatenate([jnp.zeros(1, dtype), (xs[:-1] + xs[1:]) / 2])  # (m+1,) control-volume faces
+        h = jnp.diff(xs)
+        faces = jnp.concatenate([jnp.zeros(1, dtype), (xs[:-1] + xs[1:]) / 2])  # control-volume faces
+        if wall:  # the last node's half cell ends at the wall; a closed face beyond it
+            h, faces = jnp.concatenate([h, jnp.ones(1, dtype)]), jnp.concatenate([faces, xs[-1:]])
         if "radius" in p:  # radial: volumes and face areas per unit electrode area grow as (r / r0)^2
             r0 = p["radius"]
             self.face = ((r0 + faces[1:]) / r0) ** 2  # (m,) the face between node k and k+1
             self.w = ((r0 + faces[1:]) ** 3 - (r0 + faces[:-1]) ** 3) / (3 * r0**2)
         else:
             self.face, self.w = jnp.ones_like(h), jnp.diff(faces)
+        if wall:
+            self.face = self.face.at[-1].set(0.0)
         self.h = h
         n = jnp.asarray(st["n"], dtype)
         self.f = n * FARADAY / (GAS_CONSTANT * p["temperature"])
@@ -233,7 +239,8 @@ def _member(st: dict, x: np.ndarray, ohmic: bool, p: dict, potential, steps):
     c_init = jnp.broadcast_to(bulk, (sys.m, n_s)).astype(dtype)
     dt = jnp.asarray(steps, dtype) * p["duration"]
     (c_end, _), outs = jax.lax.scan(step, (c_init, potential[0]), (potential[1:], dt))
-    prof = jnp.concatenate([c_end, bulk[None]])  # (m+1, S)
+    wall = "thickness" in p
+    prof = c_end if wall else jnp.concatenate([c_end, bulk[None]])  # (nodes, S)
     out = {k: jnp.concatenate([jnp.zeros_like(v[:1]), v]) for k, v in outs.items() if k != "resid"}
     out["interface_potential"] = out["interface_potential"].at[0].set(potential[0])
     out["surface_concentration"] = out["surface_concentration"].at[0].set(jnp.stack([bulk[ox], bulk[red]], 1))
@@ -241,26 +248,27 @@ def _member(st: dict, x: np.ndarray, ohmic: bool, p: dict, potential, steps):
     out["final_concentration"] = jnp.stack([prof[:, ox].T, prof[:, red].T], 1)  # (J, 2, m+1)
     out["diffusion_length"] = jnp.full((ox.size, 2), sys.length, dtype)
     scale = jnp.maximum(jnp.max(bulk), 1e-30)
-    out["far_field"] = jnp.max(jnp.abs(c_end[-1] - bulk)) / scale
-    # the fastest pseudo-first-order rate, k c^(order - 1), at the largest bulk concentration
+    out["far_field"] = jnp.zeros((), dtype) if wall else jnp.max(jnp.abs(c_end[-1] - bulk)) / scale
+    # the fastest pseudo-first-order rate, k c^(order - 1), at the largest bulk concentration; the
+    # first spacing over the thinnest reaction layer sqrt(D_min / kappa)
     kappa = jnp.max(jnp.concatenate([jnp.zeros(1, dtype), p["kf"] * jnp.asarray(
         [s[2] for s in st["sides"]], dtype) * scale ** jnp.asarray([order(s[0]) - 1 for s in st["sides"]], dtype)]))
-    out["reaction_layer"] = x[1] * jnp.sqrt(kappa * p["duration"])
+    out["reaction_layer"] = x[1] * sys.length * jnp.sqrt(kappa / jnp.min(p["d"]))
     return out
 
 
 def simulate_scheme(waveform, items, cell, config: SolverConfig, ohmic: bool):
     """``simulate`` for a list holding one ``Scheme``: batched over leading dimensions of any
     field (broadcast like numpy) by ``jax.vmap``; returns a ``SimulationResult`` whose "couples"
-    are the scheme's transfers. Planar, or radial to a sphere or hemisphere (``sim.Sphere``,
-    ``sim.Hemisphere``). Raises ValueError for another geometry or other items beside it."""
+    are the scheme's transfers. Planar, radial to a sphere or hemisphere (``sim.Sphere``,
+    ``sim.Hemisphere``) or in a thin layer (``sim.ThinLayer``: a wall, no flux). Raises ValueError for another geometry or other items beside it."""
     from ._result import SimulationResult
 
     if len(items) != 1:
         raise ValueError(f"couples: a Scheme is simulated on its own (put every species in it), got {len(items)} items")
-    if cell.geometry.solver not in (None, "sphere"):
-        raise ValueError(f"Scheme: planar or radial (sphere, hemisphere) diffusion is solved so far, got "
-                         f"{type(cell.geometry).__name__}")
+    if cell.geometry.solver not in (None, "sphere", "thin-layer"):
+        raise ValueError(f"Scheme: planar, radial (sphere, hemisphere) or thin-layer diffusion is solved so far, "
+                         f"got {type(cell.geometry).__name__}")
     scheme = items[0]
     st = _static(scheme)
     dtype = jnp.result_type(float)
@@ -273,8 +281,11 @@ def simulate_scheme(waveform, items, cell, config: SolverConfig, ohmic: bool):
              area=jnp.asarray(cell.area, dtype), temperature=jnp.asarray(cell.temperature, dtype),
              ru=jnp.asarray(cell.ru, dtype), cdl=jnp.asarray(cell.cdl, dtype),
              duration=jnp.asarray(waveform.duration, dtype))
+    x = config.nodes()
     if cell.geometry.solver == "sphere":
         p["radius"] = jnp.asarray(cell.geometry.radius, dtype)
+    if cell.geometry.solver == "thin-layer":  # the layer's own grid, in units of its thickness (``_finite``)
+        p["thickness"], x = jnp.asarray(cell.geometry.thickness, dtype), finite_nodes(config.growth, 1.0)
     if p["kf"] is None:
         p["kf"] = p["kb"] = jnp.zeros((0,), dtype)
     vector = {"d", "c0", "e0", "k0", "alpha", "reorganization", "kf", "kb"}
@@ -284,8 +295,8 @@ def simulate_scheme(waveform, items, cell, config: SolverConfig, ohmic: bool):
     flat = {k: jnp.broadcast_to(v, batch + v.shape[-1:] if k in vector else batch).reshape((n_b,) + v.shape[-1:] * (k in vector))
             for k, v in p.items()}
     pot = jnp.broadcast_to(waveform.potential.astype(dtype), batch + waveform.potential.shape[-1:])
-    run = jax.vmap(lambda q, e: _member(st, config.nodes(), ohmic, q, e, waveform.grid.steps))
+    run = jax.vmap(lambda q, e: _member(st, x, ohmic, q, e, waveform.grid.steps))
     out = run(flat, pot.reshape((n_b, -1)))
     out = {k: v.reshape(batch + v.shape[1:]) for k, v in out.items()}
     time = jnp.broadcast_to(waveform.time.astype(dtype), batch + waveform.potential.shape[-1:])
-    return SimulationResult(time=time, potential=pot, grid_x=jnp.asarray(config.nodes(), dtype), **out)
+    return SimulationResult(time=time, potential=pot, grid_x=jnp.asarray(x, dtype), **out)
