@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._finite import LEVICH_C, XI_MAX
 from ._finite import _nodes as finite_nodes
 from ._grid import SolverConfig
 from ._network import _log_rates, _mhc_log_k
@@ -110,6 +111,13 @@ def _gauss(a, b):
     return jnp.stack(x)
 
 
+def _bernoulli(z):
+    """``z / (e^z - 1)`` (1 at z = 0), stable for either sign."""
+    small = jnp.abs(z) < 1e-4
+    safe = jnp.where(small, 1.0, z)
+    return jnp.where(small, 1.0 - z / 2, safe / jnp.expm1(safe))
+
+
 def _thomas(diag, lower, upper, rhs):
     """Block-tridiagonal (Thomas) solve: ``diag`` (m, B, B), ``lower``/``upper`` (m, B) the diagonal
     off-diagonal blocks (``lower[0]``, ``upper[-1]`` unused), ``rhs`` (m, B); returns (m, B)."""
@@ -139,7 +147,12 @@ class _Discretised:
         self.st, self.p, self.ohmic, self.dtype = st, p, ohmic, dtype
         wall = "thickness" in p  # a thin layer: every node unknown, no flux through the last face
         self.n_s, self.m = p["d"].shape[0], x.size - (0 if wall else 1)
-        self.length = p["thickness"] if wall else jnp.sqrt(jnp.max(p["d"]) * p["duration"])
+        if wall:
+            self.length = p["thickness"]
+        elif "flow" in p:  # a rotating disc: v_x = -flow x^2 (1/(cm s)); its own length scale (``_finite``)
+            self.length = (jnp.max(p["d"]) / p["flow"]) ** (1.0 / 3.0)
+        else:
+            self.length = jnp.sqrt(jnp.max(p["d"]) * p["duration"])
         xs = jnp.asarray(x, dtype) * self.length  # cm from the electrode's surface
         h = jnp.diff(xs)
         faces = jnp.concatenate([jnp.zeros(1, dtype), (xs[:-1] + xs[1:]) / 2])  # control-volume faces
@@ -154,15 +167,32 @@ class _Discretised:
         if wall:
             self.face = self.face.at[-1].set(0.0)
         self.h = h
+        # Convection (a rotating disc) enters the face fluxes by exponential fitting (Scharfetter-
+        # Gummel): exact for advection-diffusion at a constant velocity over a cell, so the coarse
+        # outer cells neither oscillate nor smear. Into node k through its right face:
+        # D / h (B(P) c_{k+1} - B(-P) c_k), P = v h / D, B(z) = z / (e^z - 1); B = 1 without flow.
+        # The flow is not divergence-free in 1-D (the disc's radial outflow carries the rest): the
+        # equation is dc/dt = D c'' - v c', i.e. the conservative fluxes plus c dv/dx, taken per node
+        # as (v_right - v_left) c_k, which leaves the bulk exactly at rest.
+        if "flow" in p:
+            v = -p["flow"] * faces**2  # (m+1,) cm/s at the faces, 0 on the disc
+            peclet = v[1:, None] * h[:, None] / p["d"][None]  # (m, S)
+            self.b_up, self.b_down = _bernoulli(peclet), _bernoulli(-peclet)
+            self.dv = jnp.diff(v)[:, None]  # (m, 1)
+        else:
+            self.b_up = self.b_down = jnp.ones((self.m, self.n_s), dtype)
+            self.dv = jnp.zeros((self.m, 1), dtype)
         n = jnp.asarray(st["n"], dtype)
         self.f = n * FARADAY / (GAS_CONSTANT * p["temperature"])
         self.amp = n * FARADAY * p["area"] * MOL_PER_CM3_PER_MM  # A per mM cm/s
         ox, red, cols = st["ox"], st["red"], jnp.arange(st["ox"].size)
         self.into = jnp.zeros((self.n_s, ox.size), dtype).at[ox, cols].add(1.0).at[red, cols].add(-1.0)
         self.couple_d = jnp.concatenate([p["d"], jnp.zeros(1, dtype)])  # diffusion couples species, not E
-        inner = self.couple_d[None] * (self.face / h)[:-1, None]
-        self.lower = -jnp.concatenate([jnp.zeros((1, self.n_s + 1), dtype), inner])  # (m, B)
-        self.upper = -jnp.concatenate([inner, jnp.zeros((1, self.n_s + 1), dtype)])
+        g = p["d"][None] * (self.face / h)[:, None]  # (m, S) conductance of each node's right face
+        pad = lambda a: jnp.concatenate([a, jnp.zeros((a.shape[0], 1), dtype)], 1)  # noqa: E731  (E's slot)
+        self.lower = -jnp.concatenate([jnp.zeros((1, self.n_s + 1), dtype), pad(g * self.b_down)[:-1]])  # (m, B)
+        self.upper = -jnp.concatenate([pad(g * self.b_up)[:-1], jnp.zeros((1, self.n_s + 1), dtype)])
+        self.g = g
 
     def source(self, c):  # homogeneous reactions at one node, mM/s
         return _reaction_source(self.st, self.p["kf"], self.p["kb"], c)
@@ -190,9 +220,10 @@ class _Discretised:
 
     def residual(self, c, e, c_old, e_old, e_app, dt):
         """(m, B): each node's species balance (backward Euler); E's equation in node 0's last slot."""
-        right = self.p["d"] * (jnp.concatenate([c[1:], self.p["c0"][None]]) - c) * (self.face / self.h)[:, None]
+        right = self.g * (self.b_up * jnp.concatenate([c[1:], self.p["c0"][None]]) - self.b_down * c)  # into k
         left = jnp.concatenate([jnp.zeros((1, self.n_s), self.dtype), right[:-1]])
-        res = self.w[:, None] * (c - c_old) / dt - (right - left) - self.w[:, None] * jax.vmap(self.source)(c)
+        res = (self.w[:, None] * (c - c_old) / dt - (right - left) - self.dv * c
+               - self.w[:, None] * jax.vmap(self.source)(c))
         res = jnp.concatenate([res, jnp.zeros((self.m, 1), self.dtype)], 1)
         return res.at[0].add(self.boundary(c[0], e, e_old, e_app, dt)[0])
 
@@ -201,9 +232,9 @@ class _Discretised:
         reactions' local Jacobian, and in node 0 the electrode's (E's slot an identity elsewhere)."""
         m, n_s, dtype = self.m, self.n_s, self.dtype
         jr = jax.vmap(jax.jacfwd(self.source))(c)  # (m, S, S)
-        g = (self.face / self.h)[:, None]  # face area over spacing, (m, 1)
-        faces = g + jnp.concatenate([jnp.zeros((1, 1), dtype), g[:-1]])
-        on_diag = jnp.concatenate([self.w[:, None] / dt + self.p["d"][None] * faces, jnp.ones((m, 1), dtype)], 1)
+        out_right, out_left = self.g * self.b_down, self.g * self.b_up  # what leaves node k through each face
+        faces = out_right + jnp.concatenate([jnp.zeros((1, n_s), dtype), out_left[:-1]])
+        on_diag = jnp.concatenate([self.w[:, None] / dt + faces - self.dv, jnp.ones((m, 1), dtype)], 1)
         diag = jnp.eye(n_s + 1, dtype=dtype)[None] * on_diag[:, :, None]
         diag = diag.at[:, :n_s, :n_s].add(-self.w[:, None, None] * jr)
         jc, je = jax.jacfwd(lambda c0, ee: self.boundary(c0, ee, e_old, e_app, dt)[0], argnums=(0, 1))(c[0], e)
@@ -261,14 +292,15 @@ def simulate_scheme(waveform, items, cell, config: SolverConfig, ohmic: bool):
     """``simulate`` for a list holding one ``Scheme``: batched over leading dimensions of any
     field (broadcast like numpy) by ``jax.vmap``; returns a ``SimulationResult`` whose "couples"
     are the scheme's transfers. Planar, radial to a sphere or hemisphere (``sim.Sphere``,
-    ``sim.Hemisphere``) or in a thin layer (``sim.ThinLayer``: a wall, no flux). Raises ValueError for another geometry or other items beside it."""
+    ``sim.Hemisphere``), in a thin layer (``sim.ThinLayer``: a wall, no flux) or at a rotating disc
+    (``sim.RotatingDisc``: von Karman's flow, exponentially fitted face fluxes). Raises ValueError for another geometry or other items beside it."""
     from ._result import SimulationResult
 
     if len(items) != 1:
         raise ValueError(f"couples: a Scheme is simulated on its own (put every species in it), got {len(items)} items")
-    if cell.geometry.solver not in (None, "sphere", "thin-layer"):
-        raise ValueError(f"Scheme: planar, radial (sphere, hemisphere) or thin-layer diffusion is solved so far, "
-                         f"got {type(cell.geometry).__name__}")
+    if cell.geometry.solver not in (None, "sphere", "thin-layer", "rde"):
+        raise ValueError(f"Scheme: planar, radial (sphere, hemisphere), thin-layer or rotating-disc transport is "
+                         f"solved so far, got {type(cell.geometry).__name__}")
     scheme = items[0]
     st = _static(scheme)
     dtype = jnp.result_type(float)
@@ -286,6 +318,10 @@ def simulate_scheme(waveform, items, cell, config: SolverConfig, ohmic: bool):
         p["radius"] = jnp.asarray(cell.geometry.radius, dtype)
     if cell.geometry.solver == "thin-layer":  # the layer's own grid, in units of its thickness (``_finite``)
         p["thickness"], x = jnp.asarray(cell.geometry.thickness, dtype), finite_nodes(config.growth, 1.0)
+    if cell.geometry.solver == "rde":  # von Karman's v_x = -C w^3/2 nu^-1/2 x^2; the bulk at XI_MAX lengths
+        geo = cell.geometry
+        p["flow"] = jnp.asarray(LEVICH_C * geo.omega**1.5 / jnp.sqrt(geo.viscosity), dtype)
+        x = finite_nodes(config.growth, XI_MAX)
     if p["kf"] is None:
         p["kf"] = p["kb"] = jnp.zeros((0,), dtype)
     vector = {"d", "c0", "e0", "k0", "alpha", "reorganization", "kf", "kb"}

@@ -95,8 +95,9 @@ def simulate(
     if not isinstance(cell, Cell):
         raise ValueError(f"cell: expected a Cell, got {type(cell).__name__}")
     items = list(couples) if isinstance(couples, Sequence) else [couples]
-    if cell.geometry.solver in ("sphere", "thin-layer") and len(items) == 1 and isinstance(items[0], (EC, ECcat, CE, ECE)):
-        items = [as_scheme(items[0])]  # the channel solver is planar; the general one also radial and thin-layer
+    if cell.geometry.solver in ("sphere", "thin-layer", "rde") and len(items) == 1 \
+            and isinstance(items[0], (EC, ECcat, CE, ECE)):
+        items = [as_scheme(items[0])]  # the channel solver is planar; the general one is not only
     if any(isinstance(c, Scheme) for c in items):
         return simulate_scheme(waveform, items, cell, config, not _maybe_zero(cell.ru))
     if any(isinstance(c, Mechanism) or _marcus(c) for c in items):
