@@ -75,7 +75,11 @@ def simulate(
 
     Args:
         waveform: the applied potential program (see ``ecsfm.sim`` builders).
-        couples: one ``Couple`` or a sequence of S of them (independent couples, one electrode).
+        couples: one ``Couple`` or a sequence of S of them (independent couples, one electrode),
+            mixed with named mechanisms (``EC``, ``ECcat``, ``CE``, ``ECE``, ``Convection``,
+            ``Surface``: planar; one of the first four alone also on a sphere, hemisphere, thin
+            layer or rotating disc), or one ``Scheme`` on its own (``EC2``, ``DISP1``, any
+            mechanism as data; the general implicit solver).
         cell: area, temperature, Ru, Cdl (default: 1 cm^2, 298.15 K, no Ru, no Cdl).
         config: discretisation settings (static).
 
