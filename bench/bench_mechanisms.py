@@ -71,7 +71,7 @@ def main() -> None:
     base = rates["plain couple (k0 spread)"]
     print(f"{batch} CVs of {wf.potential.shape[-1]} points on {n_dev} CPU devices")
     for name, rate in rates.items():
-        print(f"  {name:30s} {rate:10,.0f} CVs/s   {rate / base:5.2f} x the plain couple")
+        print(f"  {name:30s} {rate:10,.0f} CVs/s   {rate / base:7.3g} x the plain couple")
 
 
 if __name__ == "__main__":
