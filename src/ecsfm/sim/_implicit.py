@@ -37,7 +37,7 @@ import numpy as np
 from ._finite import LEVICH_C, XI_MAX
 from ._finite import _nodes as finite_nodes
 from ._grid import SolverConfig
-from ._network import _log_rates, _mhc_log_k
+from ._network import _log_rates, _mhc_reference
 from ._physics import _concrete
 from ._scheme import PER_MM, Scheme, order
 from ._units import FARADAY, GAS_CONSTANT, MOL_PER_CM3_PER_MM
@@ -184,6 +184,9 @@ class _Discretised:
             self.dv = jnp.zeros((self.m, 1), dtype)
         n = jnp.asarray(st["n"], dtype)
         self.f = n * FARADAY / (GAS_CONSTANT * p["temperature"])
+        # Marcus-Hush-Chidsey: lambda F / RT per transfer and its rate at eta = 0, once per run
+        self.big_l = p["reorganization"] * self.f / n
+        self.mhc_ref = _mhc_reference({"reorganization": p["reorganization"], "n": n}, self.f) if st["mhc"] else None
         self.amp = n * FARADAY * p["area"] * MOL_PER_CM3_PER_MM  # A per mM cm/s
         ox, red, cols = st["ox"], st["red"], jnp.arange(st["ox"].size)
         self.into = jnp.zeros((self.n_s, ox.size), dtype).at[ox, cols].add(1.0).at[red, cols].add(-1.0)
@@ -201,12 +204,7 @@ class _Discretised:
         """Each transfer's net oxidation rate, mM cm/s: Butler-Volmer, or Marcus-Hush-Chidsey where a
         transfer's reorganisation energy is finite (``_network``'s rates)."""
         p = self.p
-        big_l = p["reorganization"] * self.f / jnp.asarray(self.st["n"], self.dtype)  # lambda F / RT
-        ref = None
-        if self.st["mhc"]:
-            lam = jnp.where(jnp.isfinite(big_l), big_l, 1.0)
-            ref = _mhc_log_k(lam, lam)
-        log_ox, log_red = _log_rates(self.f * (e - p["e0"]), p["alpha"], big_l, ref)
+        log_ox, log_red = _log_rates(self.f * (e - p["e0"]), p["alpha"], self.big_l, self.mhc_ref)
         up = jnp.exp(jnp.clip(log_ox, -EXP_CLIP, EXP_CLIP))
         down = jnp.exp(jnp.clip(log_red, -EXP_CLIP, EXP_CLIP))
         return p["k0"] * (up * c0[self.st["red"]] - down * c0[self.st["ox"]])
