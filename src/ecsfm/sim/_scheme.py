@@ -243,7 +243,8 @@ def as_scheme(item) -> Scheme:
     ``Scheme``: the same physics for the general solver, where each species may have its own D (the
     channel solver needs the linked species' D equal). Raises ValueError for anything else."""
     if isinstance(item, Couple):
-        return Scheme(list(_couple_species(item, "O", "R")[:2]), [_couple_species(item, "O", "R")[2]])
+        o, r, t = _couple_species(item, "O", "R")
+        return Scheme([o, r], [t])
     if isinstance(item, EC):
         o, r, t = _couple_species(item.couple, "O", "R")
         kb = _concrete(item.k_b)
